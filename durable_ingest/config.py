@@ -1,0 +1,272 @@
+"""Configuration, validated in one place.
+
+Settings come from, lowest precedence first: built-in defaults, a TOML file
+(``--config``, else ``$INGEST_CONFIG``, else ``./ingest.toml`` when present),
+then environment variables ``INGEST_<SECTION>_<FIELD>`` (for example
+``INGEST_KAFKA_BOOTSTRAP``, ``INGEST_CLICKHOUSE_DSN``,
+``INGEST_KAFKA_SASL_PASSWORD``) and ``INGEST_DATA_DIR``.
+
+Every model is frozen, keyword-only and refuses unknown keys. Unsafe settings
+are refused at construction: auto commit, a producer without idempotence or
+without ``acks=all``, secrets in free-form client overrides or in a DSN.
+Secrets are :class:`pydantic.SecretStr`: they print as ``**********`` in reprs,
+dumps and logs, and error messages are built from field names only, never
+from the values given.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from durable_ingest.errors import ConfigError
+
+ENV_PREFIX = "INGEST_"
+ENV_CONFIG_FILE = "INGEST_CONFIG"
+DEFAULT_CONFIG_FILE = Path("ingest.toml")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+# librdkafka settings that must not be overridden through the free-form maps.
+_UNSAFE_PRODUCER = {
+    "enable.idempotence": ("true",),
+    "acks": ("all", "-1"),
+    "request.required.acks": ("all", "-1"),
+}
+_UNSAFE_CONSUMER = {
+    "enable.auto.commit": ("false",),
+}
+_OWNED_KEYS = {"bootstrap.servers", "group.id", "client.id"}
+_SECRET_WORDS = ("password", "secret", "token", "sasl.jaas")
+
+
+def _check_overrides(
+    kind: str, overrides: Mapping[str, str], rules: Mapping[str, tuple[str, ...]]
+) -> None:
+    for key, value in overrides.items():
+        lowered = key.lower()
+        if any(word in lowered for word in _SECRET_WORDS):
+            raise ValueError(
+                f"kafka.{kind}: {key!r} looks like a secret; use the kafka.sasl_password "
+                "or kafka.ssl_key_password settings, which are masked"
+            )
+        if lowered in _OWNED_KEYS:
+            raise ValueError(f"kafka.{kind}: {key!r} is set by durable-ingest; use its own setting")
+        allowed = rules.get(lowered)
+        if allowed is not None and str(value).strip().lower() not in allowed:
+            raise ValueError(
+                f"kafka.{kind}: {key}={value!r} is unsafe; durable-ingest requires "
+                f"{key}={allowed[0]} (see docs/delivery-guarantees.md)"
+            )
+
+
+class KafkaSettings(_Model):
+    """How workers reach Kafka. Security settings go straight to librdkafka."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    client_id: str = "durable-ingest"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_endpoint_identification: bool = True
+    connect_timeout_s: float = Field(10.0, gt=0)
+    """How long to wait for the first metadata answer before BrokerUnavailableError."""
+    delivery_timeout_ms: int = Field(30_000, ge=1_000)
+    linger_ms: int = Field(5, ge=0)
+    session_timeout_ms: int = Field(6_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(1_500, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    producer: dict[str, str] = Field(default_factory=dict)
+    """Extra librdkafka producer settings. Idempotence and acks=all cannot be weakened."""
+    consumer: dict[str, str] = Field(default_factory=dict)
+    """Extra librdkafka consumer settings. Auto commit cannot be turned on."""
+
+    @model_validator(mode="after")
+    def _safe(self) -> KafkaSettings:
+        _check_overrides("producer", self.producer, _UNSAFE_PRODUCER)
+        _check_overrides("consumer", self.consumer, _UNSAFE_CONSUMER)
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                "kafka.heartbeat_interval_ms must be at most a third of kafka.session_timeout_ms"
+            )
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism is None:
+                raise ValueError(f"kafka.sasl_mechanism is required with {self.security_protocol}")
+            if self.sasl_mechanism != "OAUTHBEARER" and (
+                self.sasl_username is None or self.sasl_password is None
+            ):
+                raise ValueError(
+                    f"kafka.sasl_username and kafka.sasl_password are required with "
+                    f"{self.sasl_mechanism}"
+                )
+        for host in self.bootstrap.split(","):
+            if not host.strip() or ":" not in host:
+                raise ValueError("kafka.bootstrap must be host:port[,host:port...]")
+        return self
+
+
+class ClickHouseSettings(_Model):
+    """Where rows are written: ``chdb://<dir>`` (embedded) or ``http(s)://host:port``."""
+
+    dsn: str = "chdb://.ingest/warehouse"
+    database: str = "default"
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_tls: bool = True
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @model_validator(mode="after")
+    def _dsn(self) -> ClickHouseSettings:
+        parts = urlsplit(self.dsn)
+        if parts.scheme not in ("chdb", "http", "https"):
+            raise ValueError("clickhouse.dsn must start with chdb://, http:// or https://")
+        if parts.password:
+            raise ValueError(
+                "clickhouse.dsn must not contain a password; set clickhouse.password "
+                "(or INGEST_CLICKHOUSE_PASSWORD), which is masked"
+            )
+        if parts.scheme == "chdb" and not (parts.netloc + parts.path):
+            raise ValueError(
+                "clickhouse.dsn chdb:// needs a directory, e.g. chdb://.ingest/warehouse"
+            )
+        return self
+
+    @property
+    def embedded_path(self) -> Path | None:
+        """The chDB directory when the DSN is embedded, else None."""
+        parts = urlsplit(self.dsn)
+        if parts.scheme != "chdb":
+            return None
+        return Path(parts.netloc + parts.path)
+
+
+class ResourceSettings(_Model):
+    """How one resource is staged."""
+
+    schema_file: str
+    """Avro schema, relative to the schemas folder, e.g. ``coinbase/matches.avsc``."""
+    key: list[str] = Field(min_length=1)
+    id_fields: list[str] = Field(default_factory=list)
+    time_field: str | None = None
+    topic: str | None = None
+    partitions: int = Field(3, ge=1)
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
+    replication_factor: int = Field(1, ge=1)
+
+
+class SourceSettings(_Model):
+    resources: dict[str, ResourceSettings] = Field(default_factory=dict)
+
+
+class StagingSettings(_Model):
+    max_record_bytes: int = Field(1_000_000, ge=1_024)
+    """Largest staged record (key + value + headers). Enforced before produce."""
+    checkpoint_topic: str = "ingest._checkpoints"
+    checkpoint_replication_factor: int = Field(1, ge=1)
+    schemas_dir: Path | None = None
+    """Folder of ``.avsc`` files; default: the ``schemas/`` shipped with durable-ingest."""
+
+
+class Settings(_Model):
+    """Everything a worker needs, validated."""
+
+    data_dir: Path = Path(".ingest")
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    staging: StagingSettings = StagingSettings()
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+
+
+_SECTIONS: dict[str, type[_Model]] = {
+    "kafka": KafkaSettings,
+    "clickhouse": ClickHouseSettings,
+    "staging": StagingSettings,
+}
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """Nested settings from ``INGEST_*`` variables; unknown names are an error."""
+    result: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_FILE:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        if rest == "data_dir":
+            result["data_dir"] = value
+            continue
+        section, _, field = rest.partition("_")
+        model = _SECTIONS.get(section)
+        if model is None or field not in model.model_fields or field in ("producer", "consumer"):
+            raise ConfigError(f"environment variable {name} is not a durable-ingest setting")
+        result.setdefault(section, {})[field] = value
+    return result
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "settings"
+        lines.append(f"{where}: {item['msg']}")
+    return f"invalid configuration ({origin}): " + "; ".join(lines)
+
+
+def settings_from(data: Mapping[str, Any], origin: str = "settings") -> Settings:
+    """Validate a settings mapping; raises :class:`ConfigError` without echoing values."""
+    try:
+        return Settings.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror}") from None
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then the TOML file, then ``INGEST_*`` environment variables."""
+    env = os.environ if env is None else env
+    if path is None and env.get(ENV_CONFIG_FILE):
+        path = Path(env[ENV_CONFIG_FILE])
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
+    origin = str(path) if path is not None else "defaults"
+    overrides = _env_overrides(env)
+    if overrides:
+        origin += " + environment"
+    return settings_from(_merge(data, overrides), origin)

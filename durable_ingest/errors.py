@@ -1,0 +1,207 @@
+"""Every error durable-ingest raises, grouped by what the caller must do.
+
+::
+
+    IngestError                      base class; never raised itself
+    ├── RetryError                   repeat the same operation; it is idempotent
+    │   ├── DeliveryUnknownError     produce timed out: maybe written; resend, same ids
+    │   └── CommitFailedError        offsets not committed; the batch will be re-read
+    ├── BackoffError                 a dependency is unavailable: wait, then retry
+    │   ├── BrokerUnavailableError   Kafka cannot be reached within the timeout
+    │   └── DeliveryFailedError      the broker refused a record for a transient cause
+    ├── DeadLetterError              this record can never succeed: dead-letter it,
+    │   │                            count it, continue with the rest
+    │   ├── UnknownResourceError     a row was given for a resource nobody declared
+    │   ├── SchemaMismatchError      a row does not fit its resource's Avro schema
+    │   ├── RecordTooLargeError      an encoded record is over the size limit
+    │   └── CorruptRecordError       staged bytes that cannot be decoded
+    └── StopError                    retrying will not help: stop with this message
+        ├── ConfigError              the configuration is invalid or unsafe
+        ├── SchemaError              a schema file is missing or not valid Avro
+        ├── CheckpointError          a checkpoint is not plain JSON
+        ├── TopicError               a staging topic is missing or cannot be created
+        ├── DeliveryRejectedError    the broker refused a record for good (e.g. ACL)
+        ├── KafkaFatalError          the Kafka client hit a fatal error
+        ├── StagingClosedError       the staging session was already closed
+        ├── WarehouseError           the warehouse cannot be opened
+        └── StackError               the embedded stack cannot start
+
+Errors carry structured fields (``topic``, ``partition``, ``offset``,
+``resource``, ``field``, ``code``...) besides their message, so callers route
+them without parsing strings. Messages never contain secrets: configuration
+errors are built from field locations, never from input values.
+
+Third-party exceptions (librdkafka, clickhouse-connect, chDB) are translated
+into these classes in one place per adapter; nothing else catches them.
+"""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base class of every durable-ingest error."""
+
+
+# --- retry -----------------------------------------------------------------
+
+
+class RetryError(IngestError):
+    """The operation may be repeated as it is: it is idempotent."""
+
+
+class DeliveryUnknownError(RetryError):
+    """A produce timed out: the records may or may not have been written.
+
+    Resend the same rows: their event ids are deterministic, so the sink
+    deduplicates whatever was written twice.
+    """
+
+    def __init__(self, message: str, *, topic: str, undelivered: int) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.undelivered = undelivered
+
+
+class CommitFailedError(RetryError):
+    """Offsets were not committed; the batch will be delivered again.
+
+    The write it describes is idempotent, so re-reading it is harmless.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- back off --------------------------------------------------------------
+
+
+class BackoffError(IngestError):
+    """A dependency is unavailable: wait (with backoff), then retry."""
+
+
+class BrokerUnavailableError(BackoffError):
+    """Kafka could not be reached within the configured timeout."""
+
+    def __init__(self, message: str, *, bootstrap: str) -> None:
+        super().__init__(message)
+        self.bootstrap = bootstrap
+
+
+class DeliveryFailedError(BackoffError):
+    """The broker refused records for a cause that may pass (leader change...)."""
+
+    def __init__(self, message: str, *, topic: str, code: str, failed: int) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.code = code
+        self.failed = failed
+
+
+# --- dead-letter and continue ----------------------------------------------
+
+
+class DeadLetterError(IngestError):
+    """This record can never succeed: dead-letter it and go on with the rest."""
+
+
+class UnknownResourceError(DeadLetterError):
+    """A source or resource name that the staging context does not declare."""
+
+    def __init__(self, message: str, *, source: str, resource: str) -> None:
+        super().__init__(message)
+        self.source = source
+        self.resource = resource
+
+
+class SchemaMismatchError(DeadLetterError):
+    """A row does not fit its resource's Avro schema."""
+
+    def __init__(self, message: str, *, resource: str, field: str | None, row_index: int) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.field = field
+        self.row_index = row_index
+
+
+class RecordTooLargeError(DeadLetterError):
+    """An encoded record is larger than the configured limit."""
+
+    def __init__(
+        self, message: str, *, resource: str, size: int, limit: int, row_index: int
+    ) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.size = size
+        self.limit = limit
+        self.row_index = row_index
+
+
+class CorruptRecordError(DeadLetterError):
+    """Staged bytes that cannot be decoded into a record of a known schema."""
+
+    def __init__(
+        self, message: str, *, topic: str, partition: int, offset: int, reason: str
+    ) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.reason = reason
+
+
+# --- stop ------------------------------------------------------------------
+
+
+class StopError(IngestError):
+    """Retrying will not help: stop and show this message to a person."""
+
+
+class ConfigError(StopError):
+    """The configuration is invalid or unsafe."""
+
+
+class SchemaError(StopError):
+    """A schema file is missing, unreadable or not valid Avro."""
+
+
+class CheckpointError(StopError):
+    """A checkpoint that cannot be stored: not plain JSON, or nothing to carry it."""
+
+
+class TopicError(StopError):
+    """A staging topic is missing, misconfigured, or could not be created."""
+
+    def __init__(self, message: str, *, topic: str) -> None:
+        super().__init__(message)
+        self.topic = topic
+
+
+class DeliveryRejectedError(StopError):
+    """The broker refused records for good (authorization, invalid topic...)."""
+
+    def __init__(self, message: str, *, topic: str, code: str, failed: int) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.code = code
+        self.failed = failed
+
+
+class KafkaFatalError(StopError):
+    """The Kafka client reported a fatal error; it must be recreated."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class StagingClosedError(StopError):
+    """The staging session (or its writer or reader) was already closed."""
+
+
+class WarehouseError(StopError):
+    """The warehouse could not be opened (bad DSN, embedded path in use...)."""
+
+
+class StackError(StopError):
+    """The embedded stack could not start: binary missing, port taken, no answer."""

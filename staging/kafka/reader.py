@@ -1,0 +1,206 @@
+"""The Kafka RecordReader: a consumer-group member that commits only what it is told."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from durable_ingest.errors import CommitFailedError, CorruptRecordError, StagingClosedError
+from staging.envelope import EnvelopeDecoder, StagedRecord
+from staging.kafka.translate import (
+    broker_call,
+    commit_error,
+    consume_error,
+    describe,
+    kafka_error_of,
+)
+from staging.offsets import CommitLedger, Partition, offset_ranges
+from staging.protocol import OnCorrupt, StagedBatch
+
+log = logging.getLogger(__name__)
+
+_Headers = Sequence[tuple[str, bytes | None]] | None
+
+
+def _partitions(tps: Sequence[TopicPartition]) -> list[Partition]:
+    return [Partition(tp.topic, tp.partition) for tp in tps]
+
+
+class KafkaRecordReader:
+    """Reads staged batches from a consumer group; never auto-commits."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: Sequence[str],
+        decoder: EnvelopeDecoder,
+        *,
+        bootstrap: str,
+        timeout_s: float,
+    ) -> None:
+        self._consumer = Consumer(config)
+        self._decoder = decoder
+        self._bootstrap = bootstrap
+        self._timeout_s = timeout_s
+        self._ledger = CommitLedger()
+        self._stopping = False
+        self._closed = False
+        self._consumer.subscribe(
+            list(topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    # -- rebalance callbacks (run inside consume()) --------------------------
+
+    def _on_assign(self, _consumer: Consumer, tps: list[TopicPartition]) -> None:
+        self._ledger.assign(_partitions(tps))
+        log.info("assigned %s", ", ".join(str(p) for p in _partitions(tps)) or "nothing")
+
+    def _on_revoke(self, _consumer: Consumer, tps: list[TopicPartition]) -> None:
+        self._ledger.release(_partitions(tps))
+        log.info("revoked %s", ", ".join(str(p) for p in _partitions(tps)) or "nothing")
+
+    def _on_lost(self, _consumer: Consumer, tps: list[TopicPartition]) -> None:
+        self._ledger.release(_partitions(tps))
+        log.warning(
+            "lost %s: nothing will be committed for them",
+            ", ".join(str(p) for p in _partitions(tps)),
+        )
+
+    # -- reading ---------------------------------------------------------------
+
+    def iter_batches(
+        self,
+        chunk_size: int,
+        *,
+        poll_timeout_s: float = 1.0,
+        idle_timeout_s: float | None = None,
+        on_corrupt: OnCorrupt = "raise",
+    ) -> Iterator[StagedBatch]:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
+        self._check_open()
+        self._stopping = False
+        decode = self._decoder.decode
+        idle_since = time.monotonic()
+        while not self._stopping:
+            try:
+                messages = self._consumer.consume(chunk_size, poll_timeout_s)
+            except KafkaException as exc:
+                raise consume_error(exc, self._bootstrap) from None
+            records: list[StagedRecord] = []
+            positions: list[tuple[str, int, int]] = []
+            corrupt: list[CorruptRecordError] = []
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    self._on_message_error(error)
+                    continue
+                topic = message.topic() or ""
+                partition = message.partition() or 0
+                offset = message.offset() or 0
+                try:
+                    record = decode(
+                        topic,
+                        partition,
+                        offset,
+                        message.key(),
+                        message.value(),
+                        cast(_Headers, message.headers()),
+                    )
+                except CorruptRecordError as exc:
+                    if on_corrupt == "raise":
+                        self._rewind(positions, exc)
+                        raise
+                    corrupt.append(exc)
+                else:
+                    records.append(record)
+                positions.append((topic, partition, offset))
+            if positions:
+                idle_since = time.monotonic()
+                yield StagedBatch(tuple(records), offset_ranges(positions), tuple(corrupt))
+            elif idle_timeout_s is not None and time.monotonic() - idle_since >= idle_timeout_s:
+                return
+
+    def _on_message_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            raise commit_error(error)
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        log.warning("consumer: %s", describe(error))
+
+    def _rewind(self, positions: list[tuple[str, int, int]], failed: CorruptRecordError) -> None:
+        """Seek back so the records consumed in this chunk are read again."""
+        firsts: dict[tuple[str, int], int] = {}
+        for topic, partition, offset in positions:
+            firsts.setdefault((topic, partition), offset)
+        firsts.setdefault((failed.topic, failed.partition), failed.offset)
+        for (topic, partition), offset in firsts.items():
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.warning("cannot rewind %s[%d] to %d: %s", topic, partition, offset, exc)
+
+    # -- committing ------------------------------------------------------------
+
+    def commit(self, batch: StagedBatch) -> dict[Partition, int]:
+        self._check_open()
+        plan = self._ledger.plan(batch.offsets)
+        skipped = set(batch.commit_offsets) - set(plan)
+        if skipped:
+            log.info(
+                "not committing %s: not owned, or already committed", sorted(map(str, skipped))
+            )
+        if not plan:
+            return {}
+        offsets = [TopicPartition(p.topic, p.partition, o) for p, o in plan.items()]
+        try:
+            results = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            error = kafka_error_of(exc)
+            if error is None:
+                raise CommitFailedError(f"offsets were not committed: {exc}") from None
+            raise commit_error(error) from None
+        for tp in results or []:
+            if tp.error is not None:
+                raise commit_error(tp.error)
+        self._ledger.record(plan)
+        return plan
+
+    def committed(self) -> dict[Partition, int]:
+        self._check_open()
+        assigned = sorted(self._ledger.assigned)
+        if not assigned:
+            return {}
+        with broker_call("reading committed offsets", self._bootstrap):
+            tps = self._consumer.committed(
+                [TopicPartition(p.topic, p.partition) for p in assigned], timeout=self._timeout_s
+            )
+        return {Partition(tp.topic, tp.partition): tp.offset for tp in tps if tp.offset >= 0}
+
+    def assignment(self) -> frozenset[Partition]:
+        return self._ledger.assigned
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping = True
+        try:
+            self._consumer.close()
+        except KafkaException as exc:
+            log.warning("closing consumer: %s", exc)
+        self._ledger.release(self._ledger.assigned)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StagingClosedError("reader is closed")

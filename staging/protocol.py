@@ -1,0 +1,210 @@
+"""The StagingProvider contract: the boundary between workers and Kafka.
+
+A worker asks a :class:`StagingProvider` for a :class:`StagingSession` for a
+:class:`StagingContext` (one source, its resources, the consumer group).
+The session hands out a :class:`RecordWriter` (sources stage rows) and a
+:class:`RecordReader` (sinks read staged batches and commit them once
+written), and ``close()`` releases everything it opened.
+
+Two implementations honour this contract and pass the same contract suite
+(``tests/contract``): :mod:`staging.kafka` (real) and :mod:`staging.memory`
+(in-process, for fast tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+from durable_ingest.errors import CorruptRecordError, UnknownResourceError
+from staging.envelope import Checkpoint, StagedRecord
+from staging.offsets import OffsetRange, Partition, next_offsets
+from staging.resource import StagedResource, check_name
+
+OnCorrupt = Literal["raise", "collect"]
+
+
+@dataclass(frozen=True, slots=True)
+class StagingContext:
+    """Who is staging: one source, the resources it stages, its readers' group."""
+
+    source: str
+    resources: tuple[StagedResource, ...]
+    group_id: str | None = None
+    """Consumer group of this session's readers (default ``ingest.sink.<source>``)."""
+
+    def __post_init__(self) -> None:
+        check_name("source", self.source)
+        for resource in self.resources:
+            if resource.source != self.source:
+                raise UnknownResourceError(
+                    f"resource {resource.qualified_name} does not belong to source {self.source}",
+                    source=self.source,
+                    resource=resource.name,
+                )
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id or f"ingest.sink.{self.source}"
+
+    def resource(self, name: str | None = None) -> StagedResource:
+        """The resource called ``name`` (or the only one); raises if not declared."""
+        if name is None:
+            if len(self.resources) == 1:
+                return self.resources[0]
+            raise UnknownResourceError(
+                f"source {self.source} stages {len(self.resources)} resources: "
+                "name the one to write",
+                source=self.source,
+                resource="",
+            )
+        for resource in self.resources:
+            if resource.name == name:
+                return resource
+        known = ", ".join(r.name for r in self.resources) or "none"
+        raise UnknownResourceError(
+            f"source {self.source} has no resource {name!r} (declared: {known})",
+            source=self.source,
+            resource=name,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Where a written batch landed: every record's delivery was confirmed."""
+
+    topic: str
+    count: int
+    offsets: tuple[OffsetRange, ...]
+    event_ids: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedBatch:
+    """Records read together, with the offsets their write makes safe to commit."""
+
+    records: tuple[StagedRecord, ...]
+    offsets: tuple[OffsetRange, ...]
+    """Every position the batch consumed, corrupt records included."""
+    corrupt: tuple[CorruptRecordError, ...] = ()
+    """Records that could not be decoded (only with ``on_corrupt="collect"``)."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def commit_offsets(self) -> dict[Partition, int]:
+        """Next offset per partition, to commit after this batch is written."""
+        return next_offsets(self.offsets)
+
+    @property
+    def checkpoints(self) -> dict[str, dict[str, Any]]:
+        """Newest checkpoint per resource that this batch's records carried.
+
+        A checkpoint rides on the last record of the write that produced it.
+        "Newest" is the last one in batch order per partition; across
+        partitions the caller decides (see docs/offsets-and-checkpoints.md).
+        """
+        found: dict[str, dict[str, Any]] = {}
+        for record in self.records:
+            checkpoint = record.checkpoint
+            if checkpoint is not None:
+                found[record.resource or ""] = checkpoint
+        return found
+
+
+class RecordWriter(Protocol):
+    """Stages rows of one resource."""
+
+    def write_batch(
+        self, rows: Sequence[Mapping[str, Any]], *, checkpoint: Checkpoint | None = None
+    ) -> WriteResult:
+        """Stage ``rows``; return only when every record's delivery succeeded.
+
+        Validates and encodes every row before producing any. Raises
+        :class:`~durable_ingest.errors.DeliveryUnknownError` when deliveries
+        timed out (resend the same rows), and other typed errors otherwise.
+        """
+        ...
+
+
+class RecordReader(Protocol):
+    """A consumer-group member over the session's staged topics."""
+
+    def iter_batches(
+        self,
+        chunk_size: int,
+        *,
+        poll_timeout_s: float = 1.0,
+        idle_timeout_s: float | None = None,
+        on_corrupt: OnCorrupt = "raise",
+    ) -> Iterator[StagedBatch]:
+        """Yield batches of at most ``chunk_size`` records.
+
+        Stops after ``idle_timeout_s`` seconds without a record (never, if
+        None) or when :meth:`stop` is called. With ``on_corrupt="raise"`` an
+        undecodable record raises :class:`CorruptRecordError` and the reader
+        rewinds so that nothing before it is skipped; with ``"collect"`` it
+        travels in :attr:`StagedBatch.corrupt` and its offset is committed
+        with the batch.
+        """
+        ...
+
+    def commit(self, batch: StagedBatch) -> dict[Partition, int]:
+        """Commit the batch's next offsets (owned partitions, forwards only).
+
+        Call only after the batch is durably written. Returns what was committed.
+        """
+        ...
+
+    def committed(self) -> dict[Partition, int]:
+        """The group's committed next offsets for the assigned partitions, from the broker."""
+        ...
+
+    def assignment(self) -> frozenset[Partition]:
+        """Partitions this member owns right now."""
+        ...
+
+    def stop(self) -> None:
+        """Make a running :meth:`iter_batches` return after its current poll."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group. Nothing is committed on close."""
+        ...
+
+
+class StagingSession(Protocol):
+    """What one worker holds open for one context; ``close()`` releases it all."""
+
+    @property
+    def context(self) -> StagingContext: ...
+
+    def writer(self, resource: str | None = None) -> RecordWriter: ...
+
+    def reader(self) -> RecordReader: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class StagingProvider(Protocol):
+    """Kafka (or an in-memory stand-in) as the durable buffer between workers."""
+
+    def allocate_session(self, context: StagingContext) -> StagingSession:
+        """Open a session; creates the context's topics when they are missing."""
+        ...
+
+    def ensure_topics(self, resources: Sequence[StagedResource]) -> list[str]:
+        """Create missing staging and dead-letter topics; return the created names."""
+        ...
