@@ -123,7 +123,8 @@ class KafkaSettings(_Model):
 class ClickHouseSettings(_Model):
     """Where rows are written: ``chdb://<dir>`` (embedded) or ``http(s)://host:port``."""
 
-    dsn: str = "chdb://.ingest/warehouse"
+    dsn: str
+    """Default (when unset): ``chdb://<data_dir>/warehouse``."""
     database: str = "default"
     username: str | None = None
     password: SecretStr | None = None
@@ -189,9 +190,21 @@ class Settings(_Model):
 
     data_dir: Path = Path(".ingest")
     kafka: KafkaSettings = KafkaSettings()
-    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    clickhouse: ClickHouseSettings
     staging: StagingSettings = StagingSettings()
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_warehouse(cls, data: Any) -> Any:
+        """The embedded warehouse lives in the data directory unless a DSN is given."""
+        if isinstance(data, Mapping):
+            clickhouse = dict(data.get("clickhouse") or {})
+            if "dsn" not in clickhouse:
+                data_dir = data.get("data_dir", ".ingest")
+                clickhouse["dsn"] = f"chdb://{Path(str(data_dir)).as_posix()}/warehouse"
+                data = {**data, "clickhouse": clickhouse}
+        return data
 
 
 _SECTIONS: dict[str, type[_Model]] = {
@@ -257,8 +270,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror}") from None
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Defaults, then the TOML file, then ``INGEST_*`` environment variables."""
+def load_settings(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file, then ``INGEST_*`` variables, then ``overrides`` (flags)."""
     env = os.environ if env is None else env
     if path is None and env.get(ENV_CONFIG_FILE):
         path = Path(env[ENV_CONFIG_FILE])
@@ -266,7 +283,11 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         path = DEFAULT_CONFIG_FILE
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     origin = str(path) if path is not None else "defaults"
-    overrides = _env_overrides(env)
-    if overrides:
+    from_env = _env_overrides(env)
+    if from_env:
         origin += " + environment"
-    return settings_from(_merge(data, overrides), origin)
+    merged = _merge(data, from_env)
+    if overrides:
+        merged = _merge(merged, overrides)
+        origin += " + command line"
+    return settings_from(merged, origin)
