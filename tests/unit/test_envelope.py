@@ -1,0 +1,215 @@
+"""Envelope encoding (keys, ids, headers, validation, limits) and decoding."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from durable_ingest.errors import (
+    CheckpointError,
+    CorruptRecordError,
+    RecordTooLargeError,
+    SchemaMismatchError,
+)
+from staging.envelope import (
+    H_CHECKPOINT,
+    H_ID,
+    H_INGESTTIME,
+    H_TIME,
+    H_TYPE,
+    EnvelopeDecoder,
+    EnvelopeEncoder,
+    rfc3339,
+    to_micros,
+)
+from staging.resource import StagedResource
+from staging.schemas import SchemaCatalog
+from tests.helpers import T0, trade, trades
+
+NOW = 1_795_000_000_000_000
+
+
+def encoder(catalog: SchemaCatalog, **kwargs: Any) -> EnvelopeEncoder:
+    resource = StagedResource.define(
+        source="coinbase",
+        name="matches",
+        schema=catalog.load("coinbase/matches.avsc"),
+        key=kwargs.pop("key", ("product_id",)),
+        id_fields=kwargs.pop("id_fields", ("product_id", "trade_id")),
+        time_field="time",
+    )
+    return EnvelopeEncoder(resource, max_record_bytes=kwargs.pop("max_record_bytes", 1_000_000))
+
+
+def headers(envelope: Any) -> dict[str, bytes]:
+    return dict(envelope.headers)
+
+
+def test_key_is_the_entity_key(catalog: SchemaCatalog) -> None:
+    """A single key field gives its UTF-8 value; several give a JSON array."""
+    single = encoder(catalog).encode_batch([trade(0)], ingest_time_us=NOW)[0]
+    assert single.key == trade(0)["product_id"].encode()
+    multi = encoder(catalog, key=("product_id", "side")).encode_batch([trade(0)], ingest_time_us=NOW)
+    assert json.loads(multi[0].key) == [trade(0)["product_id"], trade(0)["side"]]
+
+
+def test_event_ids_are_deterministic_across_resends(catalog: SchemaCatalog) -> None:
+    """Encoding the same rows again, later, gives the same event ids."""
+    first = encoder(catalog).encode_batch(trades(5), ingest_time_us=NOW)
+    again = encoder(catalog).encode_batch(trades(5), ingest_time_us=NOW + 10_000_000)
+    assert [e.event_id for e in first] == [e.event_id for e in again]
+    assert len({e.event_id for e in first}) == 5
+
+
+def test_event_id_follows_the_natural_key_not_other_fields(catalog: SchemaCatalog) -> None:
+    """With id_fields, a changed non-key field keeps the id; without, it changes it."""
+    row, changed = trade(3), {**trade(3), "price": Decimal("1")}
+    with_ids = encoder(catalog)
+    assert with_ids.encode_batch([row], ingest_time_us=NOW)[0].event_id == (
+        with_ids.encode_batch([changed], ingest_time_us=NOW)[0].event_id
+    )
+    by_body = encoder(catalog, id_fields=())
+    assert by_body.encode_batch([row], ingest_time_us=NOW)[0].event_id != (
+        by_body.encode_batch([changed], ingest_time_us=NOW)[0].event_id
+    )
+
+
+def test_cloudevents_headers(catalog: SchemaCatalog) -> None:
+    """Each envelope carries the CloudEvents binary-mode attributes."""
+    envelope = encoder(catalog).encode_batch([trade(1)], ingest_time_us=NOW)[0]
+    h = headers(envelope)
+    assert h["ce_specversion"] == b"1.0"
+    assert h["ce_source"] == b"/ingest/coinbase"
+    assert h[H_TYPE] == b"matches"
+    assert h[H_ID].decode() == envelope.event_id
+    assert h[H_TIME].decode() == rfc3339(to_micros(trade(1)["time"]))
+    assert h[H_INGESTTIME].decode() == rfc3339(NOW)
+    assert h["ce_dataschema"] == b"coinbase/matches.avsc"
+    assert h["content-type"] == b"application/avro"
+
+
+def test_rfc3339_formats_microseconds_in_utc() -> None:
+    """Timestamps are RFC 3339 in UTC with microseconds."""
+    assert rfc3339(to_micros(T0)) == "2026-11-22T03:00:00.000000Z"
+    assert rfc3339(1) == "1970-01-01T00:00:00.000001Z"
+
+
+def test_checkpoint_rides_on_the_last_record_only(catalog: SchemaCatalog) -> None:
+    """The checkpoint header is on the last envelope of the write and no other."""
+    envelopes = encoder(catalog).encode_batch(
+        trades(3), ingest_time_us=NOW, checkpoint={"trade_id": 1_000_002}
+    )
+    assert [H_CHECKPOINT in headers(e) for e in envelopes] == [False, False, True]
+    assert json.loads(headers(envelopes[-1])[H_CHECKPOINT]) == {"trade_id": 1_000_002}
+
+
+def test_checkpoint_without_rows_is_refused(catalog: SchemaCatalog) -> None:
+    """A checkpoint needs a record to travel with."""
+    with pytest.raises(CheckpointError, match="at least one row"):
+        encoder(catalog).encode_batch([], ingest_time_us=NOW, checkpoint={"a": 1})
+
+
+def test_checkpoint_must_be_plain_json(catalog: SchemaCatalog) -> None:
+    """NaN or non-JSON values in a checkpoint are refused."""
+    with pytest.raises(CheckpointError):
+        encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW, checkpoint={"x": float("nan")})
+    with pytest.raises(CheckpointError):
+        encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW, checkpoint={"x": object()})
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        ({"trade_id": "not-a-number"}, "trade_id", ""),
+        ({"side": "hold"}, "side", ""),
+        ({"price": 1.5}, "price", ""),
+        ({"price": Decimal("1e40")}, "price", "precision"),
+        ({"venue": "x"}, "venue", "not in the schema"),
+        ({"product_id": None}, "product_id", ""),
+    ],
+)
+def test_row_that_does_not_fit_names_the_field(
+    catalog: SchemaCatalog, change: dict[str, Any], field: str, reason: str
+) -> None:
+    """A bad row raises SchemaMismatchError naming the resource, row and field."""
+    rows = trades(3)
+    rows[1] = {**rows[1], **change}
+    with pytest.raises(SchemaMismatchError, match=reason or None) as info:
+        encoder(catalog).encode_batch(rows, ingest_time_us=NOW)
+    assert info.value.field == field
+    assert info.value.row_index == 1
+    assert f"field '{field}'" in str(info.value) and "coinbase.matches, row 1" in str(info.value)
+
+
+def test_missing_required_field_is_named(catalog: SchemaCatalog) -> None:
+    """A row without a required field names that field."""
+    row = trade(0)
+    del row["maker_order_id"]
+    with pytest.raises(SchemaMismatchError) as info:
+        encoder(catalog).encode_batch([row], ingest_time_us=NOW)
+    assert info.value.field == "maker_order_id"
+
+
+def test_optional_field_may_be_left_out(catalog: SchemaCatalog) -> None:
+    """A field with a default (sequence) may be omitted and decodes as its default."""
+    row = trade(0)
+    del row["sequence"]
+    envelope = encoder(catalog).encode_batch([row], ingest_time_us=NOW)[0]
+    decoded = EnvelopeDecoder(catalog).decode("t", 0, 0, envelope.key, envelope.value, envelope.headers)
+    assert decoded.record["sequence"] is None
+
+
+def test_oversized_record_is_refused_with_the_limit(catalog: SchemaCatalog) -> None:
+    """A record over max_record_bytes is refused before produce, with size and limit."""
+    rows = trades(2)
+    rows[1] = {**rows[1], "maker_order_id": "x" * 5_000}
+    with pytest.raises(RecordTooLargeError, match="over the limit of 2048 bytes") as info:
+        encoder(catalog, max_record_bytes=2048).encode_batch(rows, ingest_time_us=NOW)
+    assert info.value.limit == 2048 and info.value.size > 5_000 and info.value.row_index == 1
+
+
+def test_decoder_round_trips_records_and_attributes(catalog: SchemaCatalog) -> None:
+    """Decoding an envelope returns the row, its id, resource and checkpoint."""
+    envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW, checkpoint={"c": 1})[0]
+    record = EnvelopeDecoder(catalog).decode(
+        "ingest.coinbase.matches", 2, 41, envelope.key, envelope.value, envelope.headers
+    )
+    assert record.record == trade(0)
+    assert record.event_id == envelope.event_id
+    assert record.resource == "matches"
+    assert record.checkpoint == {"c": 1}
+    assert (record.topic, record.partition, record.offset) == ("ingest.coinbase.matches", 2, 41)
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda v: None, "empty"),
+        (lambda v: b"{\"json\": true}", "marker"),
+        (lambda v: v[:2] + b"\xff" * 8 + v[10:], "unknown schema fingerprint"),
+        (lambda v: v[:14], ""),
+        (lambda v: v + b"\x01", "trailing"),
+    ],
+)
+def test_corrupt_bytes_raise_a_typed_error_naming_the_position(
+    catalog: SchemaCatalog, mangle: Any, reason: str
+) -> None:
+    """Undecodable staged bytes raise CorruptRecordError with topic, partition and offset."""
+    envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW)[0]
+    with pytest.raises(CorruptRecordError, match=reason or None) as info:
+        EnvelopeDecoder(catalog).decode("ingest.x.y", 1, 77, None, mangle(envelope.value), [])
+    assert (info.value.topic, info.value.partition, info.value.offset) == ("ingest.x.y", 1, 77)
+    assert "ingest.x.y[1]@77" in str(info.value)
+
+
+def test_bad_checkpoint_header_is_a_corrupt_record(catalog: SchemaCatalog) -> None:
+    """A checkpoint header that is not a JSON object is reported with its position."""
+    envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW)[0]
+    record = EnvelopeDecoder(catalog).decode(
+        "t", 0, 5, None, envelope.value, [*envelope.headers, (H_CHECKPOINT, b"[1")]
+    )
+    with pytest.raises(CorruptRecordError, match=r"t\[0\]@5"):
+        _ = record.checkpoint
