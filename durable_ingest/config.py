@@ -91,6 +91,8 @@ class KafkaSettings(_Model):
     heartbeat_interval_ms: int = Field(1_500, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    debug: str | None = None
+    """librdkafka debug contexts (e.g. ``broker,security``), logged through Python logging."""
     producer: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka producer settings. Idempotence and acks=all cannot be weakened."""
     consumer: dict[str, str] = Field(default_factory=dict)

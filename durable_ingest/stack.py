@@ -48,7 +48,10 @@ def broker_binary() -> str:
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
+    """True if nothing listens on ``host:port`` (connections in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like the broker itself, ignore TIME_WAIT leftovers of a previous run.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

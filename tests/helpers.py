@@ -39,7 +39,11 @@ def unique(prefix: str = "t") -> str:
 
 
 def trade_resource(
-    catalog: SchemaCatalog, *, source: str | None = None, name: str | None = None, partitions: int = 3
+    catalog: SchemaCatalog,
+    *,
+    source: str | None = None,
+    name: str | None = None,
+    partitions: int = 3,
 ) -> StagedResource:
     """A trades resource on its own fresh topic."""
     return StagedResource.define(

@@ -31,8 +31,11 @@ class TopicAdmin:
 
     def existing_topics(self) -> dict[str, int]:
         """Topic name to partition count; raises BrokerUnavailableError if unreachable."""
-        with broker_call("listing topics", self._kafka.bootstrap):
-            metadata = self._admin.list_topics(timeout=self._timeout)
+        try:
+            with broker_call("listing topics", self._kafka.bootstrap):
+                metadata = self._admin.list_topics(timeout=self._timeout)
+        finally:
+            self._admin.poll(0)  # serve librdkafka's log queue into Python logging
         return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
 
     def ensure(self, specs: Sequence[TopicSpec]) -> list[str]:

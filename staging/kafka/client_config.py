@@ -26,6 +26,8 @@ def common_config(kafka: KafkaSettings) -> dict[str, Any]:
         "security.protocol": kafka.security_protocol,
         "logger": LIBRDKAFKA_LOGGER,
     }
+    if kafka.debug:
+        config["debug"] = kafka.debug
     if kafka.sasl_mechanism is not None:
         config["sasl.mechanism"] = kafka.sasl_mechanism
     if kafka.sasl_username is not None:

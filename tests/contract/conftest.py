@@ -41,14 +41,21 @@ def _memory(catalog: SchemaCatalog) -> Harness:
 
 def _kafka(catalog: SchemaCatalog, kafka: KafkaSettings) -> Harness:
     provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
-    topic = TopicSpec(f"ingest._checkpoints.test.{uuid.uuid4().hex[:8]}", partitions=1, retention_ms=-1, compacted=True)
+    topic = TopicSpec(
+        f"ingest._checkpoints.test.{uuid.uuid4().hex[:8]}",
+        partitions=1,
+        retention_ms=-1,
+        compacted=True,
+    )
 
     def raw_append(topic_name: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         producer = Producer({"bootstrap.servers": kafka.bootstrap})
         producer.produce(topic_name, value, key, partition=partition)
         assert producer.flush(10) == 0
 
-    return Harness(provider, raw_append, lambda: KafkaCheckpointStore(kafka, topic), real_kafka=True)
+    return Harness(
+        provider, raw_append, lambda: KafkaCheckpointStore(kafka, topic), real_kafka=True
+    )
 
 
 @pytest.fixture(params=["memory", "kafka"])

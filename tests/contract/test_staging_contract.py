@@ -21,15 +21,22 @@ from tests.contract.conftest import Harness
 from tests.helpers import trade_resource, trades, unique
 
 
-def read(reader: RecordReader, want: int, *, timeout_s: float = 30.0, commit: bool = False,
-         on_corrupt: str = "raise") -> list[StagedBatch]:
+def read(
+    reader: RecordReader,
+    want: int,
+    *,
+    timeout_s: float = 30.0,
+    commit: bool = False,
+    on_corrupt: str = "raise",
+) -> list[StagedBatch]:
     """Batches until ``want`` records (plus corrupt ones) arrived or the timeout passed."""
     batches: list[StagedBatch] = []
     got = 0
     deadline = time.monotonic() + timeout_s
     while got < want and time.monotonic() < deadline:
-        for batch in reader.iter_batches(500, poll_timeout_s=0.2, idle_timeout_s=1.0,
-                                         on_corrupt=on_corrupt):  # type: ignore[arg-type]
+        for batch in reader.iter_batches(
+            500, poll_timeout_s=0.2, idle_timeout_s=1.0, on_corrupt=on_corrupt
+        ):  # type: ignore[arg-type]
             batches.append(batch)
             got += len(batch.records) + len(batch.corrupt)
             if commit:
@@ -119,7 +126,7 @@ def test_batches_carry_the_offsets_they_make_safe(harness: Harness, catalog: Sch
         reader = session.reader()
         batches = read(reader, 7)
         last = batches[-1]
-        (part, next_offset), = last.commit_offsets.items()
+        ((part, next_offset),) = last.commit_offsets.items()
         assert part.topic == ctx.resources[0].topic.name and part.partition == 0
         assert next_offset == 7
         assert reader.commit(last) == {part: 7}
@@ -138,7 +145,9 @@ def test_checkpoint_travels_with_the_batch(harness: Harness, catalog: SchemaCata
     assert merged == {ctx.resources[0].name: {"sequence": 9, "trade_id": 1_000_003}}
 
 
-def test_two_members_split_partitions_and_read_everything(harness: Harness, catalog: SchemaCatalog) -> None:
+def test_two_members_split_partitions_and_read_everything(
+    harness: Harness, catalog: SchemaCatalog
+) -> None:
     """Two readers of one group own disjoint partitions and together read every row."""
     ctx = context(catalog, partitions=4)
     with harness.provider.allocate_session(ctx) as session:
@@ -156,7 +165,9 @@ def test_two_members_split_partitions_and_read_everything(harness: Harness, cata
     assert sorted(set(seen)) == sorted(r["trade_id"] for r in trades(400))
 
 
-def test_corrupt_bytes_raise_then_can_be_collected(harness: Harness, catalog: SchemaCatalog) -> None:
+def test_corrupt_bytes_raise_then_can_be_collected(
+    harness: Harness, catalog: SchemaCatalog
+) -> None:
     """Corrupt staged bytes raise a typed error naming their position; nothing is skipped."""
     ctx = context(catalog, partitions=1)
     topic = ctx.resources[0].topic.name

@@ -28,7 +28,9 @@ def test_defaults_are_safe_and_embedded(tmp_path: Path) -> None:
 
 def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
     """The environment overrides the file, and command-line flags override both."""
-    path = write(tmp_path, '[kafka]\nbootstrap = "file:1"\n[clickhouse]\ndsn = "http://file:8123"\n')
+    path = write(
+        tmp_path, '[kafka]\nbootstrap = "file:1"\n[clickhouse]\ndsn = "http://file:8123"\n'
+    )
     env = {"INGEST_KAFKA_BOOTSTRAP": "env:2", "INGEST_DATA_DIR": "/env"}
     settings = load_settings(path, env=env, overrides={"data_dir": "/flag"})
     assert settings.kafka.bootstrap == "env:2"
@@ -122,7 +124,12 @@ def test_secrets_never_appear_in_repr_dump_or_errors(tmp_path: Path) -> None:
     settings = load_settings(path, env=env)
     assert settings.kafka.sasl_password is not None
     assert settings.kafka.sasl_password.get_secret_value() == SECRET
-    for text in (repr(settings), str(settings), settings.model_dump_json(), str(settings.model_dump())):
+    for text in (
+        repr(settings),
+        str(settings),
+        settings.model_dump_json(),
+        str(settings.model_dump()),
+    ):
         assert SECRET not in text
     failures = [
         {"kafka": {"sasl_password": SECRET, "linger_ms": "not-a-number"}},
@@ -143,4 +150,6 @@ def test_secrets_never_appear_in_repr_dump_or_errors(tmp_path: Path) -> None:
 def test_model_is_keyword_only_validation() -> None:
     """Building settings in code goes through the same validation."""
     with pytest.raises(Exception, match="heartbeat"):
-        Settings.model_validate({"kafka": {"session_timeout_ms": 3000, "heartbeat_interval_ms": 2000}})
+        Settings.model_validate(
+            {"kafka": {"session_timeout_ms": 3000, "heartbeat_interval_ms": 2000}}
+        )

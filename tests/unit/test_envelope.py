@@ -52,7 +52,9 @@ def test_key_is_the_entity_key(catalog: SchemaCatalog) -> None:
     """A single key field gives its UTF-8 value; several give a JSON array."""
     single = encoder(catalog).encode_batch([trade(0)], ingest_time_us=NOW)[0]
     assert single.key == trade(0)["product_id"].encode()
-    multi = encoder(catalog, key=("product_id", "side")).encode_batch([trade(0)], ingest_time_us=NOW)
+    multi = encoder(catalog, key=("product_id", "side")).encode_batch(
+        [trade(0)], ingest_time_us=NOW
+    )
     assert json.loads(multi[0].key) == [trade(0)["product_id"], trade(0)["side"]]
 
 
@@ -158,7 +160,9 @@ def test_optional_field_may_be_left_out(catalog: SchemaCatalog) -> None:
     row = trade(0)
     del row["sequence"]
     envelope = encoder(catalog).encode_batch([row], ingest_time_us=NOW)[0]
-    decoded = EnvelopeDecoder(catalog).decode("t", 0, 0, envelope.key, envelope.value, envelope.headers)
+    decoded = EnvelopeDecoder(catalog).decode(
+        "t", 0, 0, envelope.key, envelope.value, envelope.headers
+    )
     assert decoded.record["sequence"] is None
 
 
@@ -188,7 +192,7 @@ def test_decoder_round_trips_records_and_attributes(catalog: SchemaCatalog) -> N
     ("mangle", "reason"),
     [
         (lambda v: None, "empty"),
-        (lambda v: b"{\"json\": true}", "marker"),
+        (lambda v: b'{"json": true}', "marker"),
         (lambda v: v[:2] + b"\xff" * 8 + v[10:], "unknown schema fingerprint"),
         (lambda v: v[:14], ""),
         (lambda v: v + b"\x01", "trailing"),

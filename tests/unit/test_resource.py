@@ -90,7 +90,9 @@ def test_unknown_schema_file_is_named(catalog: SchemaCatalog) -> None:
 
 def test_invalid_schema_is_refused(tmp_path: Path) -> None:
     """A schema file that is not an Avro record is refused with its path."""
-    (tmp_path / "bad.avsc").write_text(json.dumps({"type": "record", "name": "X", "fields": [{"name": "a"}]}))
+    (tmp_path / "bad.avsc").write_text(
+        json.dumps({"type": "record", "name": "X", "fields": [{"name": "a"}]})
+    )
     (tmp_path / "notjson.avsc").write_text("{")
     catalog = SchemaCatalog(tmp_path)
     with pytest.raises(SchemaError, match="bad.avsc: not valid Avro"):

@@ -1,0 +1,91 @@
+"""Failure paths against real components: unreachable or vanishing broker, secrets."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from durable_ingest.config import KafkaSettings
+from durable_ingest.errors import BrokerUnavailableError, DeliveryFailedError, DeliveryUnknownError
+from durable_ingest.stack import EmbeddedBroker, free_port
+from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
+from staging.protocol import StagingContext
+from staging.resource import TopicSpec
+from staging.schemas import SchemaCatalog
+from tests.helpers import trade_resource, trades
+
+SECRET = "s3cr3t-Pa55w0rd-XYZ"
+
+
+def test_unreachable_broker_fails_fast_and_clearly(catalog: SchemaCatalog) -> None:
+    """With no broker, opening a session fails within the timeout, naming the address."""
+    bootstrap = f"127.0.0.1:{free_port()}"
+    provider = KafkaStagingProvider(
+        KafkaSettings(bootstrap=bootstrap, connect_timeout_s=2.0),
+        catalog=catalog,
+        max_record_bytes=1_000_000,
+    )
+    resource = trade_resource(catalog)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailableError, match=f"cannot reach Kafka at {bootstrap}") as info:
+        provider.allocate_session(StagingContext(source=resource.source, resources=(resource,)))
+    assert time.monotonic() - started < 10
+    assert info.value.bootstrap == bootstrap
+
+
+def test_unreachable_broker_for_checkpoints(catalog: SchemaCatalog) -> None:
+    """The checkpoint store also fails fast with BrokerUnavailableError."""
+    kafka = KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", connect_timeout_s=2.0)
+    with pytest.raises(BrokerUnavailableError):
+        KafkaCheckpointStore(
+            kafka, TopicSpec("ingest._checkpoints", partitions=1, retention_ms=-1, compacted=True)
+        )
+
+
+def test_broker_vanishing_mid_session_is_unknown_not_failed(catalog: SchemaCatalog) -> None:
+    """If the broker dies after the session opened, write_batch reports the outcome as unknown."""
+    with EmbeddedBroker(free_port()) as broker:
+        kafka = KafkaSettings(
+            bootstrap=broker.bootstrap, connect_timeout_s=2.0, delivery_timeout_ms=3_000
+        )
+        provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
+        resource = trade_resource(catalog)
+        session = provider.allocate_session(
+            StagingContext(source=resource.source, resources=(resource,))
+        )
+        writer = session.writer()
+        writer.write_batch(trades(5))
+        broker.stop()
+        started = time.monotonic()
+        with pytest.raises((DeliveryUnknownError, DeliveryFailedError)) as info:
+            writer.write_batch(trades(5, start=5))
+        assert time.monotonic() - started < 15
+        if isinstance(info.value, DeliveryUnknownError):
+            assert "resend the same rows" in str(info.value)
+        session.close()
+
+
+def test_secrets_never_reach_logs_or_errors(
+    catalog: SchemaCatalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SASL password reaches neither log records (librdkafka's included) nor errors."""
+    caplog.set_level(logging.DEBUG)
+    kafka = KafkaSettings(
+        bootstrap=f"127.0.0.1:{free_port()}",
+        connect_timeout_s=2.0,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="ingest",
+        sasl_password=SECRET,  # type: ignore[arg-type]
+        debug="security,broker,conf",
+    )
+    provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
+    resource = trade_resource(catalog)
+    with pytest.raises(BrokerUnavailableError) as info:
+        provider.allocate_session(StagingContext(source=resource.source, resources=(resource,)))
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value)
+    assert SECRET not in repr(kafka) and SECRET not in repr(provider.kafka)
+    assert caplog.records, "expected librdkafka and adapter logs to be captured"
+    assert all(SECRET not in record.getMessage() for record in caplog.records)

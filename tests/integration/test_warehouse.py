@@ -1,0 +1,97 @@
+"""The warehouse opener: chDB in-process through clickhouse-connect, one owner per directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from durable_ingest.config import settings_from
+from durable_ingest.errors import WarehouseError
+from durable_ingest.stack import free_port
+from durable_ingest.warehouse import open_warehouse
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s3cr3t-Pa55w0rd-XYZ"
+
+HOLD = textwrap.dedent(
+    """
+    import sys, time
+    from durable_ingest.config import settings_from
+    from durable_ingest.warehouse import open_warehouse
+    client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
+    client.command("CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = MergeTree ORDER BY x")
+    client.command("INSERT INTO t VALUES (1)")
+    print(client.query("SELECT count() FROM t").result_rows[0][0], flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
+
+TRY = textwrap.dedent(
+    """
+    import sys
+    from durable_ingest.config import settings_from
+    from durable_ingest.errors import WarehouseError
+    from durable_ingest.warehouse import open_warehouse
+    try:
+        client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
+        client.query("SELECT 1")
+    except WarehouseError as exc:
+        print("WarehouseError:", exc)
+    else:
+        print("opened")
+    """
+)
+
+
+def python(code: str, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def test_embedded_warehouse_runs_clickhouse_and_has_one_owner(tmp_path: Path) -> None:
+    """chDB opens in the data dir and runs SQL; a second process is told clearly it cannot."""
+    holder = python(HOLD, str(tmp_path), "20")
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "1"
+    try:
+        second = python(TRY, str(tmp_path))
+        out, err = second.communicate(timeout=60)
+        assert "WarehouseError: the embedded warehouse" in out, (out, err)
+        assert "already open in another process" in out
+    finally:
+        holder.kill()
+        holder.communicate()
+    again = python(TRY, str(tmp_path))
+    out, _ = again.communicate(timeout=60)
+    assert out.strip() == "opened"  # the data survived and the directory is free again
+    assert (tmp_path / "warehouse").is_dir()
+
+
+def test_unreachable_server_is_a_warehouse_error_without_secrets() -> None:
+    """An http DSN nobody answers gives a WarehouseError that does not show the password."""
+    settings = settings_from(
+        {
+            "clickhouse": {
+                "dsn": f"http://127.0.0.1:{free_port()}",
+                "username": "u",
+                "password": SECRET,
+            }
+        }
+    )
+    with pytest.raises(
+        WarehouseError, match="cannot open the warehouse at http://127.0.0.1"
+    ) as info:
+        open_warehouse(settings.clickhouse)
+    assert SECRET not in str(info.value)
