@@ -135,7 +135,8 @@ def test_stack_up_serves_kcat_and_stops_without_leftovers(
     again = start(tmp_path, "--port", str(port))
     wait_up(again)
     again.send_signal(stop_signal)
-    assert again.wait(timeout=30) == 0
+    again.communicate(timeout=30)
+    assert again.returncode == 0
 
 
 def test_kill_9_of_the_cli_takes_the_broker_down(tmp_path: Path) -> None:
