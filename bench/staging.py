@@ -25,12 +25,19 @@ ours (the project API, as a source and a sink use it)
            with ``reader.commit(batch)`` after every batch, as a sink does.
   read, no commit   the same without commits (another fresh group).
 
-Each consumer's clock starts once its first batch has been handled, so the
-consumer-group join (seconds on Tansu) is not counted, and stops when all N
-records were counted (watermarks are wrong on Tansu, so none are used).
-Every repeat uses fresh topics and groups; the stages are interleaved and
-their order rotates from one repeat to the next, because CPU speed here
-drifts by up to ~2.8x between runs (see /work/shared/ENVIRONMENT.md).
+Raw records are the bare Avro value (about 140 bytes) and a key; ours are
+envelopes that also carry eight CloudEvents headers (about 400 bytes in all),
+so the gap between raw and ours includes that wire format.
+
+Each producer (raw and ours) first delivers one record to a side topic,
+untimed, so that its start (about 0.5 s on Tansu: connection and idempotent
+producer id) is not counted. Each consumer's clock starts once its first
+batch has been handled, so the consumer-group join (seconds on Tansu) is not
+counted, and stops when all N records were counted (watermarks are wrong on
+Tansu, so none are used). Every repeat uses fresh topics and groups; the
+stages are interleaved and their order rotates from one repeat to the next,
+because CPU speed here drifts by up to ~2.8x between runs (see
+/work/shared/ENVIRONMENT.md). Progress goes to stderr, the table to stdout.
 
 How to read the table: compare figures within one run only. The ratio of a
 write-side "ours" stage is its median over min(raw encode, raw produce);
@@ -211,7 +218,7 @@ def raw_decode(parsed: Any, bodies: Sequence[bytes]) -> float:
 
 
 def raw_produce(
-    bootstrap: str, topic: str, keys: Sequence[bytes], values: Sequence[bytes]
+    bootstrap: str, topic: str, warmup: str, keys: Sequence[bytes], values: Sequence[bytes]
 ) -> float:
     errors: list[KafkaError] = []
 
@@ -228,6 +235,9 @@ def raw_produce(
             "on_delivery": on_delivery,
         }
     )
+    producer.produce(warmup, values[0], keys[0])
+    if producer.flush(30) or errors:
+        raise RuntimeError(f"raw produce: warm-up record not delivered {errors[:1]}")
     produce = producer.produce
 
     def run() -> None:
@@ -297,15 +307,21 @@ def bench_resource(schema: StagedSchema) -> StagedResource:
     )
 
 
-def context(res: StagedResource) -> StagingContext:
-    return StagingContext(source=SOURCE, resources=(res,), group_id=f"bench-{uuid.uuid4().hex}")
+def context(*resources: StagedResource) -> StagingContext:
+    return StagingContext(source=SOURCE, resources=resources, group_id=f"bench-{uuid.uuid4().hex}")
 
 
 def ours_write(
-    provider: KafkaStagingProvider, res: StagedResource, rows: list[dict[str, Any]], chunk: int
+    provider: KafkaStagingProvider,
+    res: StagedResource,
+    warmup: StagedResource,
+    rows: list[dict[str, Any]],
+    chunk: int,
 ) -> float:
-    with provider.allocate_session(context(res)) as session:
-        writer = session.writer()
+    with provider.allocate_session(context(res, warmup)) as session:
+        # Both writers share the session's producer: start it on the side topic.
+        session.writer(warmup.name).write_batch(rows[:1])
+        writer = session.writer(res.name)
 
         def run() -> None:
             for start in range(0, len(rows), chunk):
@@ -382,16 +398,18 @@ class Bench:
 
     def raw_kafka(self, _step: int) -> None:
         topic = f"bench.raw.{uuid.uuid4().hex[:12]}"
-        self.admin.ensure([TopicSpec(topic, partitions=PARTITIONS)])
+        warmup = f"{topic}.warmup"
+        self.admin.ensure([TopicSpec(topic, partitions=PARTITIONS), TopicSpec(warmup)])
         gc.collect()
-        self.record(RAW_PRODUCE, raw_produce(self.bootstrap, topic, self.keys, self.values))
+        rate = raw_produce(self.bootstrap, topic, warmup, self.keys, self.values)
+        self.record(RAW_PRODUCE, rate)
         gc.collect()
         self.record(RAW_CONSUME, raw_consume(self.bootstrap, topic, len(self.rows), self.chunk))
 
     def ours(self, step: int) -> None:
-        res = bench_resource(self.schema)
+        res, warmup = bench_resource(self.schema), bench_resource(self.schema)
         gc.collect()
-        self.record(OURS_WRITE, ours_write(self.provider, res, self.rows, self.chunk))
+        self.record(OURS_WRITE, ours_write(self.provider, res, warmup, self.rows, self.chunk))
         reads = [True, False] if step % 2 == 0 else [False, True]
         for commit in reads:
             gc.collect()
@@ -416,15 +434,15 @@ def report(bench: Bench, args: argparse.Namespace, broker_pid: int | None) -> No
     med = {stage: median(rates) for stage, rates in bench.results.items()}
     write_floor = min(med[s] for s in WRITE_SIDE)
     read_floor = min(med[s] for s in READ_SIDE)
-    write_min = min(WRITE_SIDE, key=lambda s: med[s]).split(" (")[0]
-    read_min = min(READ_SIDE, key=lambda s: med[s]).split(" (")[0]
+    write_min = min(WRITE_SIDE, key=lambda s: med[s]).split(" (")[0].removeprefix("raw ")
+    read_min = min(READ_SIDE, key=lambda s: med[s]).split(" (")[0].removeprefix("raw ")
     print()
     print(
         f"durable-ingest staging benchmark: {len(bench.rows):,} trades x {args.repeats} repeat(s), "
         f"chunks of {bench.chunk:,}, broker {bench.bootstrap}"
     )
     print(
-        f"python {sys.version.split()[0]}, confluent-kafka {confluent_kafka.version()[0]} "
+        f"python {sys.version.split()[0]}, confluent-kafka {confluent_kafka.__version__} "
         f"(librdkafka {confluent_kafka.libversion()[0]}), fastavro {fastavro.__version__}, "
         f"{os.cpu_count()} CPUs"
     )

@@ -23,12 +23,15 @@ from pathlib import Path
 from types import FrameType
 
 from durable_ingest import __version__
-from durable_ingest.compose import checkpoint_topic, schema_catalog, staged_resources
+from durable_ingest.compose import (
+    checkpoint_store,
+    schema_catalog,
+    staged_resources,
+    staging_provider,
+)
 from durable_ingest.config import Settings, load_settings
 from durable_ingest.errors import IngestError, StopError
 from durable_ingest.stack import EmbeddedBroker, free_port
-from staging.kafka.admin import TopicAdmin
-from staging.kafka.provider import topic_specs
 
 log = logging.getLogger("ingest")
 DEFAULT_PORT = 9092
@@ -84,7 +87,8 @@ def stack_up(settings: Settings, port: int | None) -> int:
         port = free_port()
     if not 0 < port < 65536:
         raise StopError(f"--port {port} is not a TCP port")
-    resources = staged_resources(settings, schema_catalog(settings))
+    catalog = schema_catalog(settings)
+    resources = staged_resources(settings, catalog)
 
     stop = threading.Event()
 
@@ -99,17 +103,18 @@ def stack_up(settings: Settings, port: int | None) -> int:
     state_file = data_dir / "stack.json"
     try:
         bootstrap = broker.start()
-        kafka = settings.kafka.model_copy(update={"bootstrap": bootstrap})
-        admin = TopicAdmin(kafka)
-        cp_topic = checkpoint_topic(settings)
-        created = admin.ensure([*topic_specs(resources), cp_topic])
-        admin.check_compacted(cp_topic.name)
+        settings = settings.model_copy(
+            update={"kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap})}
+        )
+        staging_provider(settings, catalog).ensure_topics(resources)
+        checkpoint_store(settings).close()  # creates ingest._checkpoints, checks compaction
         warehouse = settings.clickhouse.embedded_path
         state_file.write_text(
             json.dumps({"bootstrap": bootstrap, "broker_pid": broker.pid, "pid": os.getpid()})
         )
         print(f"kafka bootstrap: {bootstrap}")
-        print(f"topics created: {', '.join(created) if created else 'none (all existed)'}")
+        topics = [t.name for r in resources for t in (r.topic, r.dlq)]
+        print(f"topics: {', '.join([*topics, settings.staging.checkpoint_topic])}")
         if warehouse is not None:
             print(f"warehouse: chdb://{warehouse} (embedded; opened by the sink)")
         else:

@@ -1,13 +1,14 @@
 """The composition root: turns validated settings into the objects workers use.
 
-Nothing else reads settings to build providers, so there is one place that
-decides which implementation a worker gets.
+Workers and the CLI get their schema catalog, resources, staging provider and
+checkpoint store here, so one place decides which implementation they get.
 """
 
 from __future__ import annotations
 
 from durable_ingest.config import Settings
 from durable_ingest.errors import UnknownResourceError
+from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.resource import StagedResource, TopicSpec, check_topic
 from staging.schemas import SchemaCatalog
 
@@ -59,3 +60,15 @@ def checkpoint_topic(settings: Settings) -> TopicSpec:
         replication_factor=settings.staging.checkpoint_replication_factor,
         compacted=True,
     )
+
+
+def staging_provider(settings: Settings, catalog: SchemaCatalog) -> KafkaStagingProvider:
+    """Kafka as the StagingProvider, as the settings describe it."""
+    return KafkaStagingProvider(
+        settings.kafka, catalog=catalog, max_record_bytes=settings.staging.max_record_bytes
+    )
+
+
+def checkpoint_store(settings: Settings) -> KafkaCheckpointStore:
+    """The checkpoint store on the compacted checkpoint topic (created if missing)."""
+    return KafkaCheckpointStore(settings.kafka, checkpoint_topic(settings))

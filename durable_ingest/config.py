@@ -10,8 +10,9 @@ Every model is frozen, keyword-only and refuses unknown keys. Unsafe settings
 are refused at construction: auto commit, a producer without idempotence or
 without ``acks=all``, secrets in free-form client overrides or in a DSN.
 Secrets are :class:`pydantic.SecretStr`: they print as ``**********`` in reprs,
-dumps and logs, and error messages are built from field names only, never
-from the values given.
+dumps and logs; validation errors are built from field locations, never
+from the values given (an unsafe, non-secret override like ``acks='1'`` is
+quoted, a secret-looking key is refused before its value is looked at).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -46,7 +47,7 @@ _UNSAFE_CONSUMER = {
     "enable.auto.commit": ("false",),
 }
 _OWNED_KEYS = {"bootstrap.servers", "group.id", "client.id"}
-_SECRET_WORDS = ("password", "secret", "token", "sasl.jaas")
+_SECRET_WORDS = ("password", "secret", "jaas", "sasl.oauthbearer.config")
 
 
 def _check_overrides(
@@ -83,6 +84,11 @@ class KafkaSettings(_Model):
     ssl_key_location: str | None = None
     ssl_key_password: SecretStr | None = None
     ssl_endpoint_identification: bool = True
+    sasl_oauthbearer_method: Literal["default", "oidc"] = "default"
+    sasl_oauthbearer_client_id: str | None = None
+    sasl_oauthbearer_client_secret: SecretStr | None = None
+    sasl_oauthbearer_token_endpoint_url: str | None = None
+    sasl_oauthbearer_scope: str | None = None
     connect_timeout_s: float = Field(10.0, gt=0)
     """How long to wait for the first metadata answer before BrokerUnavailableError."""
     delivery_timeout_ms: int = Field(30_000, ge=1_000)
@@ -116,6 +122,15 @@ class KafkaSettings(_Model):
                     f"kafka.sasl_username and kafka.sasl_password are required with "
                     f"{self.sasl_mechanism}"
                 )
+        if self.sasl_oauthbearer_method == "oidc" and (
+            self.sasl_oauthbearer_client_id is None
+            or self.sasl_oauthbearer_client_secret is None
+            or self.sasl_oauthbearer_token_endpoint_url is None
+        ):
+            raise ValueError(
+                "kafka.sasl_oauthbearer_method = oidc needs sasl_oauthbearer_client_id, "
+                "sasl_oauthbearer_client_secret and sasl_oauthbearer_token_endpoint_url"
+            )
         for host in self.bootstrap.split(","):
             if not host.strip() or ":" not in host:
                 raise ValueError("kafka.bootstrap must be host:port[,host:port...]")
@@ -140,7 +155,8 @@ class ClickHouseSettings(_Model):
         parts = urlsplit(self.dsn)
         if parts.scheme not in ("chdb", "http", "https"):
             raise ValueError("clickhouse.dsn must start with chdb://, http:// or https://")
-        if parts.password:
+        query_keys = {k.lower() for k, _ in parse_qsl(parts.query)}
+        if parts.password or query_keys & {"password", "access_token"}:
             raise ValueError(
                 "clickhouse.dsn must not contain a password; set clickhouse.password "
                 "(or INGEST_CLICKHOUSE_PASSWORD), which is masked"

@@ -11,12 +11,12 @@
     │   └── DeliveryFailedError      the broker refused a record for a transient cause
     ├── DeadLetterError              this record can never succeed: dead-letter it,
     │   │                            count it, continue with the rest
-    │   ├── UnknownResourceError     a row was given for a resource nobody declared
     │   ├── SchemaMismatchError      a row does not fit its resource's Avro schema
     │   ├── RecordTooLargeError      an encoded record is over the size limit
     │   └── CorruptRecordError       staged bytes that cannot be decoded
     └── StopError                    retrying will not help: stop with this message
         ├── ConfigError              the configuration is invalid or unsafe
+        ├── UnknownResourceError     a source or resource nobody declared
         ├── SchemaError              a schema file is missing or not valid Avro
         ├── CheckpointError          a checkpoint is not plain JSON
         ├── TopicError               a staging topic is missing or cannot be created
@@ -105,15 +105,6 @@ class DeadLetterError(IngestError):
     """This record can never succeed: dead-letter it and go on with the rest."""
 
 
-class UnknownResourceError(DeadLetterError):
-    """A source or resource name that the staging context does not declare."""
-
-    def __init__(self, message: str, *, source: str, resource: str) -> None:
-        super().__init__(message)
-        self.source = source
-        self.resource = resource
-
-
 class SchemaMismatchError(DeadLetterError):
     """A row does not fit its resource's Avro schema."""
 
@@ -141,13 +132,26 @@ class CorruptRecordError(DeadLetterError):
     """Staged bytes that cannot be decoded into a record of a known schema."""
 
     def __init__(
-        self, message: str, *, topic: str, partition: int, offset: int, reason: str
+        self,
+        message: str,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        reason: str,
+        key: bytes | None = None,
+        value: bytes | None = None,
+        headers: tuple[tuple[str, bytes | None], ...] = (),
     ) -> None:
         super().__init__(message)
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.reason = reason
+        # The raw record, so that a dead-letter writer can copy it unchanged.
+        self.key = key
+        self.value = value
+        self.headers = headers
 
 
 # --- stop ------------------------------------------------------------------
@@ -159,6 +163,15 @@ class StopError(IngestError):
 
 class ConfigError(StopError):
     """The configuration is invalid or unsafe."""
+
+
+class UnknownResourceError(StopError):
+    """A source or resource name that nobody declared: a wiring mistake, not bad data."""
+
+    def __init__(self, message: str, *, source: str, resource: str) -> None:
+        super().__init__(message)
+        self.source = source
+        self.resource = resource
 
 
 class SchemaError(StopError):

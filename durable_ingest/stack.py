@@ -125,7 +125,9 @@ class EmbeddedBroker:
     def _wait_ready(self, timeout_s: float) -> None:
         assert self._process is not None
         deadline = time.monotonic() + timeout_s
-        admin = TopicAdmin(KafkaSettings(bootstrap=self.bootstrap, connect_timeout_s=1.0))
+        admin: TopicAdmin | None = (
+            None  # created once the port is bound: no refused-connection noise
+        )
         while True:
             code = self._process.poll()
             if code is not None:
@@ -137,6 +139,10 @@ class EmbeddedBroker:
                     f"the embedded broker did not answer on {self.bootstrap} within {timeout_s:.0f}s"
                 )
             if not port_is_free(self.port):
+                if admin is None:
+                    admin = TopicAdmin(
+                        KafkaSettings(bootstrap=self.bootstrap, connect_timeout_s=1.0)
+                    )
                 with contextlib.suppress(BackoffError):
                     admin.existing_topics()
                     return

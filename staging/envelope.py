@@ -45,6 +45,8 @@ H_SOURCE = "ce_source"
 H_TYPE = "ce_type"
 H_TIME = "ce_time"
 H_DATASCHEMA = "ce_dataschema"
+DATASCHEMA_PREFIX = "urn:durable-ingest:schema:"
+"""``ce_dataschema`` is this prefix + the schema's path under ``schemas/``."""
 H_INGESTTIME = "ce_ingesttime"
 H_CHECKPOINT = "ce_checkpoint"
 H_CONTENT_TYPE = "content-type"
@@ -124,10 +126,11 @@ class EnvelopeEncoder:
             (H_SPECVERSION, SPECVERSION.encode()),
             (H_SOURCE, f"/ingest/{resource.source}".encode()),
             (H_TYPE, resource.name.encode()),
-            (H_DATASCHEMA, schema.path.encode()),
+            (H_DATASCHEMA, f"{DATASCHEMA_PREFIX}{schema.path}".encode()),
             (H_CONTENT_TYPE, CONTENT_TYPE.encode()),
         ]
         self._decimal_limits = _decimal_limits(schema)
+        self._identity_fields = tuple(dict.fromkeys((*resource.key, *resource.id_fields)))
 
     def encode_batch(
         self,
@@ -193,6 +196,11 @@ class EnvelopeEncoder:
             missing = sorted(self._required - set(keys))
             if missing:
                 raise self._mismatch(index, missing[0], "required field is missing")
+        for name in self._identity_fields:
+            if row.get(name) is None:
+                raise self._mismatch(
+                    index, name, "is null, but it is part of the key or natural key"
+                )
         for name, limit in self._decimal_limits:
             value = row.get(name)
             if isinstance(value, decimal.Decimal) and not abs(value) < limit:
@@ -268,6 +276,8 @@ class StagedRecord:
     headers: Sequence[tuple[str, bytes | None]]
     schema: StagedSchema
     record: dict[str, Any]
+    checkpoint: dict[str, Any] | None = None
+    """The checkpoint this record carried (the last record of a write), if any."""
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -283,32 +293,12 @@ class StagedRecord:
     def resource(self) -> str | None:
         return self.header(H_TYPE)
 
-    @property
-    def checkpoint(self) -> dict[str, Any] | None:
-        raw = self.header(H_CHECKPOINT)
-        if raw is None:
-            return None
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise CorruptRecordError(
-                f"staged record {self.topic}[{self.partition}]@{self.offset}: "
-                f"header {H_CHECKPOINT} is not JSON: {exc}",
-                topic=self.topic,
-                partition=self.partition,
-                offset=self.offset,
-                reason=f"bad {H_CHECKPOINT} header",
-            ) from exc
-        if not isinstance(value, dict):
-            raise CorruptRecordError(
-                f"staged record {self.topic}[{self.partition}]@{self.offset}: "
-                f"header {H_CHECKPOINT} is not a JSON object",
-                topic=self.topic,
-                partition=self.partition,
-                offset=self.offset,
-                reason=f"bad {H_CHECKPOINT} header",
-            )
-        return value
+
+def _parse_checkpoint(raw: bytes) -> dict[str, Any]:
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError(f"header {H_CHECKPOINT} is not a JSON object")
+    return value
 
 
 class EnvelopeDecoder:
@@ -326,7 +316,13 @@ class EnvelopeDecoder:
         value: bytes | None,
         headers: Sequence[tuple[str, bytes | None]] | None,
     ) -> StagedRecord:
-        """Decode one staged record; raises :class:`CorruptRecordError` naming it."""
+        """Decode one staged record; raises :class:`CorruptRecordError` naming it.
+
+        The value and a ``ce_checkpoint`` header, when present, are both checked,
+        so a record either decodes completely or is reported corrupt.
+        """
+        headers = headers or ()
+        checkpoint = None
         try:
             if value is None:
                 raise ValueError("value is empty (null)")
@@ -342,6 +338,9 @@ class EnvelopeDecoder:
                     "(is the schemas folder up to date?)"
                 )
             record = decode_body(schema.parsed, memoryview(value)[HEADER_SIZE:])
+            for name, raw in headers:
+                if name == H_CHECKPOINT and raw is not None:
+                    checkpoint = _parse_checkpoint(raw)
         except (
             ValueError,
             TypeError,
@@ -359,5 +358,8 @@ class EnvelopeDecoder:
                 partition=partition,
                 offset=offset,
                 reason=reason,
+                key=key,
+                value=value,
+                headers=tuple(headers),
             ) from exc
-        return StagedRecord(topic, partition, offset, key, headers or (), schema, record)
+        return StagedRecord(topic, partition, offset, key, headers, schema, record, checkpoint)

@@ -100,19 +100,29 @@ class StagedBatch:
         return next_offsets(self.offsets)
 
     @property
-    def checkpoints(self) -> dict[str, dict[str, Any]]:
-        """Newest checkpoint per resource that this batch's records carried.
+    def checkpoints(self) -> tuple[CarriedCheckpoint, ...]:
+        """Every checkpoint this batch's records carried, with where each was read.
 
-        A checkpoint rides on the last record of the write that produced it.
-        "Newest" is the last one in batch order per partition; across
-        partitions the caller decides (see docs/offsets-and-checkpoints.md).
+        A checkpoint rides on the last record of the write that produced it, in
+        one partition. It does not prove that the same write's records in other
+        partitions were read or written: see docs/offsets-and-checkpoints.md.
         """
-        found: dict[str, dict[str, Any]] = {}
-        for record in self.records:
-            checkpoint = record.checkpoint
-            if checkpoint is not None:
-                found[record.resource or ""] = checkpoint
-        return found
+        return tuple(
+            CarriedCheckpoint(r.resource or "", r.topic, r.partition, r.offset, r.checkpoint)
+            for r in self.records
+            if r.checkpoint is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedCheckpoint:
+    """A checkpoint found in a batch, and the record position that carried it."""
+
+    resource: str
+    topic: str
+    partition: int
+    offset: int
+    checkpoint: dict[str, Any]
 
 
 class RecordWriter(Protocol):

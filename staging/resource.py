@@ -72,9 +72,19 @@ class TopicSpec:
                 f"topic {self.name}: replication_factor must be >= 1, not {self.replication_factor}"
             )
 
-    def kafka_config(self) -> dict[str, str]:
+    @property
+    def min_insync_replicas(self) -> int:
+        """2 when there are 3 or more replicas (one broker may fail), else 1."""
+        return 2 if self.replication_factor >= 3 else 1
+
+    def kafka_config(self, *, max_message_bytes: int | None = None) -> dict[str, str]:
         """Topic-level configuration as Kafka's admin API takes it."""
-        config = {"retention.ms": str(self.retention_ms)}
+        config = {
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(self.min_insync_replicas),
+        }
+        if max_message_bytes is not None:
+            config["max.message.bytes"] = str(max_message_bytes)
         if self.compacted:
             config["cleanup.policy"] = "compact"
         return config

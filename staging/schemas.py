@@ -35,6 +35,8 @@ class StagedSchema:
     field_names: frozenset[str] = field(repr=False)
     required_fields: frozenset[str] = field(repr=False)
     """Fields without a default: a row must give them."""
+    full_form: str = field(repr=False)
+    """The schema JSON with sorted keys: unlike the canonical form, it keeps logical types."""
 
     @property
     def fingerprint_hex(self) -> str:
@@ -59,6 +61,7 @@ class StagedSchema:
             header=single_object_header(canonical),
             field_names=frozenset(f["name"] for f in fields),
             required_fields=frozenset(f["name"] for f in fields if "default" not in f),
+            full_form=json.dumps(schema_json, sort_keys=True),
         )
 
 
@@ -93,9 +96,8 @@ class SchemaCatalog:
             schema_json = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SchemaError(f"schema {path}: not JSON: {exc}") from exc
-        schema = StagedSchema.from_json(schema_json, path)
-        self.register(schema)
-        return schema
+        self.register(StagedSchema.from_json(schema_json, path))
+        return self._by_path[path]
 
     def load_all(self) -> list[StagedSchema]:
         """Load every ``.avsc`` file under the root."""
@@ -105,10 +107,20 @@ class SchemaCatalog:
         ]
 
     def register(self, schema: StagedSchema) -> None:
-        """Add a schema that did not come from a file (tests, generated schemas)."""
+        """Add a schema; refuse one whose fingerprint another, different schema has.
+
+        Avro's Parsing Canonical Form (and so the fingerprint) ignores logical
+        types and defaults: a decimal whose scale changed would decode with the
+        old scale. Such a change needs a new record name or namespace.
+        """
         other = self._by_header.get(schema.header)
         if other is not None and other.path != schema.path:
-            # Same canonical form under two paths: both decode the same bytes.
+            if other.full_form != schema.full_form:
+                raise SchemaError(
+                    f"schema {schema.path} has the fingerprint of {other.path} but differs from it "
+                    "(fingerprints ignore logical types and defaults): give the new version a new "
+                    "record name or namespace"
+                )
             self._by_path[schema.path] = other
             return
         self._by_path[schema.path] = schema

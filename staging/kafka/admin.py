@@ -15,7 +15,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 from durable_ingest.config import KafkaSettings
 from durable_ingest.errors import TopicError
 from staging.kafka.client_config import admin_config
-from staging.kafka.translate import broker_call, kafka_error_of
+from staging.kafka.translate import broker_call, client_settings, kafka_error_of
 from staging.resource import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ class TopicAdmin:
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self._kafka = kafka
-        self._admin = AdminClient(admin_config(kafka))
+        with client_settings("admin"):
+            self._admin = AdminClient(admin_config(kafka))
         self._timeout = kafka.connect_timeout_s
 
     def existing_topics(self) -> dict[str, int]:
@@ -38,8 +39,14 @@ class TopicAdmin:
             self._admin.poll(0)  # serve librdkafka's log queue into Python logging
         return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
 
-    def ensure(self, specs: Sequence[TopicSpec]) -> list[str]:
-        """Create the topics that do not exist yet; return the names created."""
+    def ensure(
+        self, specs: Sequence[TopicSpec], *, max_message_bytes: int | None = None
+    ) -> list[str]:
+        """Create the topics that do not exist yet; return the names created.
+
+        ``max_message_bytes`` sets the topic's ``max.message.bytes`` so that the
+        broker accepts every record the staging size limit lets through.
+        """
         existing = self.existing_topics()
         wanted = {s.name: s for s in specs}
         for name, spec in wanted.items():
@@ -61,7 +68,7 @@ class TopicAdmin:
                     s.name,
                     num_partitions=s.partitions,
                     replication_factor=s.replication_factor,
-                    config=s.kafka_config(),
+                    config=s.kafka_config(max_message_bytes=max_message_bytes),
                 )
                 for s in missing
             ],

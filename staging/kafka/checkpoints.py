@@ -24,7 +24,7 @@ from staging.checkpoints import checkpoint_key
 from staging.envelope import Checkpoint, encode_checkpoint, rfc3339
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.client_config import consumer_config, producer_config
-from staging.kafka.translate import consume_error, delivery_error
+from staging.kafka.translate import client_settings, consume_error, delivery_error
 from staging.kafka.writer import now_micros
 from staging.resource import TopicSpec
 
@@ -58,7 +58,8 @@ class KafkaCheckpointStore:
         admin = TopicAdmin(kafka)
         admin.ensure([topic])
         admin.check_compacted(topic.name)
-        self._producer = Producer(producer_config(kafka, max_record_bytes=1_000_000))
+        with client_settings("producer"):
+            self._producer = Producer(producer_config(kafka, max_record_bytes=1_000_000))
         self._flush_timeout_s = kafka.delivery_timeout_ms / 1000 + 5
         self._closed = False
 
@@ -91,7 +92,8 @@ class KafkaCheckpointStore:
         config = consumer_config(
             self._kafka, group_id=f"ingest.checkpoint-loader.{uuid.uuid4().hex}"
         )
-        consumer = Consumer(config)
+        with client_settings("consumer"):
+            consumer = Consumer(config)
         found: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + self._kafka.connect_timeout_s * 3
         try:

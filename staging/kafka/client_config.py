@@ -16,7 +16,7 @@ LIBRDKAFKA_LOGGER = logging.getLogger("staging.kafka.librdkafka")
 
 # Room for the record batch framing around one record of max_record_bytes.
 _BATCH_OVERHEAD = 64 * 1024
-_SECRET_KEYS = {"sasl.password", "ssl.key.password"}
+_SECRET_KEYS = {"sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret"}
 
 
 def common_config(kafka: KafkaSettings) -> dict[str, Any]:
@@ -40,6 +40,16 @@ def common_config(kafka: KafkaSettings) -> dict[str, Any]:
         "ssl.key.location": kafka.ssl_key_location,
     }
     config.update({k: v for k, v in optional.items() if v is not None})
+    if kafka.sasl_oauthbearer_method == "oidc":
+        config["sasl.oauthbearer.method"] = "oidc"
+        config["sasl.oauthbearer.client.id"] = kafka.sasl_oauthbearer_client_id
+        if kafka.sasl_oauthbearer_client_secret is not None:
+            config["sasl.oauthbearer.client.secret"] = (
+                kafka.sasl_oauthbearer_client_secret.get_secret_value()
+            )
+        config["sasl.oauthbearer.token.endpoint.url"] = kafka.sasl_oauthbearer_token_endpoint_url
+        if kafka.sasl_oauthbearer_scope is not None:
+            config["sasl.oauthbearer.scope"] = kafka.sasl_oauthbearer_scope
     if kafka.ssl_key_password is not None:
         config["ssl.key.password"] = kafka.ssl_key_password.get_secret_value()
     if "SSL" in kafka.security_protocol:
@@ -47,6 +57,11 @@ def common_config(kafka: KafkaSettings) -> dict[str, Any]:
             "https" if kafka.ssl_endpoint_identification else "none"
         )
     return config
+
+
+def topic_max_message_bytes(max_record_bytes: int) -> int:
+    """``max.message.bytes`` for staging topics: one largest record plus batch framing."""
+    return max(1_048_588, max_record_bytes + _BATCH_OVERHEAD)
 
 
 def admin_config(kafka: KafkaSettings) -> dict[str, Any]:

@@ -13,8 +13,13 @@ from durable_ingest.config import KafkaSettings
 from durable_ingest.errors import StagingClosedError
 from staging.envelope import EnvelopeDecoder
 from staging.kafka.admin import TopicAdmin
-from staging.kafka.client_config import consumer_config, producer_config
+from staging.kafka.client_config import (
+    consumer_config,
+    producer_config,
+    topic_max_message_bytes,
+)
 from staging.kafka.reader import KafkaRecordReader
+from staging.kafka.translate import client_settings
 from staging.kafka.writer import KafkaRecordWriter, now_micros
 from staging.protocol import StagingContext
 from staging.resource import StagedResource, TopicSpec
@@ -46,7 +51,9 @@ class KafkaStagingProvider:
         self._admin = TopicAdmin(kafka)
 
     def ensure_topics(self, resources: Sequence[StagedResource]) -> list[str]:
-        return self._admin.ensure(topic_specs(resources))
+        return self._admin.ensure(
+            topic_specs(resources), max_message_bytes=topic_max_message_bytes(self.max_record_bytes)
+        )
 
     def allocate_session(self, context: StagingContext) -> KafkaStagingSession:
         # Fails fast (BrokerUnavailableError within connect_timeout_s) when
@@ -79,9 +86,10 @@ class KafkaStagingSession:
         if writer is None:
             if self._producer is None:
                 kafka = self._provider.kafka
-                self._producer = Producer(
-                    producer_config(kafka, max_record_bytes=self._provider.max_record_bytes)
-                )
+                with client_settings("producer"):
+                    self._producer = Producer(
+                        producer_config(kafka, max_record_bytes=self._provider.max_record_bytes)
+                    )
             writer = KafkaRecordWriter(
                 self._producer,
                 spec,

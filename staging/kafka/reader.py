@@ -7,15 +7,17 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from durable_ingest.errors import CommitFailedError, CorruptRecordError, StagingClosedError
 from staging.envelope import EnvelopeDecoder, StagedRecord
 from staging.kafka.translate import (
     broker_call,
+    client_settings,
     commit_error,
     consume_error,
     describe,
+    fatal_error,
     kafka_error_of,
 )
 from staging.offsets import CommitLedger, Partition, offset_ranges
@@ -42,7 +44,8 @@ class KafkaRecordReader:
         bootstrap: str,
         timeout_s: float,
     ) -> None:
-        self._consumer = Consumer(config)
+        with client_settings("consumer"):
+            self._consumer = Consumer(config)
         self._decoder = decoder
         self._bootstrap = bootstrap
         self._timeout_s = timeout_s
@@ -116,7 +119,7 @@ class KafkaRecordReader:
                     )
                 except CorruptRecordError as exc:
                     if on_corrupt == "raise":
-                        self._rewind(positions, exc)
+                        self._rewind(messages)
                         raise
                     corrupt.append(exc)
                 else:
@@ -130,17 +133,23 @@ class KafkaRecordReader:
 
     def _on_message_error(self, error: KafkaError) -> None:
         if error.fatal():
-            raise commit_error(error)
+            raise fatal_error(error)
         if error.code() == KafkaError._PARTITION_EOF:
             return
         log.warning("consumer: %s", describe(error))
 
-    def _rewind(self, positions: list[tuple[str, int, int]], failed: CorruptRecordError) -> None:
-        """Seek back so the records consumed in this chunk are read again."""
+    def _rewind(self, messages: list[Message]) -> None:
+        """Seek every partition of this chunk back to its first offset in the chunk.
+
+        Covers the whole chunk, not only what was handled before the failure:
+        records of other partitions later in the chunk must not be skipped.
+        """
         firsts: dict[tuple[str, int], int] = {}
-        for topic, partition, offset in positions:
-            firsts.setdefault((topic, partition), offset)
-        firsts.setdefault((failed.topic, failed.partition), failed.offset)
+        for message in messages:
+            if message.error() is None:
+                firsts.setdefault(
+                    (message.topic() or "", message.partition() or 0), message.offset() or 0
+                )
         for (topic, partition), offset in firsts.items():
             try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))

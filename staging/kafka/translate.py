@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError, KafkaException
 from durable_ingest.errors import (
     BrokerUnavailableError,
     CommitFailedError,
+    ConfigError,
     DeliveryFailedError,
     DeliveryRejectedError,
     DeliveryUnknownError,
@@ -64,11 +65,13 @@ def delivery_error(topic: str, errors: Sequence[KafkaError], undelivered: int) -
     return DeliveryRejectedError(message, topic=topic, code=first.name(), failed=len(others))
 
 
+def fatal_error(error: KafkaError) -> KafkaFatalError:
+    return KafkaFatalError(f"Kafka client hit a fatal error: {describe(error)}", code=error.name())
+
+
 def commit_error(error: KafkaError) -> IngestError:
     if error.fatal():
-        return KafkaFatalError(
-            f"Kafka consumer hit a fatal error: {describe(error)}", code=error.name()
-        )
+        return fatal_error(error)
     return CommitFailedError(
         f"offsets were not committed ({describe(error)}); the batch will be read again",
         code=error.name(),
@@ -78,12 +81,21 @@ def commit_error(error: KafkaError) -> IngestError:
 def consume_error(exc: KafkaException, bootstrap: str) -> IngestError:
     error = kafka_error_of(exc)
     if error is not None and error.fatal():
-        return KafkaFatalError(
-            f"Kafka consumer hit a fatal error: {describe(error)}", code=error.name()
-        )
+        return fatal_error(error)
     return BrokerUnavailableError(
         f"consuming from Kafka at {bootstrap} failed: {exc}", bootstrap=bootstrap
     )
+
+
+@contextmanager
+def client_settings(kind: str) -> Iterator[None]:
+    """Translate librdkafka's refusal of a setting when a client is created."""
+    try:
+        yield
+    except (KafkaException, ValueError, TypeError) as exc:
+        error = kafka_error_of(exc) if isinstance(exc, KafkaException) else None
+        reason = error.str() if error is not None else str(exc)
+        raise ConfigError(f"kafka.{kind}: librdkafka refused the settings: {reason}") from None
 
 
 @contextmanager

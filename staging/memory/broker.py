@@ -50,13 +50,17 @@ class MemoryBroker:
         key: bytes | None,
         value: bytes | None,
         headers: tuple[tuple[str, bytes], ...],
+        partition: int | None = None,
     ) -> tuple[int, int]:
         """Append one record; returns (partition, offset). Keys pick partitions stably."""
         with self._lock:
             partitions = self._logs.get(topic)
             if partitions is None:
                 raise TopicError(f"topic {topic} does not exist", topic=topic)
-            index = zlib.crc32(key) % len(partitions) if key is not None else 0
+            if partition is not None:
+                index = partition
+            else:
+                index = zlib.crc32(key) % len(partitions) if key is not None else 0
             partitions[index].append(StoredRecord(key, value, headers))
             return index, len(partitions[index]) - 1
 

@@ -33,8 +33,7 @@ def _memory(catalog: SchemaCatalog) -> Harness:
     store = InMemoryCheckpointStore()
 
     def raw_append(topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
-        # The memory broker picks partitions by key; tests pass a key for the partition.
-        provider.broker.append(topic, key, value, ())
+        provider.broker.append(topic, key, value, (), partition=partition)
 
     return Harness(provider, raw_append, lambda: store, real_kafka=False)
 

@@ -139,10 +139,12 @@ def test_checkpoint_travels_with_the_batch(harness: Harness, catalog: SchemaCata
     with harness.provider.allocate_session(ctx) as session:
         session.writer().write_batch(trades(4), checkpoint={"trade_id": 1_000_003, "sequence": 9})
         batches = read(session.reader(), 4)
-    merged: dict = {}  # type: ignore[type-arg]
-    for batch in batches:
-        merged.update(batch.checkpoints)
-    assert merged == {ctx.resources[0].name: {"sequence": 9, "trade_id": 1_000_003}}
+    carried = [c for batch in batches for c in batch.checkpoints]
+    assert len(carried) == 1
+    (found,) = carried
+    assert found.checkpoint == {"sequence": 9, "trade_id": 1_000_003}
+    assert found.resource == ctx.resources[0].name
+    assert (found.topic, found.partition, found.offset) == (ctx.resources[0].topic.name, 0, 3)
 
 
 def test_two_members_split_partitions_and_read_everything(
@@ -168,26 +170,32 @@ def test_two_members_split_partitions_and_read_everything(
 def test_corrupt_bytes_raise_then_can_be_collected(
     harness: Harness, catalog: SchemaCatalog
 ) -> None:
-    """Corrupt staged bytes raise a typed error naming their position; nothing is skipped."""
-    ctx = context(catalog, partitions=1)
+    """Corrupt staged bytes raise a typed error naming their position; nothing is skipped.
+
+    Two partitions with records on both sides of the corrupt one: the rewind
+    after the error must cover every partition the failed chunk touched.
+    """
+    ctx = context(catalog, partitions=2)
     topic = ctx.resources[0].topic.name
     with harness.provider.allocate_session(ctx) as session:
-        session.writer().write_batch(trades(3))
+        first = session.writer().write_batch(trades(200))
+        before = sum(r.count for r in first.offsets if r.partition == 0)
         harness.raw_append(topic, 0, b"k", b"not avro at all")
-        session.writer().write_batch(trades(2, start=3))
+        session.writer().write_batch(trades(200, start=200))
         reader = session.reader()
         with pytest.raises(CorruptRecordError) as info:
-            read(reader, 6)
-        assert (info.value.topic, info.value.partition, info.value.offset) == (topic, 0, 3)
-        assert f"{topic}[0]@3" in str(info.value)
-        batches = read(reader, 6, on_corrupt="collect")
+            read(reader, 401)
+        assert (info.value.topic, info.value.partition, info.value.offset) == (topic, 0, before)
+        assert f"{topic}[0]@{before}" in str(info.value)
+        assert info.value.value == b"not avro at all" and info.value.key == b"k"
+        batches = read(reader, 401, on_corrupt="collect")
         good = sorted(r["trade_id"] for r in records_of(batches))
-        bad = [c.offset for b in batches for c in b.corrupt]
-        assert good == [1_000_000 + i for i in range(5)]
-        assert bad == [3]
+        bad = [(c.partition, c.offset) for b in batches for c in b.corrupt]
+        assert good == [1_000_000 + i for i in range(400)]
+        assert bad == [(0, before)]
         for batch in batches:
             reader.commit(batch)
-        assert list(reader.committed().values()) == [6]
+        assert sum(reader.committed().values()) == 401
 
 
 def test_closed_session_refuses_work(harness: Harness, catalog: SchemaCatalog) -> None:

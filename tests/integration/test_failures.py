@@ -8,7 +8,12 @@ import time
 import pytest
 
 from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import BrokerUnavailableError, DeliveryFailedError, DeliveryUnknownError
+from durable_ingest.errors import (
+    BrokerUnavailableError,
+    ConfigError,
+    DeliveryFailedError,
+    DeliveryUnknownError,
+)
 from durable_ingest.stack import EmbeddedBroker, free_port
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
@@ -89,3 +94,19 @@ def test_secrets_never_reach_logs_or_errors(
     assert SECRET not in repr(kafka) and SECRET not in repr(provider.kafka)
     assert caplog.records, "expected librdkafka and adapter logs to be captured"
     assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+
+def test_setting_librdkafka_refuses_is_a_config_error(
+    kafka: KafkaSettings, catalog: SchemaCatalog
+) -> None:
+    """An override librdkafka does not know fails as a ConfigError naming the setting."""
+    bad = kafka.model_copy(update={"producer": {"linger.mss": "5"}})
+    provider = KafkaStagingProvider(bad, catalog=catalog, max_record_bytes=1_000_000)
+    resource = trade_resource(catalog)
+    with provider.allocate_session(
+        StagingContext(source=resource.source, resources=(resource,))
+    ) as session:
+        with pytest.raises(
+            ConfigError, match=r"kafka\.producer: librdkafka refused the settings: .*linger\.mss"
+        ):
+            session.writer()

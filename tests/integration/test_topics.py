@@ -41,6 +41,7 @@ def test_topics_have_the_configured_partitions_and_retention(
     assert provider.ensure_topics([resource]) == []  # idempotent
     partitions, config = describe(kafka, resource.topic.name)
     assert partitions == 5 and config["retention.ms"] == "3600000"
+    assert int(config["max.message.bytes"]) >= 1_000_000  # the broker accepts our largest record
     dlq_partitions, dlq_config = describe(kafka, resource.dlq.name)
     assert dlq_partitions == 1 and dlq_config["retention.ms"] == "3600000"
 

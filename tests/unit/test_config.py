@@ -107,6 +107,32 @@ def test_sasl_requires_credentials() -> None:
         settings_from({"kafka": {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}})
 
 
+def test_oidc_needs_its_settings_and_masks_the_client_secret() -> None:
+    """OAUTHBEARER with OIDC needs id, secret and endpoint; the secret is masked."""
+    with pytest.raises(ConfigError, match="sasl_oauthbearer_client_id"):
+        settings_from({"kafka": {"sasl_oauthbearer_method": "oidc"}})
+    settings = settings_from(
+        {
+            "kafka": {
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "OAUTHBEARER",
+                "sasl_oauthbearer_method": "oidc",
+                "sasl_oauthbearer_client_id": "ingest",
+                "sasl_oauthbearer_client_secret": SECRET,
+                "sasl_oauthbearer_token_endpoint_url": "https://idp.example/token",
+                "producer": {"sasl.oauthbearer.extensions": "logicalCluster=lkc-1"},
+            }
+        }
+    )
+    assert SECRET not in repr(settings)
+
+
+def test_password_in_dsn_query_is_refused() -> None:
+    """A password in the DSN's query string is refused like one in its user part."""
+    with pytest.raises(ConfigError, match="must not contain a password"):
+        settings_from({"clickhouse": {"dsn": f"https://ch:8443/?password={SECRET}"}})
+
+
 def test_dsn_scheme_is_checked() -> None:
     """Only chdb://, http:// and https:// DSNs are accepted."""
     with pytest.raises(ConfigError, match="must start with chdb://"):

@@ -89,7 +89,7 @@ def test_cloudevents_headers(catalog: SchemaCatalog) -> None:
     assert h[H_ID].decode() == envelope.event_id
     assert h[H_TIME].decode() == rfc3339(to_micros(trade(1)["time"]))
     assert h[H_INGESTTIME].decode() == rfc3339(NOW)
-    assert h["ce_dataschema"] == b"coinbase/matches.avsc"
+    assert h["ce_dataschema"] == b"urn:durable-ingest:schema:coinbase/matches.avsc"
     assert h["content-type"] == b"application/avro"
 
 
@@ -209,11 +209,22 @@ def test_corrupt_bytes_raise_a_typed_error_naming_the_position(
     assert "ingest.x.y[1]@77" in str(info.value)
 
 
-def test_bad_checkpoint_header_is_a_corrupt_record(catalog: SchemaCatalog) -> None:
-    """A checkpoint header that is not a JSON object is reported with its position."""
+@pytest.mark.parametrize("raw", [b"[1", b"[1, 2]", b"not json"])
+def test_bad_checkpoint_header_is_a_corrupt_record(catalog: SchemaCatalog, raw: bytes) -> None:
+    """A checkpoint header that is not a JSON object makes the record corrupt, at decode time."""
     envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW)[0]
-    record = EnvelopeDecoder(catalog).decode(
-        "t", 0, 5, None, envelope.value, [*envelope.headers, (H_CHECKPOINT, b"[1")]
-    )
-    with pytest.raises(CorruptRecordError, match=r"t\[0\]@5"):
-        _ = record.checkpoint
+    headers = [*envelope.headers, (H_CHECKPOINT, raw)]
+    with pytest.raises(CorruptRecordError, match=r"t\[0\]@5") as info:
+        EnvelopeDecoder(catalog).decode("t", 0, 5, b"key", envelope.value, headers)
+    assert info.value.value == envelope.value and info.value.key == b"key"
+    assert (H_CHECKPOINT, raw) in info.value.headers
+
+
+@pytest.mark.parametrize("field", ["product_id", "trade_id"])
+def test_null_key_or_natural_key_is_refused(catalog: SchemaCatalog, field: str) -> None:
+    """A null in a key or natural-key field is refused instead of becoming the key "None"."""
+    rows = trades(2)
+    rows[1] = {**rows[1], field: None}
+    with pytest.raises(SchemaMismatchError, match="is null") as info:
+        encoder(catalog).encode_batch(rows, ingest_time_us=NOW)
+    assert info.value.field == field and info.value.row_index == 1

@@ -31,7 +31,13 @@ def test_default_topics(catalog: SchemaCatalog) -> None:
     resource = define(catalog)
     assert resource.topic.name == "ingest.coinbase.matches"
     assert resource.dlq.name == "ingest.coinbase.matches.dlq"
-    assert resource.topic.kafka_config() == {"retention.ms": str(7 * 24 * 3600 * 1000)}
+    assert resource.topic.kafka_config(max_message_bytes=2_000_000) == {
+        "retention.ms": str(7 * 24 * 3600 * 1000),
+        "min.insync.replicas": "1",
+        "max.message.bytes": "2000000",
+    }
+    replicated = TopicSpec("t", replication_factor=3)
+    assert replicated.kafka_config()["min.insync.replicas"] == "2"
 
 
 @pytest.mark.parametrize("name", ["Matches", "1abc", "has-dash", "a.b", "", "x" * 64])
@@ -108,3 +114,18 @@ def test_every_shipped_schema_loads() -> None:
     schemas = SchemaCatalog.default().load_all()
     assert schemas
     assert len({s.header for s in schemas}) == len(schemas)
+
+
+def test_fingerprint_collision_with_a_different_schema_is_refused(tmp_path: Path) -> None:
+    """Two schemas that differ only in a decimal's scale share a fingerprint: refused."""
+    base = json.loads((Path(__file__).parents[2] / "schemas/coinbase/matches.avsc").read_text())
+    (tmp_path / "v1.avsc").write_text(json.dumps(base))
+    changed = json.loads(json.dumps(base))
+    changed["fields"][5]["type"]["scale"] = 8
+    (tmp_path / "v2.avsc").write_text(json.dumps(changed))
+    (tmp_path / "copy.avsc").write_text(json.dumps(base, indent=2))
+    catalog = SchemaCatalog(tmp_path)
+    v1 = catalog.load("v1.avsc")
+    assert catalog.load("copy.avsc") is v1  # the same schema under two paths is fine
+    with pytest.raises(SchemaError, match="has the fingerprint of v1.avsc but differs"):
+        catalog.load("v2.avsc")
