@@ -1,41 +1,40 @@
-"""Envelopes: one staged Kafka record per source event, and back.
+"""Envelopes: one staged Kafka record per source event.
 
 An envelope is the key, value and headers of one Kafka record (see
 ``docs/wire-format.md``):
 
 * key: the resource's entity key (records with one key stay in order);
 * value: the record in Avro single-object encoding (:mod:`staging.codec`);
-* headers: CloudEvents 1.0 attributes in Kafka binary mode (``ce_id``,
-  ``ce_source``, ``ce_type``, ``ce_time``...) plus the extensions
-  ``ce_ingesttime`` and, on the last record of a write, ``ce_checkpoint``.
+* headers: CloudEvents 1.0 attributes in Kafka binary mode (``ce_specversion``,
+  ``ce_id``, ``ce_source``, ``ce_type``, ``ce_time``, ``content-type``) plus the
+  extensions ``ce_ingesttime`` and, on the last record of a write,
+  ``ce_checkpoint``.
 
 The event id is deterministic: a hash of the source, the resource and the
 record's natural key (or, without one, its encoded bytes). A re-sent event has
 the id it had the first time, which is what lets the sink deduplicate.
 
-Pure code: :class:`EnvelopeEncoder` turns rows into envelopes and
-:class:`EnvelopeDecoder` turns staged bytes back into records; neither does I/O.
+Pure code: :class:`EnvelopeEncoder` turns rows into envelopes (decoding is
+:mod:`staging.decoder`). Per-record Python work is the cost that matters
+here, so the loop works on parallel lists and precomputed constants.
 """
 
 from __future__ import annotations
 
 import decimal
 import hashlib
+import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from durable_ingest.errors import (
-    CheckpointError,
-    CorruptRecordError,
-    RecordTooLargeError,
-    SchemaMismatchError,
-)
-from staging.codec import HEADER_SIZE, decode_body, encode_body
+import fastavro
+
+from durable_ingest.errors import CheckpointError, RecordTooLargeError, SchemaMismatchError
 from staging.resource import StagedResource
-from staging.schemas import SchemaCatalog, StagedSchema
+from staging.schemas import StagedSchema
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/avro"
@@ -44,19 +43,20 @@ H_ID = "ce_id"
 H_SOURCE = "ce_source"
 H_TYPE = "ce_type"
 H_TIME = "ce_time"
-H_DATASCHEMA = "ce_dataschema"
-DATASCHEMA_PREFIX = "urn:durable-ingest:schema:"
-"""``ce_dataschema`` is this prefix + the schema's path under ``schemas/``."""
 H_INGESTTIME = "ce_ingesttime"
 H_CHECKPOINT = "ce_checkpoint"
 H_CONTENT_TYPE = "content-type"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_ONE_US = timedelta(microseconds=1)
 Checkpoint = Mapping[str, Any]
+Headers = list[tuple[str, bytes]]
 
-# Per-record header overhead that Kafka counts in the record size (a varint
-# key length, a varint value length): a generous upper bound.
-_HEADER_OVERHEAD = 10
+# Kafka's per-record framing besides key, value and headers (varint lengths,
+# attributes, deltas): a generous upper bound. Each header adds two varints.
+_RECORD_OVERHEAD = 24
+_PER_HEADER_OVERHEAD = 4
 
 
 def rfc3339(micros: int) -> str:
@@ -67,11 +67,28 @@ def rfc3339(micros: int) -> str:
 def to_micros(value: Any) -> int:
     """Microseconds since the epoch of a datetime (naive means UTC) or an int."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        delta: timedelta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        epoch = _EPOCH if value.tzinfo is not None else _EPOCH_NAIVE
+        return (value - epoch) // _ONE_US
     return int(value)
+
+
+class _TimeFormatter:
+    """``rfc3339(micros).encode()``, caching the part up to the second."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[int, bytes] = {}
+
+    def __call__(self, micros: int) -> bytes:
+        seconds, fraction = divmod(micros, 1_000_000)
+        prefix = self._cache.get(seconds)
+        if prefix is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            prefix = rfc3339(seconds * 1_000_000)[:-7].encode()
+            self._cache[seconds] = prefix
+        return prefix + b"%06dZ" % fraction
 
 
 def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
@@ -90,16 +107,29 @@ class Envelope:
 
     key: bytes
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: Headers
     event_id: str
 
-    @property
-    def size(self) -> int:
-        """Bytes this record takes on the wire, headers included (upper bound)."""
-        size = len(self.key) + len(self.value) + _HEADER_OVERHEAD
-        for name, value in self.headers:
-            size += len(name) + len(value) + 2
-        return size
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """The envelopes of one write, as parallel lists in row order."""
+
+    keys: list[bytes]
+    values: list[bytes]
+    headers: list[Headers]
+    event_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: int) -> Envelope:
+        return Envelope(
+            self.keys[index], self.values[index], self.headers[index], self.event_ids[index]
+        )
+
+    def __iter__(self) -> Iterator[Envelope]:
+        return (self[i] for i in range(len(self)))
 
 
 def _short(value: Any) -> str:
@@ -115,20 +145,18 @@ class EnvelopeEncoder:
         self.max_record_bytes = max_record_bytes
         schema = resource.schema
         self._parsed = schema.parsed
-        self._header = schema.header
         self._fields = schema.field_names
         self._required = schema.required_fields
-        self._key_fields = resource.key
         self._id_fields = resource.id_fields
-        self._time_field = resource.time_field
-        self._id_prefix = f"{resource.source}\x1f{resource.name}\x1f".encode()
-        self._static_headers: list[tuple[str, bytes]] = [
-            (H_SPECVERSION, SPECVERSION.encode()),
-            (H_SOURCE, f"/ingest/{resource.source}".encode()),
-            (H_TYPE, resource.name.encode()),
-            (H_DATASCHEMA, f"{DATASCHEMA_PREFIX}{schema.path}".encode()),
-            (H_CONTENT_TYPE, CONTENT_TYPE.encode()),
-        ]
+        self._id_hash = hashlib.blake2b(
+            f"{resource.source}\x1f{resource.name}\x1f".encode(), digest_size=16
+        )
+        self._time = _TimeFormatter()
+        specversion = (H_SPECVERSION, SPECVERSION.encode())
+        self._source = (H_SOURCE, f"/ingest/{resource.source}".encode())
+        self._type = (H_TYPE, resource.name.encode())
+        self._content_type = (H_CONTENT_TYPE, CONTENT_TYPE.encode())
+        self._specversion = specversion
         self._decimal_limits = _decimal_limits(schema)
         self._identity_fields = tuple(dict.fromkeys((*resource.key, *resource.id_fields)))
 
@@ -138,54 +166,109 @@ class EnvelopeEncoder:
         *,
         ingest_time_us: int,
         checkpoint: Checkpoint | None = None,
-    ) -> list[Envelope]:
+    ) -> EncodedBatch:
         """Envelopes for ``rows``, in order; the checkpoint rides on the last one.
 
         Raises :class:`SchemaMismatchError` or :class:`RecordTooLargeError` for
         the first bad row, naming it, before anything could have been staged.
         """
-        ingest_header = (H_INGESTTIME, rfc3339(ingest_time_us).encode())
         checkpoint_bytes = encode_checkpoint(checkpoint) if checkpoint is not None else None
         if checkpoint_bytes is not None and not rows:
             raise CheckpointError(
                 f"resource {self.resource.qualified_name}: a checkpoint needs at least one row "
                 "to travel with"
             )
-        envelopes: list[Envelope] = []
-        last = len(rows) - 1
+        ingest = (H_INGESTTIME, self._time(ingest_time_us))
+        specversion, source, type_, content_type = (
+            self._specversion,
+            self._source,
+            self._type,
+            self._content_type,
+        )
+        # Every header's name and overhead, and the values that never change.
+        fixed_size = _RECORD_OVERHEAD + sum(
+            len(name) + len(value) + _PER_HEADER_OVERHEAD
+            for name, value in (specversion, source, type_, content_type, ingest)
+        )
+        fixed_size += len(H_ID) + len(H_TIME) + 2 * _PER_HEADER_OVERHEAD
+        time_field = self.resource.time_field
+        key_fields = self.resource.key
+        single_key = key_fields[0] if len(key_fields) == 1 else None
+        id_fields = self._id_fields
+        id_hash = self._id_hash
+        time_of = self._time
+        limit = self.max_record_bytes
+        prefix = self.resource.schema.header
+        writer = fastavro.schemaless_writer
+        parsed = self._parsed
+        check = self._check_row
+
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        all_headers: list[Headers] = []
+        event_ids: list[str] = []
+        buf = io.BytesIO()
         for index, row in enumerate(rows):
-            body = self._encode_row(index, row)
-            key = self._key(row)
-            event_id = self._event_id(row, body)
+            check(index, row)
+            buf.seek(0)
+            buf.truncate()
+            buf.write(prefix)
+            try:
+                writer(buf, parsed, row)
+            except (
+                TypeError,
+                ValueError,
+                AttributeError,
+                KeyError,
+                OverflowError,
+                decimal.InvalidOperation,
+            ) as exc:
+                raise self._mismatch(index, _failing_field(parsed, row), str(exc)) from exc
+            value = buf.getvalue()
+            if single_key is not None:
+                key = str(row[single_key]).encode()
+            else:
+                key = json.dumps([str(row[f]) for f in key_fields], separators=(",", ":")).encode()
+            digest = id_hash.copy()
+            if id_fields:
+                digest.update("\x1f".join([str(row[f]) for f in id_fields]).encode())
+            else:
+                digest.update(value[len(prefix) :])
+            event_id = digest.hexdigest()
             event_time = (
-                rfc3339(to_micros(row[self._time_field]))
-                if self._time_field is not None
-                else ingest_header[1].decode()
+                time_of(to_micros(row[time_field])) if time_field is not None else ingest[1]
             )
             headers = [
+                specversion,
                 (H_ID, event_id.encode()),
-                *self._static_headers,
-                (H_TIME, event_time.encode()),
-                ingest_header,
+                source,
+                type_,
+                (H_TIME, event_time),
+                content_type,
+                ingest,
             ]
-            if index == last and checkpoint_bytes is not None:
+            size = fixed_size + len(key) + len(value) + len(event_id) + len(event_time)
+            if checkpoint_bytes is not None and index == len(rows) - 1:
                 headers.append((H_CHECKPOINT, checkpoint_bytes))
-            envelope = Envelope(key, self._header + body, headers, event_id)
-            size = envelope.size
-            if size > self.max_record_bytes:
+                size += len(H_CHECKPOINT) + len(checkpoint_bytes) + _PER_HEADER_OVERHEAD
+            if size > limit:
                 raise RecordTooLargeError(
                     f"resource {self.resource.qualified_name}, row {index} (event {event_id}): "
-                    f"{size} bytes encoded, over the limit of {self.max_record_bytes} bytes "
+                    f"{size} bytes encoded, over the limit of {limit} bytes "
                     "(staging.max_record_bytes)",
                     resource=self.resource.qualified_name,
                     size=size,
-                    limit=self.max_record_bytes,
+                    limit=limit,
                     row_index=index,
                 )
-            envelopes.append(envelope)
-        return envelopes
+            keys.append(key)
+            values.append(value)
+            all_headers.append(headers)
+            event_ids.append(event_id)
+        return EncodedBatch(keys, values, all_headers, event_ids)
 
-    def _encode_row(self, index: int, row: Mapping[str, Any]) -> bytes:
+    def _check_row(self, index: int, row: Mapping[str, Any]) -> None:
+        """What fastavro does not check: unknown fields, null keys, decimal precision."""
         if not isinstance(row, Mapping):
             raise self._mismatch(index, None, f"row is a {type(row).__name__}, not a mapping")
         keys = row.keys()
@@ -201,23 +284,12 @@ class EnvelopeEncoder:
                 raise self._mismatch(
                     index, name, "is null, but it is part of the key or natural key"
                 )
-        for name, limit in self._decimal_limits:
+        for name, bound in self._decimal_limits:
             value = row.get(name)
-            if isinstance(value, decimal.Decimal) and not abs(value) < limit:
+            if isinstance(value, decimal.Decimal) and not -bound < value < bound:
                 raise self._mismatch(
                     index, name, f"{_short(value)} does not fit the decimal's precision"
                 )
-        try:
-            return encode_body(self._parsed, row)
-        except (
-            TypeError,
-            ValueError,
-            AttributeError,
-            KeyError,
-            OverflowError,
-            decimal.InvalidOperation,
-        ) as exc:
-            raise self._mismatch(index, _failing_field(self._parsed, row), str(exc)) from exc
 
     def _mismatch(self, index: int, field: str | None, reason: str) -> SchemaMismatchError:
         where = f"field {field!r}" if field else "row"
@@ -228,19 +300,6 @@ class EnvelopeEncoder:
             field=field,
             row_index=index,
         )
-
-    def _key(self, row: Mapping[str, Any]) -> bytes:
-        if len(self._key_fields) == 1:
-            return str(row[self._key_fields[0]]).encode()
-        return json.dumps([str(row[f]) for f in self._key_fields], separators=(",", ":")).encode()
-
-    def _event_id(self, row: Mapping[str, Any], body: bytes) -> str:
-        digest = hashlib.blake2b(self._id_prefix, digest_size=16)
-        if self._id_fields:
-            digest.update("\x1f".join([str(row[f]) for f in self._id_fields]).encode())
-        else:
-            digest.update(body)
-        return digest.hexdigest()
 
 
 def _decimal_limits(schema: StagedSchema) -> list[tuple[str, decimal.Decimal]]:
@@ -263,103 +322,3 @@ def _failing_field(parsed: Any, row: Mapping[str, Any]) -> str | None:
         if name in row and not validate(row[name], field["type"], raise_errors=False):
             return str(name)
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class StagedRecord:
-    """One record read back from staging, with where it came from."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    headers: Sequence[tuple[str, bytes | None]]
-    schema: StagedSchema
-    record: dict[str, Any]
-    checkpoint: dict[str, Any] | None = None
-    """The checkpoint this record carried (the last record of a write), if any."""
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name and value is not None:
-                return value.decode("utf-8", "replace")
-        return None
-
-    @property
-    def event_id(self) -> str | None:
-        return self.header(H_ID)
-
-    @property
-    def resource(self) -> str | None:
-        return self.header(H_TYPE)
-
-
-def _parse_checkpoint(raw: bytes) -> dict[str, Any]:
-    value = json.loads(raw)
-    if not isinstance(value, dict):
-        raise ValueError(f"header {H_CHECKPOINT} is not a JSON object")
-    return value
-
-
-class EnvelopeDecoder:
-    """Staged bytes back into records, finding each schema by its fingerprint."""
-
-    def __init__(self, catalog: SchemaCatalog) -> None:
-        self.catalog = catalog
-
-    def decode(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str, bytes | None]] | None,
-    ) -> StagedRecord:
-        """Decode one staged record; raises :class:`CorruptRecordError` naming it.
-
-        The value and a ``ce_checkpoint`` header, when present, are both checked,
-        so a record either decodes completely or is reported corrupt.
-        """
-        headers = headers or ()
-        checkpoint = None
-        try:
-            if value is None:
-                raise ValueError("value is empty (null)")
-            if len(value) < HEADER_SIZE or value[:2] != b"\xc3\x01":
-                raise ValueError(
-                    f"value of {len(value)} bytes does not start with the Avro "
-                    "single-object marker c301"
-                )
-            schema = self.catalog.by_header(value[:HEADER_SIZE])
-            if schema is None:
-                raise ValueError(
-                    f"unknown schema fingerprint {value[2:HEADER_SIZE].hex()} "
-                    "(is the schemas folder up to date?)"
-                )
-            record = decode_body(schema.parsed, memoryview(value)[HEADER_SIZE:])
-            for name, raw in headers:
-                if name == H_CHECKPOINT and raw is not None:
-                    checkpoint = _parse_checkpoint(raw)
-        except (
-            ValueError,
-            TypeError,
-            EOFError,
-            IndexError,
-            KeyError,
-            UnicodeDecodeError,
-            OverflowError,
-            decimal.InvalidOperation,
-        ) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise CorruptRecordError(
-                f"staged record {topic}[{partition}]@{offset} cannot be decoded: {reason}",
-                topic=topic,
-                partition=partition,
-                offset=offset,
-                reason=reason,
-                key=key,
-                value=value,
-                headers=tuple(headers),
-            ) from exc
-        return StagedRecord(topic, partition, offset, key, headers, schema, record, checkpoint)

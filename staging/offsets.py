@@ -72,6 +72,13 @@ def offset_ranges(positions: Iterable[tuple[str, int, int]]) -> tuple[OffsetRang
     return tuple(OffsetRange(k.topic, k.partition, firsts[k], lasts[k]) for k in firsts)
 
 
+def ranges_of(
+    firsts: Mapping[tuple[str, int], int], lasts: Mapping[tuple[str, int], int]
+) -> tuple[OffsetRange, ...]:
+    """Ranges from first and last offsets kept per ``(topic, partition)`` by a read loop."""
+    return tuple(OffsetRange(t, p, firsts[(t, p)], last) for (t, p), last in lasts.items())
+
+
 def next_offsets(ranges: Iterable[OffsetRange]) -> dict[Partition, int]:
     """The next offset to commit per partition for these ranges (highest wins)."""
     result: dict[Partition, int] = {}

@@ -19,7 +19,8 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
 from durable_ingest.errors import CorruptRecordError, UnknownResourceError
-from staging.envelope import Checkpoint, StagedRecord
+from staging.decoder import StagedRecord
+from staging.envelope import Checkpoint
 from staging.offsets import OffsetRange, Partition, next_offsets
 from staging.resource import StagedResource, check_name
 
@@ -73,11 +74,10 @@ class StagingContext:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """Where a written batch landed: every record's delivery was confirmed."""
+    """A written batch: every record's delivery was confirmed."""
 
     topic: str
     count: int
-    offsets: tuple[OffsetRange, ...]
     event_ids: tuple[str, ...] = field(repr=False)
 
 
@@ -101,17 +101,37 @@ class StagedBatch:
 
     @property
     def checkpoints(self) -> tuple[CarriedCheckpoint, ...]:
-        """Every checkpoint this batch's records carried, with where each was read.
+        """The newest checkpoint per partition in this batch, with its position.
 
         A checkpoint rides on the last record of the write that produced it, in
-        one partition. It does not prove that the same write's records in other
-        partitions were read or written: see docs/offsets-and-checkpoints.md.
+        one partition; a later one in the same partition supersedes it. This
+        scans each partition's records from the end and stops at the first
+        checkpoint, so it reads few headers; call it once per batch. It does
+        not prove that the same write's records in other partitions were read
+        or written: see docs/offsets-and-checkpoints.md. Raises
+        :class:`CorruptRecordError` for a checkpoint header that is not JSON.
         """
-        return tuple(
-            CarriedCheckpoint(r.resource or "", r.topic, r.partition, r.offset, r.checkpoint)
-            for r in self.records
-            if r.checkpoint is not None
-        )
+        pending = {(r.topic, r.partition) for r in self.offsets}
+        found: list[CarriedCheckpoint] = []
+        for record in reversed(self.records):
+            if not pending:
+                break
+            where = (record.topic, record.partition)
+            if where not in pending:
+                continue
+            checkpoint = record.checkpoint
+            if checkpoint is not None:
+                pending.discard(where)
+                found.append(
+                    CarriedCheckpoint(
+                        record.resource or "",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        checkpoint,
+                    )
+                )
+        return tuple(sorted(found, key=lambda c: (c.topic, c.partition)))
 
 
 @dataclass(frozen=True, slots=True)

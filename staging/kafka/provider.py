@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 
 from durable_ingest.config import KafkaSettings
 from durable_ingest.errors import StagingClosedError
-from staging.envelope import EnvelopeDecoder
+from staging.decoder import EnvelopeDecoder
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.client_config import (
     consumer_config,
@@ -20,7 +20,7 @@ from staging.kafka.client_config import (
 )
 from staging.kafka.reader import KafkaRecordReader
 from staging.kafka.translate import client_settings
-from staging.kafka.writer import KafkaRecordWriter, now_micros
+from staging.kafka.writer import DeliveryErrors, KafkaRecordWriter, now_micros
 from staging.protocol import StagingContext
 from staging.resource import StagedResource, TopicSpec
 from staging.schemas import SchemaCatalog
@@ -71,6 +71,7 @@ class KafkaStagingSession:
         self._provider = provider
         self._context = context
         self._producer: Producer | None = None
+        self._delivery_errors = DeliveryErrors()
         self._writers: dict[str, KafkaRecordWriter] = {}
         self._readers: list[KafkaRecordReader] = []
         self._closed = False
@@ -86,12 +87,14 @@ class KafkaStagingSession:
         if writer is None:
             if self._producer is None:
                 kafka = self._provider.kafka
+                config = producer_config(kafka, max_record_bytes=self._provider.max_record_bytes)
+                config["delivery.report.only.error"] = True
+                config["on_delivery"] = self._delivery_errors
                 with client_settings("producer"):
-                    self._producer = Producer(
-                        producer_config(kafka, max_record_bytes=self._provider.max_record_bytes)
-                    )
+                    self._producer = Producer(config)
             writer = KafkaRecordWriter(
                 self._producer,
+                self._delivery_errors,
                 spec,
                 max_record_bytes=self._provider.max_record_bytes,
                 flush_timeout_s=self._provider.kafka.delivery_timeout_ms / 1000 + 5,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from durable_ingest.errors import CommitFailedError, CorruptRecordError, StagingClosedError
-from staging.envelope import EnvelopeDecoder, StagedRecord
+from staging.decoder import EnvelopeDecoder, StagedRecord
 from staging.kafka.translate import (
     broker_call,
     client_settings,
@@ -20,12 +20,10 @@ from staging.kafka.translate import (
     fatal_error,
     kafka_error_of,
 )
-from staging.offsets import CommitLedger, Partition, offset_ranges
+from staging.offsets import CommitLedger, Partition, ranges_of
 from staging.protocol import OnCorrupt, StagedBatch
 
 log = logging.getLogger(__name__)
-
-_Headers = Sequence[tuple[str, bytes | None]] | None
 
 
 def _partitions(tps: Sequence[TopicPartition]) -> list[Partition]:
@@ -98,8 +96,9 @@ class KafkaRecordReader:
             except KafkaException as exc:
                 raise consume_error(exc, self._bootstrap) from None
             records: list[StagedRecord] = []
-            positions: list[tuple[str, int, int]] = []
             corrupt: list[CorruptRecordError] = []
+            firsts: dict[tuple[str, int], int] = {}
+            lasts: dict[tuple[str, int], int] = {}
             for message in messages:
                 error = message.error()
                 if error is not None:
@@ -109,13 +108,10 @@ class KafkaRecordReader:
                 partition = message.partition() or 0
                 offset = message.offset() or 0
                 try:
+                    # The message itself is the header source: headers are
+                    # fetched only if someone asks (they cost more than the rest).
                     record = decode(
-                        topic,
-                        partition,
-                        offset,
-                        message.key(),
-                        message.value(),
-                        cast(_Headers, message.headers()),
+                        topic, partition, offset, message.key(), message.value(), message
                     )
                 except CorruptRecordError as exc:
                     if on_corrupt == "raise":
@@ -124,10 +120,13 @@ class KafkaRecordReader:
                     corrupt.append(exc)
                 else:
                     records.append(record)
-                positions.append((topic, partition, offset))
-            if positions:
+                where = (topic, partition)
+                if where not in lasts:
+                    firsts[where] = offset
+                lasts[where] = offset
+            if lasts:
                 idle_since = time.monotonic()
-                yield StagedBatch(tuple(records), offset_ranges(positions), tuple(corrupt))
+                yield StagedBatch(tuple(records), ranges_of(firsts, lasts), tuple(corrupt))
             elif idle_timeout_s is not None and time.monotonic() - idle_since >= idle_timeout_s:
                 return
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -11,28 +12,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from durable_ingest.errors import StagingClosedError
 from staging.envelope import Checkpoint, EnvelopeEncoder
 from staging.kafka.translate import delivery_error
-from staging.offsets import offset_ranges
 from staging.protocol import WriteResult
 from staging.resource import StagedResource
-
-
-class _Reports:
-    """Delivery reports of one write_batch call (a fresh object per call)."""
-
-    __slots__ = ("errors", "positions")
-
-    def __init__(self) -> None:
-        self.errors: list[KafkaError] = []
-        self.positions: list[tuple[str, int, int]] = []
-
-    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self.errors.append(error)
-        else:
-            self.positions.append(
-                (message.topic() or "", message.partition() or 0, message.offset() or 0)
-            )
-
 
 _Headers = list[tuple[str, str | bytes | None]]
 
@@ -41,12 +22,36 @@ def now_micros() -> int:
     return time.time_ns() // 1_000
 
 
+class DeliveryErrors:
+    """The producer's delivery callback: collects failures only.
+
+    Staging producers run with ``delivery.report.only.error``: a success costs
+    no Python callback, and ``flush()`` returning 0 with no error collected
+    means every record was acknowledged by all in-sync replicas.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._errors: list[KafkaError] = []
+
+    def __call__(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            with self._lock:
+                self._errors.append(error)
+
+    def drain(self) -> list[KafkaError]:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        return errors
+
+
 class KafkaRecordWriter:
-    """Stages the rows of one resource through a shared idempotent producer."""
+    """Stages the rows of one resource through the session's idempotent producer."""
 
     def __init__(
         self,
         producer: Producer,
+        errors: DeliveryErrors,
         resource: StagedResource,
         *,
         max_record_bytes: int,
@@ -54,6 +59,7 @@ class KafkaRecordWriter:
         clock: Callable[[], int] = now_micros,
     ) -> None:
         self._producer = producer
+        self._errors = errors
         self._resource = resource
         self._topic = resource.topic.name
         self._encoder = EnvelopeEncoder(resource, max_record_bytes=max_record_bytes)
@@ -66,33 +72,23 @@ class KafkaRecordWriter:
     ) -> WriteResult:
         if self.closed:
             raise StagingClosedError(f"writer for {self._resource.qualified_name} is closed")
-        envelopes = self._encoder.encode_batch(
+        batch = self._encoder.encode_batch(
             rows, ingest_time_us=self._clock(), checkpoint=checkpoint
         )
-        reports = _Reports()
-        on_delivery = reports.on_delivery
-        produce = self._producer.produce
+        producer = self._producer
+        produce = producer.produce
         topic = self._topic
-        for envelope in envelopes:
+        self._errors.drain()  # failures of an earlier, already reported write
+        for key, value, headers in zip(batch.keys, batch.values, batch.headers, strict=True):
             while True:
                 try:
-                    produce(
-                        topic,
-                        envelope.value,
-                        envelope.key,
-                        on_delivery=on_delivery,
-                        headers=cast(_Headers, envelope.headers),
-                    )
+                    produce(topic, value, key, headers=cast(_Headers, headers))
                     break
                 except BufferError:
                     # Local queue full: backpressure. Serve reports, then retry.
-                    self._producer.poll(0.05)
-        undelivered = self._producer.flush(self._flush_timeout_s)
-        if reports.errors or undelivered:
-            raise delivery_error(topic, reports.errors, undelivered)
-        return WriteResult(
-            topic=topic,
-            count=len(envelopes),
-            offsets=offset_ranges(sorted(reports.positions)),
-            event_ids=tuple(e.event_id for e in envelopes),
-        )
+                    producer.poll(0.05)
+        undelivered = producer.flush(self._flush_timeout_s)
+        errors = self._errors.drain()
+        if errors or undelivered:
+            raise delivery_error(topic, errors, undelivered)
+        return WriteResult(topic=topic, count=len(batch), event_ids=tuple(batch.event_ids))

@@ -15,7 +15,11 @@ from staging.resource import TopicSpec
 class StoredRecord:
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    header_list: tuple[tuple[str, bytes], ...]
+
+    def headers(self) -> tuple[tuple[str, bytes], ...]:
+        """Like a Kafka message: the headers, on demand."""
+        return self.header_list
 
 
 class MemoryBroker:

@@ -9,7 +9,8 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from durable_ingest.errors import CommitFailedError, CorruptRecordError, StagingClosedError
-from staging.envelope import Checkpoint, EnvelopeDecoder, EnvelopeEncoder, StagedRecord
+from staging.decoder import EnvelopeDecoder, StagedRecord
+from staging.envelope import Checkpoint, EnvelopeEncoder
 from staging.memory.broker import MemoryBroker
 from staging.offsets import CommitLedger, Partition, offset_ranges
 from staging.protocol import OnCorrupt, StagedBatch, StagingContext, WriteResult
@@ -43,22 +44,13 @@ class MemoryRecordWriter:
     ) -> WriteResult:
         if self.closed:
             raise StagingClosedError(f"writer for {self._resource.qualified_name} is closed")
-        envelopes = self._encoder.encode_batch(
+        batch = self._encoder.encode_batch(
             rows, ingest_time_us=self._clock(), checkpoint=checkpoint
         )
         topic = self._resource.topic.name
-        positions = []
-        for envelope in envelopes:
-            partition, offset = self._broker.append(
-                topic, envelope.key, envelope.value, tuple(envelope.headers)
-            )
-            positions.append((topic, partition, offset))
-        return WriteResult(
-            topic=topic,
-            count=len(envelopes),
-            offsets=offset_ranges(sorted(positions)),
-            event_ids=tuple(e.event_id for e in envelopes),
-        )
+        for key, value, headers in zip(batch.keys, batch.values, batch.headers, strict=True):
+            self._broker.append(topic, key, value, tuple(headers))
+        return WriteResult(topic=topic, count=len(batch), event_ids=tuple(batch.event_ids))
 
 
 class MemoryRecordReader:
@@ -131,7 +123,7 @@ class MemoryRecordReader:
                                 offset,
                                 stored.key,
                                 stored.value,
-                                stored.headers,
+                                stored,
                             )
                         )
                     except CorruptRecordError as exc:

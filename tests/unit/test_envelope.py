@@ -14,13 +14,13 @@ from durable_ingest.errors import (
     RecordTooLargeError,
     SchemaMismatchError,
 )
+from staging.decoder import EnvelopeDecoder, FixedHeaders
 from staging.envelope import (
     H_CHECKPOINT,
     H_ID,
     H_INGESTTIME,
     H_TIME,
     H_TYPE,
-    EnvelopeDecoder,
     EnvelopeEncoder,
     rfc3339,
     to_micros,
@@ -89,7 +89,15 @@ def test_cloudevents_headers(catalog: SchemaCatalog) -> None:
     assert h[H_ID].decode() == envelope.event_id
     assert h[H_TIME].decode() == rfc3339(to_micros(trade(1)["time"]))
     assert h[H_INGESTTIME].decode() == rfc3339(NOW)
-    assert h["ce_dataschema"] == b"urn:durable-ingest:schema:coinbase/matches.avsc"
+    assert set(h) == {
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_time",
+        "content-type",
+        "ce_ingesttime",
+    }
     assert h["content-type"] == b"application/avro"
 
 
@@ -161,7 +169,7 @@ def test_optional_field_may_be_left_out(catalog: SchemaCatalog) -> None:
     del row["sequence"]
     envelope = encoder(catalog).encode_batch([row], ingest_time_us=NOW)[0]
     decoded = EnvelopeDecoder(catalog).decode(
-        "t", 0, 0, envelope.key, envelope.value, envelope.headers
+        "t", 0, 0, envelope.key, envelope.value, FixedHeaders(envelope.headers)
     )
     assert decoded.record["sequence"] is None
 
@@ -179,7 +187,12 @@ def test_decoder_round_trips_records_and_attributes(catalog: SchemaCatalog) -> N
     """Decoding an envelope returns the row, its id, resource and checkpoint."""
     envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW, checkpoint={"c": 1})[0]
     record = EnvelopeDecoder(catalog).decode(
-        "ingest.coinbase.matches", 2, 41, envelope.key, envelope.value, envelope.headers
+        "ingest.coinbase.matches",
+        2,
+        41,
+        envelope.key,
+        envelope.value,
+        FixedHeaders(envelope.headers),
     )
     assert record.record == trade(0)
     assert record.event_id == envelope.event_id
@@ -204,20 +217,41 @@ def test_corrupt_bytes_raise_a_typed_error_naming_the_position(
     """Undecodable staged bytes raise CorruptRecordError with topic, partition and offset."""
     envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW)[0]
     with pytest.raises(CorruptRecordError, match=reason or None) as info:
-        EnvelopeDecoder(catalog).decode("ingest.x.y", 1, 77, None, mangle(envelope.value), [])
+        EnvelopeDecoder(catalog).decode(
+            "ingest.x.y", 1, 77, None, mangle(envelope.value), FixedHeaders([])
+        )
     assert (info.value.topic, info.value.partition, info.value.offset) == ("ingest.x.y", 1, 77)
     assert "ingest.x.y[1]@77" in str(info.value)
 
 
 @pytest.mark.parametrize("raw", [b"[1", b"[1, 2]", b"not json"])
 def test_bad_checkpoint_header_is_a_corrupt_record(catalog: SchemaCatalog, raw: bytes) -> None:
-    """A checkpoint header that is not a JSON object makes the record corrupt, at decode time."""
+    """A checkpoint header that is not a JSON object is reported as corrupt, with its bytes."""
     envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW)[0]
     headers = [*envelope.headers, (H_CHECKPOINT, raw)]
+    record = EnvelopeDecoder(catalog).decode(
+        "t", 0, 5, b"key", envelope.value, FixedHeaders(headers)
+    )
     with pytest.raises(CorruptRecordError, match=r"t\[0\]@5") as info:
-        EnvelopeDecoder(catalog).decode("t", 0, 5, b"key", envelope.value, headers)
-    assert info.value.value == envelope.value and info.value.key == b"key"
+        _ = record.checkpoint
+    assert info.value.key == b"key"
     assert (H_CHECKPOINT, raw) in info.value.headers
+
+
+def test_headers_are_read_only_when_asked(catalog: SchemaCatalog) -> None:
+    """Decoding a record does not fetch its headers; asking for an attribute does."""
+    envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW)[0]
+
+    class Counting:
+        calls = 0
+
+        def headers(self) -> list[tuple[str, bytes]]:
+            Counting.calls += 1
+            return envelope.headers
+
+    record = EnvelopeDecoder(catalog).decode("t", 0, 0, None, envelope.value, Counting())
+    assert Counting.calls == 0
+    assert record.event_id == envelope.event_id and Counting.calls == 1
 
 
 @pytest.mark.parametrize("field", ["product_id", "trade_id"])
@@ -228,3 +262,17 @@ def test_null_key_or_natural_key_is_refused(catalog: SchemaCatalog, field: str) 
     with pytest.raises(SchemaMismatchError, match="is null") as info:
         encoder(catalog).encode_batch(rows, ingest_time_us=NOW)
     assert info.value.field == field and info.value.row_index == 1
+
+
+def test_time_header_formatting_matches_rfc3339_across_seconds(catalog: SchemaCatalog) -> None:
+    """The cached ce_time formatter agrees with rfc3339 within and across seconds."""
+    rows = trades(3)
+    base = to_micros(rows[0]["time"]) // 1_000_000 * 1_000_000
+    for i, micros in enumerate([base, base + 999_999, base + 1_000_000]):
+        rows[i] = {**rows[i], "time": micros}
+    batch = encoder(catalog).encode_batch(rows, ingest_time_us=NOW)
+    assert [headers(e)[H_TIME].decode() for e in batch] == [
+        rfc3339(base),
+        rfc3339(base + 999_999),
+        rfc3339(base + 1_000_000),
+    ]

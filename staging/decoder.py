@@ -1,0 +1,180 @@
+"""Staged bytes back into records: the reading half of the wire format.
+
+The value is decoded at once (its schema found by fingerprint); headers are
+read only when asked for, because fetching a Kafka record's headers costs
+more than the rest of consuming it. Pure code: no I/O.
+"""
+
+from __future__ import annotations
+
+import decimal
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import fastavro
+
+from durable_ingest.errors import CorruptRecordError
+from staging.codec import HEADER_SIZE, MAGIC
+from staging.envelope import H_CHECKPOINT, H_ID, H_TYPE
+from staging.schemas import SchemaCatalog, StagedSchema
+
+RawHeaders = Sequence[tuple[str, bytes | None]]
+
+_DECODE_ERRORS = (
+    ValueError,
+    TypeError,
+    EOFError,
+    IndexError,
+    KeyError,
+    UnicodeDecodeError,
+    OverflowError,
+    decimal.InvalidOperation,
+)
+
+
+class HeaderSource(Protocol):
+    """Anything that hands out a record's headers on demand (a Kafka message)."""
+
+    def headers(self) -> Any: ...
+
+
+class FixedHeaders:
+    """A :class:`HeaderSource` over headers already in hand."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: RawHeaders | None) -> None:
+        self._headers = tuple(headers or ())
+
+    def headers(self) -> RawHeaders:
+        return self._headers
+
+
+def corrupt(
+    topic: str,
+    partition: int,
+    offset: int,
+    reason: str,
+    *,
+    key: bytes | None = None,
+    value: bytes | None = None,
+    headers: RawHeaders | None = None,
+) -> CorruptRecordError:
+    """The error for an undecodable record, carrying its raw bytes for a dead letter."""
+    return CorruptRecordError(
+        f"staged record {topic}[{partition}]@{offset} cannot be decoded: {reason}",
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        reason=reason,
+        key=key,
+        value=value,
+        headers=tuple(headers or ()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StagedRecord:
+    """One record read back from staging, with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    schema: StagedSchema
+    record: dict[str, Any]
+    source: HeaderSource = field(repr=False)
+
+    @property
+    def headers(self) -> RawHeaders:
+        return tuple(self.source.headers() or ())
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name and value is not None:
+                return value.decode("utf-8", "replace")
+        return None
+
+    @property
+    def event_id(self) -> str | None:
+        return self.header(H_ID)
+
+    @property
+    def resource(self) -> str | None:
+        return self.header(H_TYPE)
+
+    @property
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint this record carried (the last record of a write), if any.
+
+        Raises :class:`CorruptRecordError` when the header is not a JSON object.
+        """
+        headers = self.headers
+        for name, raw in headers:
+            if name == H_CHECKPOINT and raw is not None:
+                try:
+                    value = json.loads(raw)
+                except ValueError as exc:
+                    value = exc
+                if not isinstance(value, dict):
+                    raise corrupt(
+                        self.topic,
+                        self.partition,
+                        self.offset,
+                        f"header {H_CHECKPOINT} is not a JSON object",
+                        key=self.key,
+                        headers=headers,
+                    )
+                return value
+        return None
+
+
+class EnvelopeDecoder:
+    """Staged values back into records, finding each schema by its fingerprint."""
+
+    def __init__(self, catalog: SchemaCatalog) -> None:
+        self.catalog = catalog
+
+    def decode(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        source: HeaderSource,
+    ) -> StagedRecord:
+        """Decode one staged record; raises :class:`CorruptRecordError` naming it."""
+        try:
+            if value is None:
+                raise ValueError("value is empty (null)")
+            if value[:2] != MAGIC or len(value) < HEADER_SIZE:
+                raise ValueError(
+                    f"value of {len(value)} bytes does not start with the Avro "
+                    "single-object marker c301"
+                )
+            schema = self.catalog.by_header(value[:HEADER_SIZE])
+            if schema is None:
+                raise ValueError(
+                    f"unknown schema fingerprint {value[2:HEADER_SIZE].hex()} "
+                    "(is the schemas folder up to date?)"
+                )
+            buf = io.BytesIO(value)
+            buf.seek(HEADER_SIZE)
+            record = fastavro.schemaless_reader(buf, schema.parsed, None)
+            if buf.tell() != len(value):
+                raise ValueError(f"{len(value) - buf.tell()} trailing bytes after the Avro record")
+        except _DECODE_ERRORS as exc:
+            raise corrupt(
+                topic,
+                partition,
+                offset,
+                str(exc) or type(exc).__name__,
+                key=key,
+                value=value,
+                headers=source.headers(),
+            ) from exc
+        return StagedRecord(topic, partition, offset, key, schema, record, source)  # type: ignore[arg-type]
