@@ -11,8 +11,7 @@ import decimal
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import fastavro
 
@@ -76,9 +75,12 @@ def corrupt(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class StagedRecord:
-    """One record read back from staging, with where it came from."""
+class StagedRecord(NamedTuple):
+    """One record read back from staging, with where it came from.
+
+    A named tuple rather than a dataclass: one is built per staged record, and
+    tuple construction is the cheapest immutable object Python has.
+    """
 
     topic: str
     partition: int
@@ -86,7 +88,7 @@ class StagedRecord:
     key: bytes | None
     schema: StagedSchema
     record: dict[str, Any]
-    source: HeaderSource = field(repr=False)
+    source: HeaderSource
 
     @property
     def headers(self) -> RawHeaders:
@@ -177,4 +179,4 @@ class EnvelopeDecoder:
                 value=value,
                 headers=source.headers(),
             ) from exc
-        return StagedRecord(topic, partition, offset, key, schema, record, source)  # type: ignore[arg-type]
+        return StagedRecord(topic, partition, offset, key, schema, record, source)  # type: ignore[arg-type]  # a record schema decodes to a dict

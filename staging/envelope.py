@@ -7,8 +7,8 @@ An envelope is the key, value and headers of one Kafka record (see
 * value: the record in Avro single-object encoding (:mod:`staging.codec`);
 * headers: CloudEvents 1.0 attributes in Kafka binary mode (``ce_specversion``,
   ``ce_id``, ``ce_source``, ``ce_type``, ``ce_time``, ``content-type``) plus the
-  extensions ``ce_ingesttime`` and, on the last record of a write,
-  ``ce_checkpoint``.
+  extensions ``ce_ingesttime`` and, on the last record of a write in each
+  partition it touched, ``ce_checkpoint``.
 
 The event id is deterministic: a hash of the source, the resource and the
 record's natural key (or, without one, its encoded bytes). A re-sent event has
@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zlib import crc32
 
 import fastavro
 
@@ -109,6 +110,7 @@ class Envelope:
     value: bytes
     headers: Headers
     event_id: str
+    partition: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +121,21 @@ class EncodedBatch:
     values: list[bytes]
     headers: list[Headers]
     event_ids: list[str]
+    partitions: list[int]
+    """Partition of each record: CRC-32 of the key modulo the partition count
+    (librdkafka's ``consistent`` partitioner), chosen here so that the
+    checkpoint can ride on the last record of every partition the write touched."""
 
     def __len__(self) -> int:
         return len(self.values)
 
     def __getitem__(self, index: int) -> Envelope:
         return Envelope(
-            self.keys[index], self.values[index], self.headers[index], self.event_ids[index]
+            self.keys[index],
+            self.values[index],
+            self.headers[index],
+            self.event_ids[index],
+            self.partitions[index],
         )
 
     def __iter__(self) -> Iterator[Envelope]:
@@ -140,9 +150,12 @@ def _short(value: Any) -> str:
 class EnvelopeEncoder:
     """Rows of one resource into envelopes; validates every row before any is sent."""
 
-    def __init__(self, resource: StagedResource, *, max_record_bytes: int) -> None:
+    def __init__(
+        self, resource: StagedResource, *, max_record_bytes: int, partitions: int | None = None
+    ) -> None:
         self.resource = resource
         self.max_record_bytes = max_record_bytes
+        self.partitions = partitions or resource.topic.partitions
         schema = resource.schema
         self._parsed = schema.parsed
         self._fields = schema.field_names
@@ -167,7 +180,8 @@ class EnvelopeEncoder:
         ingest_time_us: int,
         checkpoint: Checkpoint | None = None,
     ) -> EncodedBatch:
-        """Envelopes for ``rows``, in order; the checkpoint rides on the last one.
+        """Envelopes for ``rows``, in order; the checkpoint rides on the last
+        record of every partition the write touched.
 
         Raises :class:`SchemaMismatchError` or :class:`RecordTooLargeError` for
         the first bad row, naming it, before anything could have been staged.
@@ -207,6 +221,9 @@ class EnvelopeEncoder:
         values: list[bytes] = []
         all_headers: list[Headers] = []
         event_ids: list[str] = []
+        sizes: list[int] = []
+        partitions: list[int] = []
+        partition_count = self.partitions
         buf = io.BytesIO()
         for index, row in enumerate(rows):
             check(index, row)
@@ -248,24 +265,34 @@ class EnvelopeEncoder:
                 ingest,
             ]
             size = fixed_size + len(key) + len(value) + len(event_id) + len(event_time)
-            if checkpoint_bytes is not None and index == len(rows) - 1:
-                headers.append((H_CHECKPOINT, checkpoint_bytes))
-                size += len(H_CHECKPOINT) + len(checkpoint_bytes) + _PER_HEADER_OVERHEAD
             if size > limit:
-                raise RecordTooLargeError(
-                    f"resource {self.resource.qualified_name}, row {index} (event {event_id}): "
-                    f"{size} bytes encoded, over the limit of {limit} bytes "
-                    "(staging.max_record_bytes)",
-                    resource=self.resource.qualified_name,
-                    size=size,
-                    limit=limit,
-                    row_index=index,
-                )
+                raise self._too_large(index, event_id, size)
             keys.append(key)
             values.append(value)
             all_headers.append(headers)
             event_ids.append(event_id)
-        return EncodedBatch(keys, values, all_headers, event_ids)
+            sizes.append(size)
+            partitions.append(crc32(key) % partition_count)
+        if checkpoint_bytes is not None:
+            # On the last record of each partition the write touched.
+            extra = len(H_CHECKPOINT) + len(checkpoint_bytes) + _PER_HEADER_OVERHEAD
+            last_of = {p: i for i, p in enumerate(partitions)}
+            for index in sorted(last_of.values()):
+                all_headers[index].append((H_CHECKPOINT, checkpoint_bytes))
+                if sizes[index] + extra > limit:
+                    raise self._too_large(index, event_ids[index], sizes[index] + extra)
+        return EncodedBatch(keys, values, all_headers, event_ids, partitions)
+
+    def _too_large(self, index: int, event_id: str, size: int) -> RecordTooLargeError:
+        limit = self.max_record_bytes
+        return RecordTooLargeError(
+            f"resource {self.resource.qualified_name}, row {index} (event {event_id}): "
+            f"{size} bytes encoded, over the limit of {limit} bytes (staging.max_record_bytes)",
+            resource=self.resource.qualified_name,
+            size=size,
+            limit=limit,
+            row_index=index,
+        )
 
     def _check_row(self, index: int, row: Mapping[str, Any]) -> None:
         """What fastavro does not check: unknown fields, null keys, decimal precision."""

@@ -173,8 +173,8 @@ class RecordReader(Protocol):
     ) -> Iterator[StagedBatch]:
         """Yield batches of at most ``chunk_size`` records.
 
-        Stops after ``idle_timeout_s`` seconds without a record (never, if
-        None) or when :meth:`stop` is called. With ``on_corrupt="raise"`` an
+        Stops after ``idle_timeout_s`` seconds without a record, counted from
+        the first assignment (never, if None), or when :meth:`stop` is called. With ``on_corrupt="raise"`` an
         undecodable record raises :class:`CorruptRecordError` and the reader
         rewinds so that nothing before it is skipped; with ``"collect"`` it
         travels in :attr:`StagedBatch.corrupt` and its offset is committed

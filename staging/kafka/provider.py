@@ -61,15 +61,19 @@ class KafkaStagingProvider:
         self.ensure_topics(context.resources)
         for resource in context.resources:
             self.catalog.register(resource.schema)
-        return KafkaStagingSession(self, context)
+        # Writers partition records themselves, over the topics' actual counts.
+        return KafkaStagingSession(self, context, self._admin.existing_topics())
 
 
 class KafkaStagingSession:
     """One worker's producer and readers for one context; ``close()`` frees them."""
 
-    def __init__(self, provider: KafkaStagingProvider, context: StagingContext) -> None:
+    def __init__(
+        self, provider: KafkaStagingProvider, context: StagingContext, partitions: dict[str, int]
+    ) -> None:
         self._provider = provider
         self._context = context
+        self._partitions = partitions
         self._producer: Producer | None = None
         self._delivery_errors = DeliveryErrors()
         self._writers: dict[str, KafkaRecordWriter] = {}
@@ -97,6 +101,7 @@ class KafkaStagingSession:
                 self._delivery_errors,
                 spec,
                 max_record_bytes=self._provider.max_record_bytes,
+                partitions=self._partitions.get(spec.topic.name, spec.topic.partitions),
                 flush_timeout_s=self._provider.kafka.delivery_timeout_ms / 1000 + 5,
                 clock=self._provider._clock,
             )

@@ -50,6 +50,7 @@ class KafkaRecordReader:
         self._ledger = CommitLedger()
         self._stopping = False
         self._closed = False
+        self._joined = False  # set by the first assignment, even an empty one
         self._consumer.subscribe(
             list(topics),
             on_assign=self._on_assign,
@@ -60,6 +61,7 @@ class KafkaRecordReader:
     # -- rebalance callbacks (run inside consume()) --------------------------
 
     def _on_assign(self, _consumer: Consumer, tps: list[TopicPartition]) -> None:
+        self._joined = True
         self._ledger.assign(_partitions(tps))
         log.info("assigned %s", ", ".join(str(p) for p in _partitions(tps)) or "nothing")
 
@@ -127,6 +129,8 @@ class KafkaRecordReader:
             if lasts:
                 idle_since = time.monotonic()
                 yield StagedBatch(tuple(records), ranges_of(firsts, lasts), tuple(corrupt))
+            elif not self._joined:
+                idle_since = time.monotonic()  # still joining the group: not idle yet
             elif idle_timeout_s is not None and time.monotonic() - idle_since >= idle_timeout_s:
                 return
 

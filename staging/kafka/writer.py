@@ -55,6 +55,7 @@ class KafkaRecordWriter:
         resource: StagedResource,
         *,
         max_record_bytes: int,
+        partitions: int,
         flush_timeout_s: float,
         clock: Callable[[], int] = now_micros,
     ) -> None:
@@ -62,7 +63,9 @@ class KafkaRecordWriter:
         self._errors = errors
         self._resource = resource
         self._topic = resource.topic.name
-        self._encoder = EnvelopeEncoder(resource, max_record_bytes=max_record_bytes)
+        self._encoder = EnvelopeEncoder(
+            resource, max_record_bytes=max_record_bytes, partitions=partitions
+        )
         self._flush_timeout_s = flush_timeout_s
         self._clock = clock
         self.closed = False
@@ -79,10 +82,12 @@ class KafkaRecordWriter:
         produce = producer.produce
         topic = self._topic
         self._errors.drain()  # failures of an earlier, already reported write
-        for key, value, headers in zip(batch.keys, batch.values, batch.headers, strict=True):
+        for key, value, headers, partition in zip(
+            batch.keys, batch.values, batch.headers, batch.partitions, strict=True
+        ):
             while True:
                 try:
-                    produce(topic, value, key, headers=cast(_Headers, headers))
+                    produce(topic, value, key, partition, headers=cast(_Headers, headers))
                     break
                 except BufferError:
                     # Local queue full: backpressure. Serve reports, then retry.

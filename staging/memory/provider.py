@@ -35,7 +35,11 @@ class MemoryRecordWriter:
     ) -> None:
         self._broker = broker
         self._resource = resource
-        self._encoder = EnvelopeEncoder(resource, max_record_bytes=max_record_bytes)
+        self._encoder = EnvelopeEncoder(
+            resource,
+            max_record_bytes=max_record_bytes,
+            partitions=broker.topics()[resource.topic.name],
+        )
         self._clock = clock
         self.closed = False
 
@@ -48,8 +52,10 @@ class MemoryRecordWriter:
             rows, ingest_time_us=self._clock(), checkpoint=checkpoint
         )
         topic = self._resource.topic.name
-        for key, value, headers in zip(batch.keys, batch.values, batch.headers, strict=True):
-            self._broker.append(topic, key, value, tuple(headers))
+        for key, value, headers, partition in zip(
+            batch.keys, batch.values, batch.headers, batch.partitions, strict=True
+        ):
+            self._broker.append(topic, key, value, tuple(headers), partition=partition)
         return WriteResult(topic=topic, count=len(batch), event_ids=tuple(batch.event_ids))
 
 

@@ -51,7 +51,13 @@ def main() -> int:
             headers = {k: v.decode() for k, v in message.headers() or []}
             print(
                 json.dumps(
-                    {"key": message.key().decode(), "headers": headers, "record": record},
+                    {
+                        "partition": message.partition(),
+                        "offset": message.offset(),
+                        "key": message.key().decode(),
+                        "headers": headers,
+                        "record": record,
+                    },
                     default=str,
                 )
             )

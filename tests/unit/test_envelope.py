@@ -107,13 +107,24 @@ def test_rfc3339_formats_microseconds_in_utc() -> None:
     assert rfc3339(1) == "1970-01-01T00:00:00.000001Z"
 
 
-def test_checkpoint_rides_on_the_last_record_only(catalog: SchemaCatalog) -> None:
-    """The checkpoint header is on the last envelope of the write and no other."""
-    envelopes = encoder(catalog).encode_batch(
-        trades(3), ingest_time_us=NOW, checkpoint={"trade_id": 1_000_002}
+def test_checkpoint_rides_on_the_last_record_of_each_partition(catalog: SchemaCatalog) -> None:
+    """The checkpoint header is on each touched partition's last record of the write only."""
+    batch = encoder(catalog).encode_batch(
+        trades(12), ingest_time_us=NOW, checkpoint={"trade_id": 11}
     )
-    assert [H_CHECKPOINT in headers(e) for e in envelopes] == [False, False, True]
-    assert json.loads(headers(envelopes[-1])[H_CHECKPOINT]) == {"trade_id": 1_000_002}
+    assert len(set(batch.partitions)) > 1  # the trades spread over the topic's 3 partitions
+    last_of = {p: i for i, p in enumerate(batch.partitions)}
+    carrying = [i for i, e in enumerate(batch) if H_CHECKPOINT in headers(e)]
+    assert carrying == sorted(last_of.values())
+    assert all(json.loads(headers(batch[i])[H_CHECKPOINT]) == {"trade_id": 11} for i in carrying)
+
+
+def test_partition_is_crc32_of_the_key(catalog: SchemaCatalog) -> None:
+    """Records are partitioned like librdkafka's consistent partitioner: CRC-32 of the key."""
+    import zlib
+
+    batch = encoder(catalog).encode_batch(trades(8), ingest_time_us=NOW)
+    assert batch.partitions == [zlib.crc32(k) % 3 for k in batch.keys]
 
 
 def test_checkpoint_without_rows_is_refused(catalog: SchemaCatalog) -> None:
