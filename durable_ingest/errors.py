@@ -8,17 +8,20 @@
     │   └── CommitFailedError        offsets not committed; the batch will be re-read
     ├── BackoffError                 a dependency is unavailable: wait, then retry
     │   ├── BrokerUnavailableError   Kafka cannot be reached within the timeout
-    │   └── DeliveryFailedError      the broker refused a record for a transient cause
+    │   ├── DeliveryFailedError      the broker refused a record for a transient cause
+    │   └── WarehouseUnavailableError ClickHouse is down, slow or overloaded (by server code)
     ├── DeadLetterError              this record can never succeed: dead-letter it,
     │   │                            count it, continue with the rest
     │   ├── SchemaMismatchError      a row does not fit its resource's Avro schema
     │   ├── RecordTooLargeError      an encoded record is over the size limit
+    │   ├── BatchRejectedError       ClickHouse refused a batch for its content: split it
     │   └── CorruptRecordError       staged bytes that cannot be decoded
     └── StopError                    retrying will not help: stop with this message
         ├── ConfigError              the configuration is invalid or unsafe
         ├── UnknownResourceError     a source or resource nobody declared
         ├── SchemaError              a schema file is missing or not valid Avro
         ├── CheckpointError          a checkpoint is not plain JSON
+        ├── SchemaEvolutionError     a schema change the table cannot follow
         ├── TopicError               a staging topic is missing or cannot be created
         ├── DeliveryRejectedError    the broker refused a record for good (e.g. ACL)
         ├── KafkaFatalError          the Kafka client hit a fatal error
@@ -98,11 +101,27 @@ class DeliveryFailedError(BackoffError):
         self.failed = failed
 
 
+class WarehouseUnavailableError(BackoffError):
+    """ClickHouse is unreachable, slow or overloaded: retry the identical batch later."""
+
+    def __init__(self, message: str, *, code: int | None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 # --- dead-letter and continue ----------------------------------------------
 
 
 class DeadLetterError(IngestError):
     """This record can never succeed: dead-letter it and go on with the rest."""
+
+
+class BatchRejectedError(DeadLetterError):
+    """ClickHouse refused a batch for its content: split it to find the bad records."""
+
+    def __init__(self, message: str, *, code: int | None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SchemaMismatchError(DeadLetterError):
@@ -176,6 +195,23 @@ class UnknownResourceError(StopError):
 
 class SchemaError(StopError):
     """A schema file is missing, unreadable or not valid Avro."""
+
+
+class SchemaEvolutionError(StopError):
+    """A schema change the warehouse table cannot follow; names the field and both types."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str,
+        table_type: str | None = None,
+        schema_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.table_type = table_type
+        self.schema_type = schema_type
 
 
 class CheckpointError(StopError):

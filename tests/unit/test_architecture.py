@@ -14,11 +14,14 @@ PURE = (
     "staging/schemas.py",
     "staging/resource.py",
     "staging/envelope.py",
+    "staging/decoder.py",
     "staging/offsets.py",
     "staging/protocol.py",
     "staging/checkpoints.py",
     "durable_ingest/config.py",
     "durable_ingest/errors.py",
+    "sink_workers/tables.py",
+    "sink_workers/columns.py",
 )
 IO_LIBRARIES = (
     "confluent_kafka",
@@ -29,7 +32,10 @@ IO_LIBRARIES = (
     "subprocess",
 )
 # Where each third-party client may be imported (its adapter), and nowhere else.
-EDGES = {"confluent_kafka": "staging/kafka/", "clickhouse_connect": "durable_ingest/warehouse.py"}
+EDGES = {
+    "confluent_kafka": ("staging/kafka/",),
+    "clickhouse_connect": ("durable_ingest/warehouse.py", "sink_workers/clickhouse/"),
+}
 
 
 def imports(path: Path) -> set[str]:

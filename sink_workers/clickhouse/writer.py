@@ -1,0 +1,74 @@
+"""Write batches into one resource's ClickHouse table, idempotently.
+
+``ensure()`` creates the database and table from the resource's schema, or
+brings an existing table forward (new optional fields add columns; an
+incompatible change stops with the field and both types). ``insert()`` sends
+one column-oriented insert with ``async_insert=0``, ``insert_deduplicate=1``
+and the batch's deterministic ``insert_deduplication_token``: a retried batch
+with the same token is dropped by the server inside the table's
+deduplication window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from sink_workers.clickhouse.translate import warehouse_call
+from sink_workers.tables import TableSpec
+
+log = logging.getLogger(__name__)
+
+
+def insert_settings(token: str) -> dict[str, Any]:
+    """Per-insert settings: synchronous, deduplicated by ``token``."""
+    return {"async_insert": 0, "insert_deduplicate": 1, "insert_deduplication_token": token}
+
+
+class ClickHouseTableWriter:
+    """One table; the client is shared and owned by the caller."""
+
+    def __init__(self, client: Client, spec: TableSpec) -> None:
+        self._client = client
+        self.spec = spec
+
+    def ensure(self) -> list[str]:
+        """Create or migrate the table; returns the DDL statements it ran."""
+        spec = self.spec
+        ran: list[str] = []
+        with warehouse_call(f"preparing table {spec.database}.{spec.table}"):
+            create_db = f"CREATE DATABASE IF NOT EXISTS `{spec.database}`"
+            self._client.command(create_db)
+            existing: dict[str, str] = dict(
+                self._client.query(  # type: ignore[arg-type]
+                    "SELECT name, type FROM system.columns WHERE database = {db:String} "
+                    "AND table = {table:String} ORDER BY position",
+                    parameters={"db": spec.database, "table": spec.table},
+                ).result_rows
+            )
+            statements = [spec.create_sql()] if not existing else spec.migration_sql(existing)
+            for statement in statements:
+                self._client.command(statement)
+                ran.append(statement)
+                log.info("warehouse: %s", statement.splitlines()[0])
+        return ran
+
+    def insert(self, columns: Sequence[Sequence[Any]], token: str) -> int:
+        """Insert one batch; returns the rows sent. Deduplicated by ``token``."""
+        spec = self.spec
+        rows = len(columns[0]) if columns else 0
+        if rows == 0:
+            return 0
+        with warehouse_call(f"inserting {rows} rows into {spec.database}.{spec.table}"):
+            self._client.insert(
+                spec.table,
+                columns,
+                column_names=spec.column_names,
+                database=spec.database,
+                column_oriented=True,
+                settings=insert_settings(token),
+            )
+        return rows

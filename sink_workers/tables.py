@@ -1,0 +1,233 @@
+"""ClickHouse tables from Avro schemas: the type mapping, the DDL, the migrations.
+
+Pure code. One resource is one table; its columns are the schema's fields in
+order. The mapping (see docs/type-mapping.md):
+
+=====================================  ==========================================
+Avro                                   ClickHouse
+=====================================  ==========================================
+boolean / int / long                   Bool / Int32 / Int64
+float / double                         Float32 / Float64
+string / bytes                         String
+string + logicalType uuid              UUID
+fixed(n)                               FixedString(n)
+int + date                             Date32
+int + time-millis / long + time-micros Int32 / Int64 (time of day, as given)
+long + timestamp-millis / -micros      DateTime64(3, 'UTC') / DateTime64(6, 'UTC')
+bytes|fixed + decimal(p, s)            Decimal(p, s)
+enum                                   LowCardinality(String) (new symbols need no ALTER)
+array<T>                               Array(T)
+map<T>                                 Map(String, T)
+record                                 Tuple(name T, ...)
+[null, T]                              Nullable(T) (T scalar) or T with its default
+=====================================  ==========================================
+
+The engine is ``ReplacingMergeTree`` ordered by the resource's natural key (so
+a replay that re-inserts a key collapses to one row at merge time, and
+``FINAL`` reads see one row at once), with ``non_replicated_deduplication_window``
+set so that a retried insert carrying the same deduplication token is dropped
+by the server immediately. Without a natural key: ``MergeTree`` with the same
+window, and deduplication by token only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from durable_ingest.errors import ConfigError, SchemaEvolutionError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+DEDUP_WINDOW = 10_000
+"""Inserts remembered per table for token deduplication (ClickHouse's default is 0: none)."""
+
+_PRIMITIVES = {
+    "boolean": "Bool",
+    "int": "Int32",
+    "long": "Int64",
+    "float": "Float32",
+    "double": "Float64",
+    "string": "String",
+    "bytes": "String",
+}
+# Types that ClickHouse cannot wrap in Nullable().
+_NOT_NULLABLE = ("Array(", "Map(", "Tuple(", "LowCardinality(")
+
+
+def identifier(kind: str, name: str) -> str:
+    """``name`` back-quoted, if it is a safe ClickHouse identifier; else ConfigError."""
+    if not IDENTIFIER.match(name):
+        raise ConfigError(
+            f"{kind} name {name!r} is not a valid identifier: use letters, digits and '_', "
+            "starting with a letter or '_'"
+        )
+    return f"`{name}`"
+
+
+def clickhouse_type(avro: Any, where: str, named: dict[str, str] | None = None) -> str:
+    """The ClickHouse type for an Avro type (parsed by fastavro), or SchemaEvolutionError.
+
+    ``named`` maps the names of records, enums and fixeds defined earlier in
+    the schema to their ClickHouse types, for later references by name.
+    """
+    named = {} if named is None else named
+    if isinstance(avro, str):
+        if avro in _PRIMITIVES:
+            return _PRIMITIVES[avro]
+        if avro in named:
+            return named[avro]
+        raise SchemaEvolutionError(
+            f"field {where}: Avro type {avro!r} has no ClickHouse mapping", field=where
+        )
+    if isinstance(avro, list):
+        branches = [b for b in avro if b != "null"]
+        if len(branches) != 1:
+            raise SchemaEvolutionError(
+                f"field {where}: unions other than [null, T] have no ClickHouse mapping",
+                field=where,
+            )
+        inner = clickhouse_type(branches[0], where, named)
+        if len(branches) == len(avro):  # no null branch
+            return inner
+        if inner == "LowCardinality(String)":
+            return "LowCardinality(Nullable(String))"
+        # Array, Map and Tuple cannot be Nullable: a null is written as empty.
+        return inner if inner.startswith(_NOT_NULLABLE) else f"Nullable({inner})"
+    result = _complex_type(avro, where, named)
+    if avro.get("type") in ("record", "enum", "fixed") and "name" in avro:
+        named[avro["name"]] = result
+    return result
+
+
+def _complex_type(avro: dict[str, Any], where: str, named: dict[str, str]) -> str:
+    kind = avro.get("type")
+    logical = avro.get("logicalType")
+    if logical == "decimal":
+        return f"Decimal({int(avro['precision'])}, {int(avro.get('scale', 0))})"
+    if logical == "timestamp-micros":
+        return "DateTime64(6, 'UTC')"
+    if logical == "timestamp-millis":
+        return "DateTime64(3, 'UTC')"
+    if logical == "date":
+        return "Date32"
+    if logical == "uuid":
+        return "UUID"
+    if kind == "enum":
+        return "LowCardinality(String)"
+    if kind == "fixed":
+        return f"FixedString({int(avro['size'])})"
+    if kind == "array":
+        return f"Array({clickhouse_type(avro['items'], where + '[]', named)})"
+    if kind == "map":
+        return f"Map(String, {clickhouse_type(avro['values'], where + '{}', named)})"
+    if kind == "record":
+        parts = [
+            f"{identifier('field', f['name'])[1:-1]} "
+            f"{clickhouse_type(f['type'], where + '.' + f['name'], named)}"
+            for f in avro["fields"]
+        ]
+        return f"Tuple({', '.join(parts)})"
+    return clickhouse_type(kind, where, named)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str
+    has_default: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A resource's table: where it lives, its columns and its sort key."""
+
+    database: str
+    table: str
+    columns: tuple[Column, ...]
+    order_by: tuple[str, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def qualified(self) -> str:
+        return f"{identifier('database', self.database)}.{identifier('table', self.table)}"
+
+    def create_sql(self) -> str:
+        columns = ",\n  ".join(f"{identifier('column', c.name)} {c.type}" for c in self.columns)
+        if self.order_by:
+            engine = "ReplacingMergeTree"
+            order = ", ".join(identifier("column", n) for n in self.order_by)
+        else:
+            engine, order = "MergeTree", ""
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.qualified} (\n  {columns}\n)\n"
+            f"ENGINE = {engine}\nORDER BY ({order})\n"
+            f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
+        )
+
+    def migration_sql(self, existing: Mapping[str, str]) -> list[str]:
+        """ALTERs that bring a table with ``existing`` columns (name -> type) to this spec.
+
+        A new field with a default (an optional field) adds a column. Anything
+        else that differs raises :class:`SchemaEvolutionError` naming the field
+        and both types.
+        """
+        statements = []
+        for column in self.columns:
+            have = existing.get(column.name)
+            if have is None:
+                if not column.has_default:
+                    raise SchemaEvolutionError(
+                        f"table {self.database}.{self.table}: new field {column.name!r} ({column.type}) "
+                        "has no default; only optional fields can be added to an existing table",
+                        field=column.name,
+                    )
+                statements.append(
+                    f"ALTER TABLE {self.qualified} ADD COLUMN IF NOT EXISTS "
+                    f"{identifier('column', column.name)} {column.type}"
+                )
+            elif _normalise(have) != _normalise(column.type):
+                raise SchemaEvolutionError(
+                    f"table {self.database}.{self.table}: field {column.name!r} is {have} in the table "
+                    f"but {column.type} in the schema; this change is not compatible",
+                    field=column.name,
+                    table_type=have,
+                    schema_type=column.type,
+                )
+        return statements
+
+
+def _normalise(type_name: str) -> str:
+    return type_name.replace(" ", "")
+
+
+def table_spec(
+    schema_fields: Sequence[Mapping[str, Any]],
+    *,
+    database: str,
+    table: str,
+    order_by: Sequence[str],
+) -> TableSpec:
+    """The table for a parsed Avro record schema's fields."""
+    identifier("database", database)
+    identifier("table", table)
+    columns = []
+    named: dict[str, str] = {}
+    for f in schema_fields:
+        identifier("column", f["name"])
+        columns.append(
+            Column(f["name"], clickhouse_type(f["type"], f["name"], named), "default" in f)
+        )
+    names = {c.name for c in columns}
+    for key in order_by:
+        if key not in names:
+            raise ConfigError(f"table {database}.{table}: order-by field {key!r} is not a column")
+        if next(c for c in columns if c.name == key).type.startswith("Nullable("):
+            raise ConfigError(
+                f"table {database}.{table}: order-by field {key!r} may not be nullable"
+            )
+    return TableSpec(database, table, tuple(columns), tuple(order_by))
