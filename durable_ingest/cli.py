@@ -68,6 +68,28 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="where the stack keeps its files (default: data_dir setting)",
     )
+    sink = commands.add_parser("sink", help="sink workers: staged topics into ClickHouse")
+    sink_commands = sink.add_subparsers(dest="sink_command", required=True)
+    run = sink_commands.add_parser(
+        "run", help="one sink process (consumer-group member); SIGTERM or Ctrl-C stops it cleanly"
+    )
+    run.add_argument("--source", help="the source whose resources to sink (default: the only one)")
+    run.add_argument(
+        "--resource", action="append", dest="resources", help="only this resource (repeatable)"
+    )
+    run.add_argument(
+        "--chunk-size", type=int, default=5_000, help="records per read (default 5000)"
+    )
+    run.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit 0 after this long without records (default: run until stopped)",
+    )
+    run.add_argument(
+        "--data-dir", type=Path, default=None, help="data directory (embedded warehouse)"
+    )
     return parser
 
 
@@ -141,6 +163,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config, overrides=overrides)
         if args.command == "stack" and args.stack_command == "up":
             return stack_up(settings, args.port)
+        if args.command == "sink" and args.sink_command == "run":
+            from sink_workers.run import run_sink
+
+            if args.chunk_size < 1:
+                raise StopError(f"--chunk-size must be at least 1, not {args.chunk_size}")
+            run_sink(
+                settings,
+                source=args.source,
+                resources=args.resources,
+                chunk_size=args.chunk_size,
+                idle_exit_s=args.idle_exit,
+            )
+            return 0
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 2

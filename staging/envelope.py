@@ -349,3 +349,12 @@ def _failing_field(parsed: Any, row: Mapping[str, Any]) -> str | None:
         if name in row and not validate(row[name], field["type"], raise_errors=False):
             return str(name)
     return None
+
+
+def encode_value(schema: StagedSchema, record: Mapping[str, Any]) -> bytes:
+    """The staged value of a decoded record: Avro encoding is deterministic, so
+    re-encoding a record read back gives the bytes that were staged."""
+    buf = io.BytesIO()
+    buf.write(schema.header)
+    fastavro.schemaless_writer(buf, schema.parsed, record)
+    return buf.getvalue()

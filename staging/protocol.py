@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
 from durable_ingest.errors import CorruptRecordError, UnknownResourceError
+from staging.deadletters import DeadLetterWriter
 from staging.decoder import StagedRecord
 from staging.envelope import Checkpoint
 from staging.offsets import OffsetRange, Partition, next_offsets
@@ -215,6 +216,8 @@ class StagingSession(Protocol):
     def writer(self, resource: str | None = None) -> RecordWriter: ...
 
     def reader(self) -> RecordReader: ...
+
+    def dead_letters(self) -> DeadLetterWriter: ...
 
     def close(self) -> None: ...
 

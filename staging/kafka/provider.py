@@ -20,7 +20,12 @@ from staging.kafka.client_config import (
 )
 from staging.kafka.reader import KafkaRecordReader
 from staging.kafka.translate import client_settings
-from staging.kafka.writer import DeliveryErrors, KafkaRecordWriter, now_micros
+from staging.kafka.writer import (
+    DeliveryErrors,
+    KafkaDeadLetterWriter,
+    KafkaRecordWriter,
+    now_micros,
+)
 from staging.protocol import StagingContext
 from staging.resource import StagedResource, TopicSpec
 from staging.schemas import SchemaCatalog
@@ -89,15 +94,8 @@ class KafkaStagingSession:
         spec = self._context.resource(resource)
         writer = self._writers.get(spec.name)
         if writer is None:
-            if self._producer is None:
-                kafka = self._provider.kafka
-                config = producer_config(kafka, max_record_bytes=self._provider.max_record_bytes)
-                config["delivery.report.only.error"] = True
-                config["on_delivery"] = self._delivery_errors
-                with client_settings("producer"):
-                    self._producer = Producer(config)
             writer = KafkaRecordWriter(
-                self._producer,
+                self._shared_producer(),
                 self._delivery_errors,
                 spec,
                 max_record_bytes=self._provider.max_record_bytes,
@@ -107,6 +105,15 @@ class KafkaStagingSession:
             )
             self._writers[spec.name] = writer
         return writer
+
+    def dead_letters(self) -> KafkaDeadLetterWriter:
+        self._check_open()
+        return KafkaDeadLetterWriter(
+            self._shared_producer(),
+            self._delivery_errors,
+            self._context,
+            flush_timeout_s=self._provider.kafka.delivery_timeout_ms / 1000 + 5,
+        )
 
     def reader(self) -> KafkaRecordReader:
         self._check_open()
@@ -139,6 +146,17 @@ class KafkaStagingSession:
                     left,
                 )
             self._producer = None
+
+    def _shared_producer(self) -> Producer:
+        if self._producer is None:
+            config = producer_config(
+                self._provider.kafka, max_record_bytes=self._provider.max_record_bytes
+            )
+            config["delivery.report.only.error"] = True
+            config["on_delivery"] = self._delivery_errors
+            with client_settings("producer"):
+                self._producer = Producer(config)
+        return self._producer
 
     def _check_open(self) -> None:
         if self._closed:

@@ -10,9 +10,10 @@ from typing import Any, cast
 from confluent_kafka import KafkaError, Message, Producer
 
 from durable_ingest.errors import StagingClosedError
+from staging.deadletters import DeadLetter
 from staging.envelope import Checkpoint, EnvelopeEncoder
 from staging.kafka.translate import delivery_error
-from staging.protocol import WriteResult
+from staging.protocol import StagingContext, WriteResult
 from staging.resource import StagedResource
 
 _Headers = list[tuple[str, str | bytes | None]]
@@ -97,3 +98,44 @@ class KafkaRecordWriter:
         if errors or undelivered:
             raise delivery_error(topic, errors, undelivered)
         return WriteResult(topic=topic, count=len(batch), event_ids=tuple(batch.event_ids))
+
+
+class KafkaDeadLetterWriter:
+    """Stages dead letters to each resource's ``.dlq`` topic through the session producer."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        errors: DeliveryErrors,
+        context: StagingContext,
+        *,
+        flush_timeout_s: float,
+    ) -> None:
+        self._producer = producer
+        self._errors = errors
+        self._context = context
+        self._flush_timeout_s = flush_timeout_s
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        self._errors.drain()
+        topics = set()
+        for letter in letters:
+            topic = self._context.resource(letter.resource).dlq.name
+            topics.add(topic)
+            while True:
+                try:
+                    self._producer.produce(
+                        topic,
+                        letter.value,
+                        letter.key,
+                        headers=cast(_Headers, letter.kafka_headers()),
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        undelivered = self._producer.flush(self._flush_timeout_s)
+        errors = self._errors.drain()
+        if errors or undelivered:
+            raise delivery_error(", ".join(sorted(topics)), errors, undelivered)

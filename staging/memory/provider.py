@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from durable_ingest.errors import CommitFailedError, CorruptRecordError, StagingClosedError
+from staging.deadletters import DeadLetter
 from staging.decoder import EnvelopeDecoder, StagedRecord
 from staging.envelope import Checkpoint, EnvelopeEncoder
 from staging.memory.broker import MemoryBroker
@@ -190,6 +191,18 @@ class MemoryRecordReader:
             raise StagingClosedError("reader is closed")
 
 
+class MemoryDeadLetterWriter:
+    def __init__(self, broker: MemoryBroker, context: StagingContext) -> None:
+        self._broker = broker
+        self._context = context
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            topic = self._context.resource(letter.resource).dlq.name
+            headers = tuple((k, v or b"") for k, v in letter.kafka_headers())
+            self._broker.append(topic, letter.key, letter.value, headers)
+
+
 class MemoryStagingProvider:
     """Staging in this process's memory, with Kafka's semantics."""
 
@@ -249,6 +262,10 @@ class MemoryStagingSession:
             )
             self._writers[spec.name] = writer
         return writer
+
+    def dead_letters(self) -> MemoryDeadLetterWriter:
+        self._check_open()
+        return MemoryDeadLetterWriter(self._provider.broker, self._context)
 
     def reader(self) -> MemoryRecordReader:
         self._check_open()

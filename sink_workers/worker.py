@@ -1,0 +1,197 @@
+"""The sink worker: staged batches into warehouse tables, then commit.
+
+For every batch the reader yields, in this order:
+
+1. records are grouped per partition and inserted, each group with its
+   deterministic deduplication token; a transient warehouse error is retried
+   with backoff (same token) until ``RetryPolicy.give_up_after_s``;
+2. a group the warehouse refuses for its content is split in halves until the
+   refused records are isolated; those, and records that could not even be
+   decoded, are staged to the resource's dead-letter topic;
+3. only then are the batch's next offsets committed.
+
+A crash anywhere before 3 re-reads the batch: the deduplication token (same
+records, same token) and the ReplacingMergeTree natural key absorb the
+repeat. Nothing is committed for records that were neither written nor
+dead-lettered. Saving source checkpoints is not done here yet (see
+docs/offsets-and-checkpoints.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from durable_ingest.errors import BatchRejectedError, StopError, WarehouseUnavailableError
+from sink_workers.batching import InsertBatch, by_partition
+from sink_workers.columns import to_columns
+from sink_workers.tables import TableSpec
+from staging.deadletters import DeadLetter
+from staging.envelope import encode_value
+from staging.protocol import RecordReader, StagedBatch, StagingSession
+
+log = logging.getLogger(__name__)
+
+
+class TableWriter(Protocol):
+    spec: TableSpec
+
+    def insert(self, columns: Sequence[Sequence[Any]], token: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Exponential backoff for transient warehouse errors."""
+
+    initial_s: float = 0.5
+    max_s: float = 10.0
+    give_up_after_s: float = 120.0
+    """Keep this well below kafka.max_poll_interval_ms: the consumer is not polled meanwhile."""
+
+    def delays(self) -> Callable[[], float]:
+        delay = self.initial_s
+
+        def next_delay() -> float:
+            nonlocal delay
+            current, delay = delay, min(delay * 2, self.max_s)
+            return current
+
+        return next_delay
+
+
+@dataclass(slots=True)
+class SinkStats:
+    batches: int = 0
+    rows_written: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+    committed: dict[str, int] = field(default_factory=dict)
+
+
+class SinkWorker:
+    """Runs one staging session's reader into its resources' tables."""
+
+    def __init__(
+        self,
+        session: StagingSession,
+        tables: Mapping[str, TableWriter],
+        *,
+        chunk_size: int = 5_000,
+        retry: RetryPolicy | None = None,
+        max_dead_letter_ratio: float = 0.1,
+        min_dead_letters_to_stop: int = 100,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._tables = tables
+        self._resource_of = {r.topic.name: r.name for r in session.context.resources}
+        missing = set(self._resource_of) - set(tables)
+        if missing:
+            raise StopError(f"no table writer for staged topics {sorted(missing)}")
+        self._chunk_size = chunk_size
+        self._retry = retry or RetryPolicy()
+        self._max_ratio = max_dead_letter_ratio
+        self._min_to_stop = min_dead_letters_to_stop
+        self._sleep = sleep
+        self._clock = clock
+        self._reader: RecordReader | None = None
+        self._stopping = False
+        self.stats = SinkStats()
+
+    def run(self, *, idle_timeout_s: float | None = None) -> SinkStats:
+        """Consume until stopped (or idle for ``idle_timeout_s``); returns the counts."""
+        reader = self._reader = self._session.reader()
+        if self._stopping:
+            return self.stats
+        dead_letters = self._session.dead_letters()
+        seen = 0
+        for batch in reader.iter_batches(
+            self._chunk_size,
+            poll_timeout_s=0.5,
+            idle_timeout_s=idle_timeout_s,
+            on_corrupt="collect",
+        ):
+            letters = self.write(batch)
+            if letters:
+                dead_letters.send(letters)  # before the commit: a dead letter is never lost
+            committed = reader.commit(batch)
+            self.stats.batches += 1
+            self.stats.dead_letters += len(letters)
+            for part, offset in committed.items():
+                self.stats.committed[str(part)] = offset
+            seen += len(batch.records) + len(batch.corrupt)
+            if (
+                self.stats.dead_letters >= self._min_to_stop
+                and self.stats.dead_letters > self._max_ratio * seen
+            ):
+                raise StopError(
+                    f"{self.stats.dead_letters} of {seen} records went to dead-letter topics, "
+                    f"over the bound of {self._max_ratio:.0%}: stopping (what was written is committed)"
+                )
+        return self.stats
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, and return from :meth:`run`."""
+        self._stopping = True
+        if self._reader is not None:
+            self._reader.stop()
+
+    def write(self, batch: StagedBatch) -> list[DeadLetter]:
+        """Insert a batch's records; return the dead letters (corrupt or refused)."""
+        letters = [
+            DeadLetter.of_corrupt(self._resource_of.get(c.topic, ""), c) for c in batch.corrupt
+        ]
+        for group in by_partition(batch.records):
+            letters.extend(self._write_group(group))
+        return letters
+
+    def _write_group(self, group: InsertBatch) -> list[DeadLetter]:
+        table = self._tables[group.topic]
+        try:
+            self._insert(table, group)
+        except BatchRejectedError as exc:
+            if len(group.records) == 1:
+                record = group.records[0]
+                log.warning(
+                    "dead-lettering %s[%d]@%d: %s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                )
+                return [
+                    DeadLetter(
+                        self._resource_of[record.topic],
+                        record.key,
+                        encode_value(record.schema, record.record),
+                        tuple(record.headers),
+                        str(exc),
+                        str(exc.code) if exc.code is not None else type(exc).__name__,
+                        f"{record.topic}[{record.partition}]@{record.offset}",
+                    )
+                ]
+            first, second = group.halves()
+            return self._write_group(first) + self._write_group(second)
+        return []
+
+    def _insert(self, table: TableWriter, group: InsertBatch) -> None:
+        columns = to_columns([r.record for r in group.records], table.spec)
+        deadline = self._clock() + self._retry.give_up_after_s
+        next_delay = self._retry.delays()
+        while True:
+            try:
+                self.stats.rows_written += table.insert(columns, group.token)
+                return
+            except WarehouseUnavailableError as exc:
+                delay = next_delay()
+                if self._clock() + delay > deadline:
+                    raise
+                self.stats.retries += 1
+                log.warning(
+                    "warehouse unavailable (%s); retrying %s in %.1fs", exc, group.token, delay
+                )
+                self._sleep(delay)

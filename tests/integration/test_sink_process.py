@@ -1,0 +1,195 @@
+"""``ingest sink run`` as users run it: a separate process, the real broker, chDB on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from durable_ingest.config import KafkaSettings
+from staging.kafka import KafkaStagingProvider
+from staging.protocol import StagingContext
+from staging.schemas import SchemaCatalog
+from tests.helpers import trade_resource, trades, unique
+
+ROOT = Path(__file__).resolve().parents[2]
+_STARTED: list[subprocess.Popen[str]] = []
+
+COUNT = textwrap.dedent(
+    """
+    import json, sys
+    from durable_ingest.config import settings_from
+    from durable_ingest.warehouse import open_warehouse
+    client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
+    table = sys.argv[2]
+    rows = client.query(f"SELECT count(), uniqExact(trade_id) FROM default.{table}").result_rows[0]
+    final = client.command(f"SELECT count() FROM default.{table} FINAL")
+    print(json.dumps({"count": rows[0], "distinct": rows[1], "final": final}))
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers() -> Iterator[None]:
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+
+
+class Setup:
+    def __init__(self, tmp_path: Path, kafka: KafkaSettings) -> None:
+        self.tmp = tmp_path
+        self.kafka = kafka
+        self.source = unique("src")
+        self.group = f"ingest.sink.{self.source}"
+        self.config = tmp_path / "ingest.toml"
+        self.config.write_text(
+            textwrap.dedent(
+                f"""
+                data_dir = "{tmp_path}"
+                [kafka]
+                bootstrap = "{kafka.bootstrap}"
+                session_timeout_ms = 6000
+                heartbeat_interval_ms = 1000
+                [sources.{self.source}.resources.matches]
+                schema_file = "coinbase/matches.avsc"
+                key = ["product_id"]
+                id_fields = ["product_id", "trade_id"]
+                time_field = "time"
+                partitions = 3
+                """
+            )
+        )
+        catalog = SchemaCatalog.default()
+        self.resource = trade_resource(catalog, source=self.source, name="matches")
+        self.provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
+
+    def stage(self, n: int, chunk: int = 2_000) -> None:
+        context = StagingContext(source=self.source, resources=(self.resource,))
+        rows = trades(n)
+        with self.provider.allocate_session(context) as session:
+            for start in range(0, n, chunk):
+                session.writer().write_batch(rows[start : start + chunk])
+
+    def sink(self, *args: str) -> subprocess.Popen[str]:
+        env = {**os.environ, "INGEST_CONFIG": str(self.config)}
+        env.pop("INGEST_KAFKA_BOOTSTRAP", None)
+        env.pop("INGEST_CLICKHOUSE_DSN", None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sink_workers", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _STARTED.append(process)
+        return process
+
+    def committed(self) -> int:
+        consumer = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": self.group})
+        try:
+            parts = consumer.committed(
+                [TopicPartition(self.resource.topic.name, p) for p in range(3)], timeout=10
+            )
+        finally:
+            consumer.close()
+        return sum(max(tp.offset, 0) for tp in parts)
+
+    def wait_committed(self, at_least: int, timeout_s: float = 60) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = self.committed()
+            if got >= at_least:
+                return got
+            time.sleep(0.2)
+        raise AssertionError(f"committed offsets stayed below {at_least}")
+
+    def table(self) -> dict[str, int]:
+        done = subprocess.run(
+            [sys.executable, "-c", COUNT, str(self.tmp), f"{self.source}_matches"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def finished(process: subprocess.Popen[str], timeout_s: float = 120) -> tuple[int, str]:
+    _, err = process.communicate(timeout=timeout_s)
+    return process.returncode, err
+
+
+def test_sink_writes_every_staged_row_then_commits(tmp_path: Path, kafka: KafkaSettings) -> None:
+    """Written rows equal staged rows, and the group's offsets cover all of them."""
+    setup = Setup(tmp_path, kafka)
+    setup.stage(3_000)
+    code, err = finished(setup.sink("--idle-exit", "2", "--chunk-size", "700"))
+    assert code == 0, err
+    assert setup.table() == {"count": 3_000, "distinct": 3_000, "final": 3_000}
+    assert setup.committed() == 3_000
+
+
+def test_kill_9_at_any_moment_then_restart_writes_every_row_once(
+    tmp_path: Path, kafka: KafkaSettings
+) -> None:
+    """kill -9 of the sink, three times mid-stream, then a restart: every row once (by natural key)."""
+    setup = Setup(tmp_path, kafka)
+    n = 30_000
+    setup.stage(n)
+    progress = 0
+    for _ in range(3):
+        process = setup.sink("--chunk-size", "500")
+        progress = setup.wait_committed(progress + 1)
+        time.sleep(0.15)  # land somewhere between an insert and its commit, or within either
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    code, err = finished(setup.sink("--idle-exit", "2", "--chunk-size", "500"))
+    assert code == 0, err
+    table = setup.table()
+    assert table["distinct"] == n and table["final"] == n
+    assert table["count"] >= n  # repeats after a crash are absorbed, never lost
+    assert setup.committed() == n
+
+
+def test_sigterm_finishes_commits_and_exits_zero(tmp_path: Path, kafka: KafkaSettings) -> None:
+    """SIGTERM: the sink stops fetching, commits what it wrote, leaves the group, exits 0."""
+    setup = Setup(tmp_path, kafka)
+    setup.stage(2_000)
+    process = setup.sink("--chunk-size", "400")
+    setup.wait_committed(2_000)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code, err = finished(process, timeout_s=30)
+    assert code == 0, err
+    assert time.monotonic() - started < 20
+    assert "sink stopped: 2000 rows" in err
+    assert setup.committed() == 2_000
+
+
+def test_a_second_embedded_sink_is_refused_clearly(tmp_path: Path, kafka: KafkaSettings) -> None:
+    """Two sinks on one embedded warehouse directory: the second says why and exits 2."""
+    setup = Setup(tmp_path, kafka)
+    setup.stage(100)
+    first = setup.sink()
+    setup.wait_committed(100)
+    code, err = finished(setup.sink("--idle-exit", "1"), timeout_s=60)
+    assert code == 2
+    assert "already open in another process" in err and "Traceback" not in err
+    first.send_signal(signal.SIGTERM)
+    assert finished(first)[0] == 0

@@ -1,0 +1,170 @@
+"""The sink worker's order of work, on the in-memory staging provider and a table double."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from durable_ingest.errors import BatchRejectedError, StopError, WarehouseUnavailableError
+from sink_workers.tables import TableSpec, table_spec
+from sink_workers.worker import RetryPolicy, SinkWorker
+from staging.deadletters import H_CODE, H_ORIGIN, H_REASON
+from staging.memory import MemoryStagingProvider
+from staging.offsets import Partition
+from staging.protocol import StagingContext
+from staging.schemas import SchemaCatalog
+from tests.helpers import trade_resource, trades, unique
+
+
+class Table:
+    """A table double that deduplicates by token like ClickHouse, with injectable failures."""
+
+    def __init__(
+        self, spec: TableSpec, fail: Callable[[list[int]], Exception | None] = lambda ids: None
+    ) -> None:
+        self.spec = spec
+        self.rows: list[int] = []
+        self.tokens: list[str] = []
+        self.fail = fail
+        self.on_insert: Callable[[], None] = lambda: None
+
+    def insert(self, columns: Sequence[Sequence[Any]], token: str) -> int:
+        ids = list(columns[self.spec.column_names.index("trade_id")])
+        self.on_insert()
+        error = self.fail(ids)
+        if error is not None:
+            raise error
+        if token not in self.tokens:
+            self.tokens.append(token)
+            self.rows.extend(ids)
+        return len(ids)
+
+
+def setup(
+    catalog: SchemaCatalog, n: int, **table_args: Any
+) -> tuple[MemoryStagingProvider, StagingContext, Table]:
+    provider = MemoryStagingProvider(catalog=catalog)
+    resource = trade_resource(catalog)
+    context = StagingContext(source=resource.source, resources=(resource,), group_id=unique("g"))
+    with provider.allocate_session(context) as session:
+        session.writer().write_batch(trades(n))
+    spec = table_spec(
+        resource.schema.parsed["fields"],
+        database="db",
+        table="t",
+        order_by=("product_id", "trade_id"),
+    )
+    return provider, context, Table(spec, **table_args)
+
+
+def committed(provider: MemoryStagingProvider, context: StagingContext) -> int:
+    topic = context.resources[0].topic.name
+    return sum(
+        provider.broker.committed(context.consumer_group, Partition(topic, p)) or 0
+        for p in range(3)
+    )
+
+
+def run(
+    provider: MemoryStagingProvider, context: StagingContext, table: Table, **kwargs: Any
+) -> SinkWorker:
+    with provider.allocate_session(context) as session:
+        worker = SinkWorker(
+            session,
+            {context.resources[0].topic.name: table},
+            chunk_size=100,
+            sleep=lambda s: None,
+            **kwargs,
+        )
+        worker.run(idle_timeout_s=0.05)
+    return worker
+
+
+def test_every_staged_row_is_written_before_its_offsets_are_committed(
+    catalog: SchemaCatalog,
+) -> None:
+    """Rows land in the table; at each insert, nothing of that batch is committed yet."""
+    provider, context, table = setup(catalog, 450)
+    seen_commits: list[int] = []
+    table.on_insert = lambda: seen_commits.append(committed(provider, context))
+    worker = run(provider, context, table)
+    assert sorted(table.rows) == sorted(r["trade_id"] for r in trades(450))
+    assert committed(provider, context) == 450
+    assert seen_commits == sorted(seen_commits) and seen_commits[-1] < 450
+    assert worker.stats.rows_written == 450 and worker.stats.dead_letters == 0
+
+
+def test_transient_errors_are_retried_with_the_same_token(catalog: SchemaCatalog) -> None:
+    """A warehouse that fails twice then recovers gets the identical insert again."""
+    failures = iter(
+        [WarehouseUnavailableError("down", code=210), WarehouseUnavailableError("down", code=252)]
+    )
+    provider, context, table = setup(catalog, 30, fail=lambda ids: next(failures, None))
+    worker = run(provider, context, table)
+    assert worker.stats.retries == 2
+    assert sorted(table.rows) == sorted(r["trade_id"] for r in trades(30))
+    assert len(table.tokens) == len(set(table.tokens))
+
+
+def test_offsets_do_not_move_when_the_insert_keeps_failing(catalog: SchemaCatalog) -> None:
+    """If the warehouse stays down past the retry budget, the worker fails and commits nothing."""
+    provider, context, table = setup(
+        catalog, 30, fail=lambda ids: WarehouseUnavailableError("down", code=210)
+    )
+    clock = iter(range(0, 10_000, 5))
+    with pytest.raises(WarehouseUnavailableError):
+        run(
+            provider,
+            context,
+            table,
+            retry=RetryPolicy(initial_s=1, give_up_after_s=20),
+            clock=lambda: float(next(clock)),
+        )
+    assert committed(provider, context) == 0
+    assert table.rows == []
+
+
+def test_a_poison_record_is_isolated_and_dead_lettered(catalog: SchemaCatalog) -> None:
+    """A record the warehouse refuses goes to the dead-letter topic; the rest of its batch is written."""
+    poison = trades(60)[37]["trade_id"]
+    provider, context, table = setup(
+        catalog,
+        60,
+        fail=lambda ids: BatchRejectedError("Cannot parse", code=27) if poison in ids else None,
+    )
+    worker = run(provider, context, table)
+    assert sorted(table.rows) == sorted(
+        r["trade_id"] for r in trades(60) if r["trade_id"] != poison
+    )
+    assert committed(provider, context) == 60
+    assert worker.stats.dead_letters == 1
+    dlq = context.resources[0].dlq.name
+    (letter,) = provider.broker.fetch(Partition(dlq, 0), 0, 10)
+    headers = dict(letter.headers())
+    assert headers[H_CODE] == b"27" and b"Cannot parse" in headers[H_REASON]
+    assert headers[H_ORIGIN].startswith(context.resources[0].topic.name.encode() + b"[")
+    assert letter.value is not None and letter.value.startswith(b"\xc3\x01")
+
+
+def test_corrupt_staged_bytes_are_dead_lettered_and_committed_past(catalog: SchemaCatalog) -> None:
+    """Undecodable bytes go to the dead-letter topic unchanged, and the sink moves on."""
+    provider, context, table = setup(catalog, 10)
+    topic = context.resources[0].topic.name
+    provider.broker.append(topic, b"k", b"garbage", (), partition=1)
+    run(provider, context, table)
+    assert len(table.rows) == 10
+    assert committed(provider, context) == 11
+    (letter,) = provider.broker.fetch(Partition(context.resources[0].dlq.name, 0), 0, 10)
+    assert letter.value == b"garbage" and dict(letter.headers())[H_CODE] == b"CorruptRecordError"
+
+
+def test_too_many_dead_letters_stop_the_worker(catalog: SchemaCatalog) -> None:
+    """Above the dead-letter bound the worker stops, after committing what it handled."""
+    provider, context, table = setup(
+        catalog, 50, fail=lambda ids: BatchRejectedError("bad", code=6)
+    )
+    with pytest.raises(StopError, match="over the bound of 10%"):
+        run(provider, context, table, min_dead_letters_to_stop=5)
+    assert committed(provider, context) > 0
