@@ -14,7 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from durable_ingest.compose import schema_catalog, staged_resources, staging_provider
+from durable_ingest.compose import (
+    checkpoint_store,
+    schema_catalog,
+    staged_resources,
+    staging_provider,
+)
 from durable_ingest.config import Settings
 from durable_ingest.errors import ConfigError
 from durable_ingest.warehouse import open_warehouse
@@ -89,21 +94,26 @@ def run_sink(
             writer.ensure()
             tables[resource.topic.name] = writer
         context = StagingContext(source=source, resources=tuple(declared))
-        with staging_provider(settings, catalog).allocate_session(context) as session:
-            worker = SinkWorker(session, tables, chunk_size=chunk_size)
-            log.info(
-                "sink for %s (%s) in group %s",
-                source,
-                ", ".join(r.name for r in declared),
-                context.consumer_group,
-            )
-            with _stopping_on_signals(worker):
-                stats = worker.run(idle_timeout_s=idle_exit_s)
+        checkpoints = checkpoint_store(settings)
+        try:
+            with staging_provider(settings, catalog).allocate_session(context) as session:
+                worker = SinkWorker(session, tables, chunk_size=chunk_size, checkpoints=checkpoints)
+                log.info(
+                    "sink for %s (%s) in group %s",
+                    source,
+                    ", ".join(r.name for r in declared),
+                    context.consumer_group,
+                )
+                with _stopping_on_signals(worker):
+                    stats = worker.run(idle_timeout_s=idle_exit_s)
+        finally:
+            checkpoints.close()
         log.info(
-            "sink stopped: %d rows in %d batches, %d dead letters",
+            "sink stopped: %d rows in %d batches, %d dead letters, %d checkpoints saved",
             stats.rows_written,
             stats.batches,
             stats.dead_letters,
+            stats.checkpoints_saved,
         )
         return stats
     finally:

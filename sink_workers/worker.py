@@ -8,13 +8,14 @@ For every batch the reader yields, in this order:
 2. a group the warehouse refuses for its content is split in halves until the
    refused records are isolated; those, and records that could not even be
    decoded, are staged to the resource's dead-letter topic;
-3. only then are the batch's next offsets committed.
+3. only then are the batch's next offsets committed;
+4. then, per partition, the newest source checkpoint the batch carried is
+   saved (:mod:`staging.checkpoints` explains how a source resumes from them).
 
 A crash anywhere before 3 re-reads the batch: the deduplication token (same
 records, same token) and the ReplacingMergeTree natural key absorb the
 repeat. Nothing is committed for records that were neither written nor
-dead-lettered. Saving source checkpoints is not done here yet (see
-docs/offsets-and-checkpoints.md).
+dead-lettered, and no checkpoint moves past a record that is not written.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from durable_ingest.errors import BatchRejectedError, StopError, WarehouseUnavai
 from sink_workers.batching import InsertBatch, by_partition
 from sink_workers.columns import to_columns
 from sink_workers.tables import TableSpec
+from staging.checkpoints import CheckpointStore, partition_entry, partition_slot
 from staging.deadletters import DeadLetter
 from staging.envelope import encode_value
+from staging.offsets import Partition
 from staging.protocol import RecordReader, StagedBatch, StagingSession
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ class SinkStats:
     rows_written: int = 0
     dead_letters: int = 0
     retries: int = 0
+    checkpoints_saved: int = 0
     committed: dict[str, int] = field(default_factory=dict)
 
 
@@ -83,6 +87,7 @@ class SinkWorker:
         retry: RetryPolicy | None = None,
         max_dead_letter_ratio: float = 0.1,
         min_dead_letters_to_stop: int = 100,
+        checkpoints: CheckpointStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -96,6 +101,7 @@ class SinkWorker:
         self._retry = retry or RetryPolicy()
         self._max_ratio = max_dead_letter_ratio
         self._min_to_stop = min_dead_letters_to_stop
+        self._checkpoints = checkpoints
         self._sleep = sleep
         self._clock = clock
         self._reader: RecordReader | None = None
@@ -119,6 +125,7 @@ class SinkWorker:
             if letters:
                 dead_letters.send(letters)  # before the commit: a dead letter is never lost
             committed = reader.commit(batch)
+            self._save_checkpoints(batch, committed)
             self.stats.batches += 1
             self.stats.dead_letters += len(letters)
             for part, offset in committed.items():
@@ -133,6 +140,21 @@ class SinkWorker:
                     f"over the bound of {self._max_ratio:.0%}: stopping (what was written is committed)"
                 )
         return self.stats
+
+    def _save_checkpoints(self, batch: StagedBatch, committed: Mapping[Partition, int]) -> None:
+        """After the commit: per partition, the newest checkpoint whose carrier was written."""
+        if self._checkpoints is None:
+            return
+        source = self._session.context.source
+        for carried in batch.checkpoints:
+            if Partition(carried.topic, carried.partition) not in committed:
+                continue  # not ours any more: its new owner re-reads and saves it
+            self._checkpoints.save(
+                source,
+                partition_slot(carried.resource, carried.partition),
+                partition_entry(carried.checkpoint, carried.write_time, carried.partitions),
+            )
+            self.stats.checkpoints_saved += 1
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and return from :meth:`run`."""

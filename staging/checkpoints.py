@@ -1,13 +1,21 @@
-"""The Checkpoint Store contract: where each source resumes from.
+"""The Checkpoint Store contract, and where a source resumes from.
 
-A checkpoint is a small JSON object per (source, resource), saved only after
-the write it describes is durable and loaded when a source starts.
-Implementations: :class:`staging.kafka.checkpoints.KafkaCheckpointStore`
-(a compacted topic) and :class:`staging.memory.checkpoints.InMemoryCheckpointStore`.
+A checkpoint is a small JSON object saved only after the write it describes
+is durable. Implementations:
+:class:`staging.kafka.checkpoints.KafkaCheckpointStore` (a compacted topic)
+and :class:`staging.memory.checkpoints.InMemoryCheckpointStore`.
+
+Sinks save one entry per partition: the newest checkpoint whose carrying
+record they wrote there, under ``<resource>/<partition>``, together with the
+write's time and the partitions it touched (:func:`partition_entry`). A write
+is in the warehouse once every partition it touched has an entry at least as
+new; :func:`resume_point` picks the newest such write. This holds with any
+number of sink members, each saving only the partitions it owns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from staging.envelope import Checkpoint
@@ -15,7 +23,11 @@ from staging.envelope import Checkpoint
 
 class CheckpointStore(Protocol):
     def load(self, source: str, resource: str) -> dict[str, Any] | None:
-        """The newest saved checkpoint, or None if nothing was ever saved."""
+        """The newest value saved under (source, resource), or None."""
+        ...
+
+    def load_all(self) -> dict[str, dict[str, Any]]:
+        """Every saved value, by ``<source>/<resource>`` key."""
         ...
 
     def save(self, source: str, resource: str, checkpoint: Checkpoint) -> None:
@@ -28,3 +40,51 @@ class CheckpointStore(Protocol):
 def checkpoint_key(source: str, resource: str) -> str:
     """The key a checkpoint is stored under: ``<source>/<resource>``."""
     return f"{source}/{resource}"
+
+
+def partition_slot(resource: str, partition: int) -> str:
+    """The store's resource slot for one partition's entry: ``<resource>/<partition>``."""
+    return f"{resource}/{partition}"
+
+
+def partition_entry(
+    checkpoint: Mapping[str, Any], write_time: str, partitions: tuple[int, ...]
+) -> dict[str, Any]:
+    """What a sink saves for a partition after writing a carrying record."""
+    return {
+        "checkpoint": dict(checkpoint),
+        "write_time": write_time,
+        "partitions": list(partitions),
+    }
+
+
+def partition_entries(
+    store: CheckpointStore, source: str, resource: str
+) -> dict[int, dict[str, Any]]:
+    """The per-partition entries sinks saved for one resource."""
+    prefix = f"{checkpoint_key(source, resource)}/"
+    entries = {}
+    for key, value in store.load_all().items():
+        tail = key[len(prefix) :]
+        if key.startswith(prefix) and tail.isdigit():
+            entries[int(tail)] = value
+    return entries
+
+
+def resume_point(entries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The newest checkpoint whose whole write is in the warehouse, or None.
+
+    An entry's write is complete when every partition it touched has an
+    entry from that write or a newer one (per partition, records are written
+    in offset order, so a newer carrier there means the older write's records
+    there are written too).
+    """
+    best: Mapping[str, Any] | None = None
+    for entry in entries.values():
+        time = entry["write_time"]
+        complete = all(
+            q in entries and entries[q]["write_time"] >= time for q in entry["partitions"]
+        )
+        if complete and (best is None or time > best["write_time"]):
+            best = entry
+    return dict(best["checkpoint"]) if best is not None else None

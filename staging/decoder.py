@@ -17,7 +17,7 @@ import fastavro
 
 from durable_ingest.errors import CorruptRecordError
 from staging.codec import HEADER_SIZE, MAGIC
-from staging.envelope import H_CHECKPOINT, H_ID, H_TYPE
+from staging.envelope import H_CHECKPOINT, H_CHECKPOINT_PARTITIONS, H_ID, H_INGESTTIME, H_TYPE
 from staging.schemas import SchemaCatalog, StagedSchema
 
 RawHeaders = Sequence[tuple[str, bytes | None]]
@@ -110,28 +110,60 @@ class StagedRecord(NamedTuple):
 
     @property
     def checkpoint(self) -> dict[str, Any] | None:
-        """The checkpoint this record carried (the last record of a write), if any.
+        """The checkpoint this record carried (the last record of a write), if any."""
+        carried = self.carried()
+        return carried.checkpoint if carried is not None else None
 
-        Raises :class:`CorruptRecordError` when the header is not a JSON object.
+    def carried(self) -> Carried | None:
+        """The checkpoint this record carries, with its write's time and partitions.
+
+        Reads the headers once. Raises :class:`CorruptRecordError` when the
+        checkpoint headers are malformed.
         """
         headers = self.headers
+        found: dict[str, bytes] = {}
         for name, raw in headers:
-            if name == H_CHECKPOINT and raw is not None:
-                try:
-                    value = json.loads(raw)
-                except ValueError as exc:
-                    value = exc
-                if not isinstance(value, dict):
-                    raise corrupt(
-                        self.topic,
-                        self.partition,
-                        self.offset,
-                        f"header {H_CHECKPOINT} is not a JSON object",
-                        key=self.key,
-                        headers=headers,
-                    )
-                return value
-        return None
+            if raw is not None and name in (
+                H_CHECKPOINT,
+                H_CHECKPOINT_PARTITIONS,
+                H_INGESTTIME,
+                H_TYPE,
+            ):
+                found[name] = raw
+        if H_CHECKPOINT not in found:
+            return None
+        try:
+            value = json.loads(found[H_CHECKPOINT])
+            if not isinstance(value, dict):
+                raise ValueError("not a JSON object")
+            parts = found.get(H_CHECKPOINT_PARTITIONS, str(self.partition).encode()).decode()
+            partitions = tuple(sorted(int(p) for p in parts.split(",")))
+        except ValueError as exc:
+            raise corrupt(
+                self.topic,
+                self.partition,
+                self.offset,
+                f"checkpoint headers are malformed: {exc}",
+                key=self.key,
+                headers=headers,
+            ) from exc
+        return Carried(
+            resource=found.get(H_TYPE, b"").decode("utf-8", "replace"),
+            checkpoint=value,
+            write_time=found.get(H_INGESTTIME, b"").decode("ascii", "replace"),
+            partitions=partitions,
+        )
+
+
+class Carried(NamedTuple):
+    """A checkpoint as a record carries it."""
+
+    resource: str
+    checkpoint: dict[str, Any]
+    write_time: str
+    """``ce_ingesttime`` of the write: RFC 3339 with fixed width, so it sorts as text."""
+    partitions: tuple[int, ...]
+    """Every partition the write touched; each carries this checkpoint at its end of the write."""
 
 
 class EnvelopeDecoder:

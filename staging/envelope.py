@@ -46,6 +46,8 @@ H_TYPE = "ce_type"
 H_TIME = "ce_time"
 H_INGESTTIME = "ce_ingesttime"
 H_CHECKPOINT = "ce_checkpoint"
+H_CHECKPOINT_PARTITIONS = "ce_checkpointpartitions"
+"""Beside ``ce_checkpoint``: the partitions the write touched, e.g. ``0,2``."""
 H_CONTENT_TYPE = "content-type"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -274,11 +276,21 @@ class EnvelopeEncoder:
             sizes.append(size)
             partitions.append(crc32(key) % partition_count)
         if checkpoint_bytes is not None:
-            # On the last record of each partition the write touched.
-            extra = len(H_CHECKPOINT) + len(checkpoint_bytes) + _PER_HEADER_OVERHEAD
+            # On the last record of each partition the write touched, with the
+            # list of those partitions: the sink can then tell when the whole
+            # write is in the warehouse (see staging.checkpoints.resume_point).
             last_of = {p: i for i, p in enumerate(partitions)}
+            touched = ",".join(str(p) for p in sorted(last_of)).encode()
+            extra = (
+                len(H_CHECKPOINT)
+                + len(checkpoint_bytes)
+                + len(H_CHECKPOINT_PARTITIONS)
+                + len(touched)
+                + 2 * _PER_HEADER_OVERHEAD
+            )
             for index in sorted(last_of.values()):
                 all_headers[index].append((H_CHECKPOINT, checkpoint_bytes))
+                all_headers[index].append((H_CHECKPOINT_PARTITIONS, touched))
                 if sizes[index] + extra > limit:
                     raise self._too_large(index, event_ids[index], sizes[index] + extra)
         return EncodedBatch(keys, values, all_headers, event_ids, partitions)

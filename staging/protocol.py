@@ -120,16 +120,18 @@ class StagedBatch:
             where = (record.topic, record.partition)
             if where not in pending:
                 continue
-            checkpoint = record.checkpoint
-            if checkpoint is not None:
+            carried = record.carried()
+            if carried is not None:
                 pending.discard(where)
                 found.append(
                     CarriedCheckpoint(
-                        record.resource or "",
+                        carried.resource,
                         record.topic,
                         record.partition,
                         record.offset,
-                        checkpoint,
+                        carried.checkpoint,
+                        carried.write_time,
+                        carried.partitions,
                     )
                 )
         return tuple(sorted(found, key=lambda c: (c.topic, c.partition)))
@@ -144,6 +146,10 @@ class CarriedCheckpoint:
     partition: int
     offset: int
     checkpoint: dict[str, Any]
+    write_time: str
+    """When the write that produced it was staged (RFC 3339, sorts as text)."""
+    partitions: tuple[int, ...]
+    """Every partition that write touched."""
 
 
 class RecordWriter(Protocol):

@@ -20,6 +20,10 @@ class InMemoryCheckpointStore:
             raw = self._values.get(checkpoint_key(source, resource))
         return None if raw is None else dict(json.loads(raw))
 
+    def load_all(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {k: dict(json.loads(v)) for k, v in self._values.items()}
+
     def save(self, source: str, resource: str, checkpoint: Checkpoint) -> None:
         # Encoded like the Kafka store, so the same checkpoints are refused.
         raw = encode_checkpoint(checkpoint)

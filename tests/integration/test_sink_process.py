@@ -11,13 +11,16 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from durable_ingest.config import KafkaSettings
-from staging.kafka import KafkaStagingProvider
+from staging.checkpoints import partition_entries, resume_point
+from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
+from staging.resource import TopicSpec
 from staging.schemas import SchemaCatalog
 from tests.helpers import trade_resource, trades, unique
 
@@ -81,7 +84,8 @@ class Setup:
         rows = trades(n)
         with self.provider.allocate_session(context) as session:
             for start in range(0, n, chunk):
-                session.writer().write_batch(rows[start : start + chunk])
+                part = rows[start : start + chunk]
+                session.writer().write_batch(part, checkpoint={"trade_id": part[-1]["trade_id"]})
 
     def sink(self, *args: str) -> subprocess.Popen[str]:
         env = {**os.environ, "INGEST_CONFIG": str(self.config)}
@@ -117,6 +121,17 @@ class Setup:
             time.sleep(0.2)
         raise AssertionError(f"committed offsets stayed below {at_least}")
 
+    def resume_point(self) -> dict[str, Any] | None:
+        settings = KafkaSettings(bootstrap=self.kafka.bootstrap)
+        store = KafkaCheckpointStore(
+            settings,
+            TopicSpec("ingest._checkpoints", partitions=1, retention_ms=-1, compacted=True),
+        )
+        try:
+            return resume_point(partition_entries(store, self.source, "matches"))
+        finally:
+            store.close()
+
     def table(self) -> dict[str, int]:
         done = subprocess.run(
             [sys.executable, "-c", COUNT, str(self.tmp), f"{self.source}_matches"],
@@ -143,6 +158,7 @@ def test_sink_writes_every_staged_row_then_commits(tmp_path: Path, kafka: KafkaS
     assert code == 0, err
     assert setup.table() == {"count": 3_000, "distinct": 3_000, "final": 3_000}
     assert setup.committed() == 3_000
+    assert setup.resume_point() == {"trade_id": trades(3_000)[-1]["trade_id"]}
 
 
 def test_kill_9_at_any_moment_then_restart_writes_every_row_once(
@@ -165,6 +181,7 @@ def test_kill_9_at_any_moment_then_restart_writes_every_row_once(
     assert table["distinct"] == n and table["final"] == n
     assert table["count"] >= n  # repeats after a crash are absorbed, never lost
     assert setup.committed() == n
+    assert setup.resume_point() == {"trade_id": trades(n)[-1]["trade_id"]}
 
 
 def test_sigterm_finishes_commits_and_exits_zero(tmp_path: Path, kafka: KafkaSettings) -> None:

@@ -10,8 +10,9 @@ import pytest
 from durable_ingest.errors import BatchRejectedError, StopError, WarehouseUnavailableError
 from sink_workers.tables import TableSpec, table_spec
 from sink_workers.worker import RetryPolicy, SinkWorker
+from staging.checkpoints import partition_entries, resume_point
 from staging.deadletters import H_CODE, H_ORIGIN, H_REASON
-from staging.memory import MemoryStagingProvider
+from staging.memory import InMemoryCheckpointStore, MemoryStagingProvider
 from staging.offsets import Partition
 from staging.protocol import StagingContext
 from staging.schemas import SchemaCatalog
@@ -168,3 +169,61 @@ def test_too_many_dead_letters_stop_the_worker(catalog: SchemaCatalog) -> None:
     with pytest.raises(StopError, match="over the bound of 10%"):
         run(provider, context, table, min_dead_letters_to_stop=5)
     assert committed(provider, context) > 0
+
+
+def test_checkpoints_are_saved_per_partition_and_resume_at_the_last_write(
+    catalog: SchemaCatalog,
+) -> None:
+    """After the commit, per-partition entries let the source resume at the newest whole write."""
+    provider = MemoryStagingProvider(catalog=catalog)
+    resource = trade_resource(catalog)
+    context = StagingContext(source=resource.source, resources=(resource,), group_id=unique("g"))
+    rows = trades(300)
+    with provider.allocate_session(context) as session:
+        for start in range(0, 300, 60):
+            session.writer().write_batch(rows[start : start + 60], checkpoint={"upto": start + 59})
+    spec = table_spec(
+        resource.schema.parsed["fields"],
+        database="db",
+        table="t",
+        order_by=("product_id", "trade_id"),
+    )
+    store = InMemoryCheckpointStore()
+    table = Table(spec)
+    with provider.allocate_session(context) as session:
+        worker = SinkWorker(session, {resource.topic.name: table}, chunk_size=70, checkpoints=store)
+        worker.run(idle_timeout_s=0.05)
+    entries = partition_entries(store, resource.source, resource.name)
+    assert len(entries) >= 2  # the partitions the trades hash to
+    assert resume_point(entries) == {"upto": 299}
+    assert worker.stats.checkpoints_saved >= 3
+
+
+def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> None:
+    """A batch that was not written saves no checkpoint."""
+    provider = MemoryStagingProvider(catalog=catalog)
+    resource = trade_resource(catalog)
+    context = StagingContext(source=resource.source, resources=(resource,), group_id=unique("g"))
+    with provider.allocate_session(context) as session:
+        session.writer().write_batch(trades(10), checkpoint={"upto": 9})
+    spec = table_spec(
+        resource.schema.parsed["fields"],
+        database="db",
+        table="t",
+        order_by=("product_id", "trade_id"),
+    )
+    store = InMemoryCheckpointStore()
+    table = Table(spec, fail=lambda ids: WarehouseUnavailableError("down", code=210))
+    clock = iter(range(0, 10_000, 5))
+    with provider.allocate_session(context) as session:
+        worker = SinkWorker(
+            session,
+            {resource.topic.name: table},
+            checkpoints=store,
+            sleep=lambda s: None,
+            retry=RetryPolicy(initial_s=1, give_up_after_s=10),
+            clock=lambda: float(next(clock)),
+        )
+        with pytest.raises(WarehouseUnavailableError):
+            worker.run(idle_timeout_s=0.05)
+    assert store.load_all() == {}
