@@ -1,5 +1,8 @@
 """The ``ingest`` command.
 
+``ingest sink run [--source S] [--resource R] [--idle-exit S] [--admin-port P]``
+runs one sink worker (see :mod:`sink_workers.run`).
+
 ``ingest stack up [--port P] [--data-dir D] [--config F]`` starts the embedded
 stack: the Kafka-compatible broker on 127.0.0.1, the staging, dead-letter and
 checkpoint topics the configuration declares, and the data directory that
@@ -90,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data-dir", type=Path, default=None, help="data directory (embedded warehouse)"
     )
+    run.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        help="serve /health and /metrics on 127.0.0.1:PORT (0 picks one; default: off)",
+    )
     return parser
 
 
@@ -174,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resources=args.resources,
                 chunk_size=args.chunk_size,
                 idle_exit_s=args.idle_exit,
+                admin_port=args.admin_port,
             )
             return 0
     except IngestError as exc:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from durable_ingest.admin import AdminServer
 from durable_ingest.compose import (
     checkpoint_store,
     schema_catalog,
@@ -68,6 +69,7 @@ def run_sink(
     resources: list[str] | None = None,
     chunk_size: int = 5_000,
     idle_exit_s: float | None = None,
+    admin_port: int | None = None,
 ) -> SinkStats:
     """Run one sink member for one source's resources (all by default)."""
     source = pick_source(settings, source)
@@ -98,14 +100,22 @@ def run_sink(
         try:
             with staging_provider(settings, catalog).allocate_session(context) as session:
                 worker = SinkWorker(session, tables, chunk_size=chunk_size, checkpoints=checkpoints)
+                admin = None
+                if admin_port is not None:
+                    admin = AdminServer(worker.metrics, worker.health, port=admin_port)
+                    log.info("admin port: http://127.0.0.1:%d (/health, /metrics)", admin.port)
                 log.info(
                     "sink for %s (%s) in group %s",
                     source,
                     ", ".join(r.name for r in declared),
                     context.consumer_group,
                 )
-                with _stopping_on_signals(worker):
-                    stats = worker.run(idle_timeout_s=idle_exit_s)
+                try:
+                    with _stopping_on_signals(worker):
+                        stats = worker.run(idle_timeout_s=idle_exit_s)
+                finally:
+                    if admin is not None:
+                        admin.close()
         finally:
             checkpoints.close()
         log.info(

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from durable_ingest.errors import BatchRejectedError, StopError, WarehouseUnavailableError
+from durable_ingest.metrics import Metrics
 from sink_workers.batching import InsertBatch, by_partition
 from sink_workers.columns import to_columns
 from sink_workers.tables import TableSpec
 from staging.checkpoints import CheckpointStore, partition_entry, partition_slot
 from staging.deadletters import DeadLetter
-from staging.envelope import encode_value
+from staging.envelope import encode_value, to_micros
 from staging.offsets import Partition
 from staging.protocol import RecordReader, StagedBatch, StagingSession
 
@@ -88,6 +89,7 @@ class SinkWorker:
         max_dead_letter_ratio: float = 0.1,
         min_dead_letters_to_stop: int = 100,
         checkpoints: CheckpointStore | None = None,
+        metrics: Metrics | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -102,14 +104,41 @@ class SinkWorker:
         self._max_ratio = max_dead_letter_ratio
         self._min_to_stop = min_dead_letters_to_stop
         self._checkpoints = checkpoints
+        self.metrics = metrics or Metrics()
+        self._time_field = {r.topic.name: r.time_field for r in session.context.resources}
+        self._running = False
+        self._failed: str | None = None
         self._sleep = sleep
         self._clock = clock
         self._reader: RecordReader | None = None
         self._stopping = False
         self.stats = SinkStats()
 
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: healthy while running and not failed."""
+        reader = self._reader
+        return {
+            "healthy": self._running and self._failed is None,
+            "running": self._running,
+            "failed": self._failed,
+            "assigned_partitions": sorted(str(p) for p in reader.assignment()) if reader else [],
+            "batches": self.stats.batches,
+            "rows_written": self.stats.rows_written,
+            "dead_letters": self.stats.dead_letters,
+        }
+
     def run(self, *, idle_timeout_s: float | None = None) -> SinkStats:
         """Consume until stopped (or idle for ``idle_timeout_s``); returns the counts."""
+        self._running = True
+        try:
+            return self._run(idle_timeout_s)
+        except Exception as exc:
+            self._failed = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._running = False
+
+    def _run(self, idle_timeout_s: float | None) -> SinkStats:
         reader = self._reader = self._session.reader()
         if self._stopping:
             return self.stats
@@ -128,8 +157,25 @@ class SinkWorker:
             self._save_checkpoints(batch, committed)
             self.stats.batches += 1
             self.stats.dead_letters += len(letters)
+            for letter in letters:
+                self.metrics.inc(
+                    "sink_dead_letters_total",
+                    labels={"resource": letter.resource},
+                    help="Records sent to a dead-letter topic",
+                )
             for part, offset in committed.items():
                 self.stats.committed[str(part)] = offset
+                self.metrics.set(
+                    "sink_committed_offset",
+                    offset,
+                    {"topic": part.topic, "partition": str(part.partition)},
+                    help="Last committed next offset",
+                )
+            self.metrics.set(
+                "sink_assigned_partitions",
+                len(reader.assignment()),
+                help="Partitions this member owns",
+            )
             seen += len(batch.records) + len(batch.corrupt)
             if (
                 self.stats.dead_letters >= self._min_to_stop
@@ -155,6 +201,12 @@ class SinkWorker:
                 partition_entry(carried.checkpoint, carried.write_time, carried.partitions),
             )
             self.stats.checkpoints_saved += 1
+            self.metrics.set(
+                "sink_last_checkpoint_saved_seconds",
+                time.time(),
+                {"resource": carried.resource, "partition": str(carried.partition)},
+                help="Unix time the newest checkpoint of a partition was saved",
+            )
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and return from :meth:`run`."""
@@ -204,16 +256,40 @@ class SinkWorker:
         columns = to_columns([r.record for r in group.records], table.spec)
         deadline = self._clock() + self._retry.give_up_after_s
         next_delay = self._retry.delays()
+        labels = {"resource": self._resource_of[group.topic]}
         while True:
+            started = time.monotonic()
             try:
-                self.stats.rows_written += table.insert(columns, group.token)
-                return
+                rows = table.insert(columns, group.token)
             except WarehouseUnavailableError as exc:
                 delay = next_delay()
                 if self._clock() + delay > deadline:
                     raise
                 self.stats.retries += 1
+                self.metrics.inc(
+                    "sink_retries_total",
+                    labels=labels,
+                    help="Inserts retried after a transient error",
+                )
                 log.warning(
                     "warehouse unavailable (%s); retrying %s in %.1fs", exc, group.token, delay
                 )
                 self._sleep(delay)
+                continue
+            self.stats.rows_written += rows
+            self.metrics.observe(
+                "sink_insert_seconds", time.monotonic() - started, labels, help="Insert latency"
+            )
+            self.metrics.inc("sink_rows_written_total", rows, labels, help="Rows inserted")
+            self.metrics.inc("sink_batches_written_total", 1, labels, help="Inserts that succeeded")
+            time_field = self._time_field.get(group.topic)
+            if time_field is not None:
+                newest = group.records[-1].record.get(time_field)
+                if newest is not None:
+                    self.metrics.set(
+                        "sink_freshness_seconds",
+                        time.time() - to_micros(newest) / 1e6,
+                        labels,
+                        help="Event time of the newest written record to now",
+                    )
+            return

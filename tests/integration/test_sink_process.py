@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,12 +185,35 @@ def test_kill_9_at_any_moment_then_restart_writes_every_row_once(
     assert setup.resume_point() == {"trade_id": trades(n)[-1]["trade_id"]}
 
 
+def admin_port(process: subprocess.Popen[str], timeout_s: float = 60) -> int:
+    """Read the sink's log until it names its admin port."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if "admin port: http://127.0.0.1:" in line:
+            return int(line.rsplit(":", 1)[1].split()[0])
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError("the sink never named its admin port")
+
+
 def test_sigterm_finishes_commits_and_exits_zero(tmp_path: Path, kafka: KafkaSettings) -> None:
-    """SIGTERM: the sink stops fetching, commits what it wrote, leaves the group, exits 0."""
+    """SIGTERM: the sink stops fetching, commits what it wrote, leaves the group, exits 0.
+
+    While it runs, its admin port reports health and metrics.
+    """
     setup = Setup(tmp_path, kafka)
     setup.stage(2_000)
-    process = setup.sink("--chunk-size", "400")
+    process = setup.sink("--chunk-size", "400", "--admin-port", "0")
+    port = admin_port(process)
     setup.wait_committed(2_000)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+        health = json.loads(response.read())
+    assert health["healthy"] is True and health["rows_written"] == 2_000
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'ingest_sink_rows_written_total{resource="matches"} 2000' in metrics
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     code, err = finished(process, timeout_s=30)

@@ -95,6 +95,10 @@ def test_every_staged_row_is_written_before_its_offsets_are_committed(
     assert committed(provider, context) == 450
     assert seen_commits == sorted(seen_commits) and seen_commits[-1] < 450
     assert worker.stats.rows_written == 450 and worker.stats.dead_letters == 0
+    labels = {"resource": context.resources[0].name}
+    assert worker.metrics.value("sink_rows_written_total", labels) == 450
+    assert worker.metrics.value("sink_freshness_seconds", labels) is not None
+    assert "ingest_sink_insert_seconds_count" in worker.metrics.render()
 
 
 def test_transient_errors_are_retried_with_the_same_token(catalog: SchemaCatalog) -> None:
