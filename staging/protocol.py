@@ -104,12 +104,12 @@ class StagedBatch:
     def checkpoints(self) -> tuple[CarriedCheckpoint, ...]:
         """The newest checkpoint per partition in this batch, with its position.
 
-        A checkpoint rides on the last record of the write that produced it, in
-        one partition; a later one in the same partition supersedes it. This
+        A write's checkpoint rides on its last record in every partition it
+        touched; a later one in the same partition supersedes it. This
         scans each partition's records from the end and stops at the first
-        checkpoint, so it reads few headers; call it once per batch. It does
-        not prove that the same write's records in other partitions were read
-        or written: see docs/offsets-and-checkpoints.md. Raises
+        checkpoint, so it reads few headers; call it once per batch. Whether
+        the whole write is in the warehouse is decided across partitions by
+        :func:`staging.checkpoints.resume_point`. Raises
         :class:`CorruptRecordError` for a checkpoint header that is not JSON.
         """
         pending = {(r.topic, r.partition) for r in self.offsets}
@@ -219,7 +219,10 @@ class StagingSession(Protocol):
     @property
     def context(self) -> StagingContext: ...
 
-    def writer(self, resource: str | None = None) -> RecordWriter: ...
+    def writer(self, resource: str | None = None) -> RecordWriter:
+        """The writer of one resource. A session's writers share one producer:
+        use a session from one thread at a time."""
+        ...
 
     def reader(self) -> RecordReader: ...
 

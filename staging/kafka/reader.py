@@ -25,6 +25,9 @@ from staging.protocol import OnCorrupt, StagedBatch
 
 log = logging.getLogger(__name__)
 
+# How long joining the group may take before an idle timeout starts counting anyway.
+_JOIN_GRACE_S = 30.0
+
 
 def _partitions(tps: Sequence[TopicPartition]) -> list[Partition]:
     return [Partition(tp.topic, tp.partition) for tp in tps]
@@ -91,7 +94,7 @@ class KafkaRecordReader:
         self._check_open()
         self._stopping = False
         decode = self._decoder.decode
-        idle_since = time.monotonic()
+        idle_since = started = time.monotonic()
         while not self._stopping:
             try:
                 messages = self._consumer.consume(chunk_size, poll_timeout_s)
@@ -129,7 +132,9 @@ class KafkaRecordReader:
             if lasts:
                 idle_since = time.monotonic()
                 yield StagedBatch(tuple(records), ranges_of(firsts, lasts), tuple(corrupt))
-            elif not self._joined:
+            elif not self._joined and time.monotonic() - started < max(
+                _JOIN_GRACE_S, idle_timeout_s or 0
+            ):
                 idle_since = time.monotonic()  # still joining the group: not idle yet
             elif idle_timeout_s is not None and time.monotonic() - idle_since >= idle_timeout_s:
                 return

@@ -37,7 +37,8 @@ COUNT = textwrap.dedent(
     table = sys.argv[2]
     rows = client.query(f"SELECT count(), uniqExact(trade_id) FROM default.{table}").result_rows[0]
     final = client.command(f"SELECT count() FROM default.{table} FINAL")
-    print(json.dumps({"count": rows[0], "distinct": rows[1], "final": final}))
+    ids = [r[0] for r in client.query(f"SELECT DISTINCT trade_id FROM default.{table}").result_rows]
+    print(json.dumps({"count": rows[0], "distinct": rows[1], "final": final, "ids": ids}))
     """
 )
 
@@ -58,13 +59,21 @@ class Setup:
         self.kafka = kafka
         self.source = unique("src")
         self.group = f"ingest.sink.{self.source}"
-        self.config = tmp_path / "ingest.toml"
-        self.config.write_text(
+        self.config = self.config_for(tmp_path)
+        catalog = SchemaCatalog.default()
+        self.resource = trade_resource(catalog, source=self.source, name="matches")
+        self.provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
+
+    def config_for(self, data_dir: Path) -> Path:
+        """A configuration for one sink process whose embedded warehouse is ``data_dir``."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config = data_dir / "ingest.toml"
+        config.write_text(
             textwrap.dedent(
                 f"""
-                data_dir = "{tmp_path}"
+                data_dir = "{data_dir}"
                 [kafka]
-                bootstrap = "{kafka.bootstrap}"
+                bootstrap = "{self.kafka.bootstrap}"
                 session_timeout_ms = 6000
                 heartbeat_interval_ms = 1000
                 [sources.{self.source}.resources.matches]
@@ -76,9 +85,7 @@ class Setup:
                 """
             )
         )
-        catalog = SchemaCatalog.default()
-        self.resource = trade_resource(catalog, source=self.source, name="matches")
-        self.provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
+        return config
 
     def stage(self, n: int, chunk: int = 2_000) -> None:
         context = StagingContext(source=self.source, resources=(self.resource,))
@@ -88,8 +95,9 @@ class Setup:
                 part = rows[start : start + chunk]
                 session.writer().write_batch(part, checkpoint={"trade_id": part[-1]["trade_id"]})
 
-    def sink(self, *args: str) -> subprocess.Popen[str]:
-        env = {**os.environ, "INGEST_CONFIG": str(self.config)}
+    def sink(self, *args: str, data_dir: Path | None = None) -> subprocess.Popen[str]:
+        config = self.config if data_dir is None else self.config_for(data_dir)
+        env = {**os.environ, "INGEST_CONFIG": str(config)}
         env.pop("INGEST_KAFKA_BOOTSTRAP", None)
         env.pop("INGEST_CLICKHOUSE_DSN", None)
         process = subprocess.Popen(
@@ -133,9 +141,9 @@ class Setup:
         finally:
             store.close()
 
-    def table(self) -> dict[str, int]:
+    def table(self, data_dir: Path | None = None) -> dict[str, Any]:
         done = subprocess.run(
-            [sys.executable, "-c", COUNT, str(self.tmp), f"{self.source}_matches"],
+            [sys.executable, "-c", COUNT, str(data_dir or self.tmp), f"{self.source}_matches"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -143,7 +151,8 @@ class Setup:
             check=False,
         )
         assert done.returncode == 0, done.stderr[-2000:]
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
 
 
 def finished(process: subprocess.Popen[str], timeout_s: float = 120) -> tuple[int, str]:
@@ -157,7 +166,8 @@ def test_sink_writes_every_staged_row_then_commits(tmp_path: Path, kafka: KafkaS
     setup.stage(3_000)
     code, err = finished(setup.sink("--idle-exit", "2", "--chunk-size", "700"))
     assert code == 0, err
-    assert setup.table() == {"count": 3_000, "distinct": 3_000, "final": 3_000}
+    table = setup.table()
+    assert (table["count"], table["distinct"], table["final"]) == (3_000, 3_000, 3_000)
     assert setup.committed() == 3_000
     assert setup.resume_point() == {"trade_id": trades(3_000)[-1]["trade_id"]}
 
@@ -234,3 +244,30 @@ def test_a_second_embedded_sink_is_refused_clearly(tmp_path: Path, kafka: KafkaS
     assert "already open in another process" in err and "Traceback" not in err
     first.send_signal(signal.SIGTERM)
     assert finished(first)[0] == 0
+
+
+def test_two_sinks_in_one_group_split_partitions_and_survive_a_kill(
+    tmp_path: Path, kafka: KafkaSettings
+) -> None:
+    """Two sink processes share the partitions; after one is killed the other takes them all.
+
+    Each has its own embedded warehouse, so together (union of both tables)
+    they must hold every staged row.
+    """
+    setup = Setup(tmp_path, kafka)
+    n = 12_000
+    setup.stage(n)
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a = setup.sink("--chunk-size", "300", data_dir=a_dir)
+    # Idle long enough for the group to notice A is gone (session timeout 6 s) and rebalance.
+    b = setup.sink("--chunk-size", "300", "--idle-exit", "25", data_dir=b_dir)
+    setup.wait_committed(n // 4)
+    a.send_signal(signal.SIGKILL)
+    a.communicate(timeout=30)
+    code, err = finished(b, timeout_s=180)
+    assert code == 0, err
+    setup.wait_committed(n, timeout_s=10)
+    rows_a = set(setup.table(a_dir)["ids"]) if (a_dir / "warehouse").exists() else set()
+    rows_b = set(setup.table(b_dir)["ids"])
+    assert rows_a | rows_b == {r["trade_id"] for r in trades(n)}
+    assert rows_b, "the surviving sink wrote rows"

@@ -22,6 +22,9 @@ PURE = (
     "durable_ingest/errors.py",
     "sink_workers/tables.py",
     "sink_workers/columns.py",
+    "sink_workers/batching.py",
+    "staging/deadletters.py",
+    "durable_ingest/metrics.py",
 )
 IO_LIBRARIES = (
     "confluent_kafka",
