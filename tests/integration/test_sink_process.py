@@ -10,11 +10,9 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from durable_ingest.config import KafkaSettings
@@ -24,9 +22,9 @@ from staging.protocol import StagingContext
 from staging.resource import TopicSpec
 from staging.schemas import SchemaCatalog
 from tests.helpers import trade_resource, trades, unique
+from tests.integration.conftest import Spawn
 
 ROOT = Path(__file__).resolve().parents[2]
-_STARTED: list[subprocess.Popen[str]] = []
 
 COUNT = textwrap.dedent(
     """
@@ -43,18 +41,9 @@ COUNT = textwrap.dedent(
 )
 
 
-@pytest.fixture(autouse=True)
-def _no_leftovers() -> Iterator[None]:
-    yield
-    while _STARTED:
-        process = _STARTED.pop()
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
-
-
 class Setup:
-    def __init__(self, tmp_path: Path, kafka: KafkaSettings) -> None:
+    def __init__(self, tmp_path: Path, kafka: KafkaSettings, spawn: Spawn) -> None:
+        self.spawn = spawn
         self.tmp = tmp_path
         self.kafka = kafka
         self.source = unique("src")
@@ -100,16 +89,7 @@ class Setup:
         env = {**os.environ, "INGEST_CONFIG": str(config)}
         env.pop("INGEST_KAFKA_BOOTSTRAP", None)
         env.pop("INGEST_CLICKHOUSE_DSN", None)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sink_workers", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _STARTED.append(process)
-        return process
+        return self.spawn([sys.executable, "-m", "sink_workers", *args], cwd=ROOT, env=env)
 
     def committed(self) -> int:
         consumer = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": self.group})
@@ -160,9 +140,11 @@ def finished(process: subprocess.Popen[str], timeout_s: float = 120) -> tuple[in
     return process.returncode, err
 
 
-def test_sink_writes_every_staged_row_then_commits(tmp_path: Path, kafka: KafkaSettings) -> None:
+def test_sink_writes_every_staged_row_then_commits(
+    tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
+) -> None:
     """Written rows equal staged rows, and the group's offsets cover all of them."""
-    setup = Setup(tmp_path, kafka)
+    setup = Setup(tmp_path, kafka, spawn)
     setup.stage(3_000)
     code, err = finished(setup.sink("--idle-exit", "2", "--chunk-size", "700"))
     assert code == 0, err
@@ -173,10 +155,10 @@ def test_sink_writes_every_staged_row_then_commits(tmp_path: Path, kafka: KafkaS
 
 
 def test_kill_9_at_any_moment_then_restart_writes_every_row_once(
-    tmp_path: Path, kafka: KafkaSettings
+    tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
 ) -> None:
     """kill -9 of the sink, three times mid-stream, then a restart: every row once (by natural key)."""
-    setup = Setup(tmp_path, kafka)
+    setup = Setup(tmp_path, kafka, spawn)
     n = 30_000
     setup.stage(n)
     progress = 0
@@ -208,12 +190,14 @@ def admin_port(process: subprocess.Popen[str], timeout_s: float = 60) -> int:
     raise AssertionError("the sink never named its admin port")
 
 
-def test_sigterm_finishes_commits_and_exits_zero(tmp_path: Path, kafka: KafkaSettings) -> None:
+def test_sigterm_finishes_commits_and_exits_zero(
+    tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
+) -> None:
     """SIGTERM: the sink stops fetching, commits what it wrote, leaves the group, exits 0.
 
     While it runs, its admin port reports health and metrics.
     """
-    setup = Setup(tmp_path, kafka)
+    setup = Setup(tmp_path, kafka, spawn)
     setup.stage(2_000)
     process = setup.sink("--chunk-size", "400", "--admin-port", "0")
     port = admin_port(process)
@@ -233,9 +217,11 @@ def test_sigterm_finishes_commits_and_exits_zero(tmp_path: Path, kafka: KafkaSet
     assert setup.committed() == 2_000
 
 
-def test_a_second_embedded_sink_is_refused_clearly(tmp_path: Path, kafka: KafkaSettings) -> None:
+def test_a_second_embedded_sink_is_refused_clearly(
+    tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
+) -> None:
     """Two sinks on one embedded warehouse directory: the second says why and exits 2."""
-    setup = Setup(tmp_path, kafka)
+    setup = Setup(tmp_path, kafka, spawn)
     setup.stage(100)
     first = setup.sink()
     setup.wait_committed(100)
@@ -247,14 +233,14 @@ def test_a_second_embedded_sink_is_refused_clearly(tmp_path: Path, kafka: KafkaS
 
 
 def test_two_sinks_in_one_group_split_partitions_and_survive_a_kill(
-    tmp_path: Path, kafka: KafkaSettings
+    tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
 ) -> None:
     """Two sink processes share the partitions; after one is killed the other takes them all.
 
     Each has its own embedded warehouse, so together (union of both tables)
     they must hold every staged row.
     """
-    setup = Setup(tmp_path, kafka)
+    setup = Setup(tmp_path, kafka, spawn)
     n = 12_000
     setup.stage(n)
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"

@@ -10,32 +10,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from durable_ingest.stack import free_port, port_is_free
+from tests.integration.conftest import Spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-_STARTED: list[subprocess.Popen[str]] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_leftovers() -> Iterator[None]:
-    """Whatever a test started is gone after it, even when an assertion failed."""
-    yield
-    while _STARTED:
-        process = _STARTED.pop()
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
-
-
-def start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
+def start(
+    spawn: Spawn, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    return spawn(
         [
             sys.executable,
             "-m",
@@ -48,12 +36,7 @@ def start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subp
         ],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
-    _STARTED.append(process)
-    return process
 
 
 def wait_up(process: subprocess.Popen[str], timeout_s: float = 30) -> list[str]:
@@ -110,11 +93,11 @@ def gone_within(pid: int, seconds: float) -> bool:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_stack_up_serves_kcat_and_stops_without_leftovers(
-    tmp_path: Path, stop_signal: signal.Signals
+    spawn: Spawn, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     """kcat lists the declared topics; Ctrl-C or SIGTERM stops broker and CLI, exit 0."""
     port = free_port()
-    process = start(tmp_path, "--port", str(port))
+    process = start(spawn, tmp_path, "--port", str(port))
     lines = wait_up(process)
     assert f"kafka bootstrap: 127.0.0.1:{port}" in lines
     state = json.loads((tmp_path / "stack.json").read_text())
@@ -149,17 +132,17 @@ def test_stack_up_serves_kcat_and_stops_without_leftovers(
     assert port_is_free(port)
     assert not (tmp_path / "stack.json").exists()
     # Restarting at once on the same port works (TIME_WAIT leftovers do not block it).
-    again = start(tmp_path, "--port", str(port))
+    again = start(spawn, tmp_path, "--port", str(port))
     wait_up(again)
     again.send_signal(stop_signal)
     again.communicate(timeout=30)
     assert again.returncode == 0
 
 
-def test_kill_9_of_the_cli_takes_the_broker_down(tmp_path: Path) -> None:
+def test_kill_9_of_the_cli_takes_the_broker_down(spawn: Spawn, tmp_path: Path) -> None:
     """The broker dies with its parent, so kill -9 of `ingest stack up` leaves no broker."""
     port = free_port()
-    process = start(tmp_path, "--port", str(port))
+    process = start(spawn, tmp_path, "--port", str(port))
     wait_up(process)
     broker_pid = json.loads((tmp_path / "stack.json").read_text())["broker_pid"]
     process.kill()
@@ -176,42 +159,39 @@ def one_error_line(process: subprocess.Popen[str]) -> str:
     return errors[0]
 
 
-def test_taken_port_is_one_clear_line(tmp_path: Path) -> None:
+def test_taken_port_is_one_clear_line(spawn: Spawn, tmp_path: Path) -> None:
     """A port already in use gives one line naming the port, no traceback."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        line = one_error_line(start(tmp_path, "--port", str(port)))
+        line = one_error_line(start(spawn, tmp_path, "--port", str(port)))
     assert f"port {port} on 127.0.0.1 is already in use" in line
 
 
-def test_missing_binary_is_one_clear_line(tmp_path: Path) -> None:
+def test_missing_binary_is_one_clear_line(spawn: Spawn, tmp_path: Path) -> None:
     """A missing broker binary gives one line naming the cause."""
     line = one_error_line(
-        start(tmp_path, "--port", "0", env={"CALF_TANSU_BIN": str(tmp_path / "nope")})
+        start(spawn, tmp_path, "--port", "0", env={"CALF_TANSU_BIN": str(tmp_path / "nope")})
     )
     assert "embedded broker binary is missing" in line
 
 
-def test_broker_that_dies_at_start_is_one_clear_line(tmp_path: Path) -> None:
+def test_broker_that_dies_at_start_is_one_clear_line(spawn: Spawn, tmp_path: Path) -> None:
     """A broker that exits before answering is reported with its last output."""
     fake = tmp_path / "fake-tansu"
     fake.write_text("#!/bin/sh\necho 'fatal: storage unavailable' >&2\nexit 3\n")
     fake.chmod(0o755)
-    line = one_error_line(start(tmp_path, "--port", "0", env={"CALF_TANSU_BIN": str(fake)}))
+    line = one_error_line(start(spawn, tmp_path, "--port", "0", env={"CALF_TANSU_BIN": str(fake)}))
     assert "exited with code 3 before answering: fatal: storage unavailable" in line
 
 
-def test_malformed_config_is_one_clear_line(tmp_path: Path) -> None:
+def test_malformed_config_is_one_clear_line(spawn: Spawn, tmp_path: Path) -> None:
     """A malformed configuration file gives one line naming the file."""
     config = tmp_path / "bad.toml"
     config.write_text("[kafka\n")
-    process = subprocess.Popen(
+    process = spawn(
         [sys.executable, "-m", "durable_ingest.cli", "--config", str(config), "stack", "up"],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     assert f"{config} is not valid TOML" in one_error_line(process)
