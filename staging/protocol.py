@@ -205,7 +205,10 @@ class RecordReader(Protocol):
         ...
 
     def stop(self) -> None:
-        """Make a running :meth:`iter_batches` return after its current poll."""
+        """Make :meth:`iter_batches` return after its current poll, now and later.
+
+        Safe to call from a signal handler; a stopped reader stays stopped.
+        """
         ...
 
     def close(self) -> None:

@@ -92,7 +92,6 @@ class KafkaRecordReader:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
         self._check_open()
-        self._stopping = False
         decode = self._decoder.decode
         idle_since = started = time.monotonic()
         while not self._stopping:

@@ -108,7 +108,6 @@ class MemoryRecordReader:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
         self._check_open()
-        self._stopping = False
         idle_since = time.monotonic()
         while not self._stopping:
             self._rebalance()
