@@ -13,9 +13,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from durable_ingest.config import KafkaSettings
+from durable_ingest.config import ClickHouseSettings, KafkaSettings
+from durable_ingest.warehouse import open_warehouse
 from staging.checkpoints import partition_entries, resume_point
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
@@ -84,11 +86,14 @@ class Setup:
                 part = rows[start : start + chunk]
                 session.writer().write_batch(part, checkpoint={"trade_id": part[-1]["trade_id"]})
 
-    def sink(self, *args: str, data_dir: Path | None = None) -> subprocess.Popen[str]:
+    def sink(
+        self, *args: str, data_dir: Path | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         config = self.config if data_dir is None else self.config_for(data_dir)
         env = {**os.environ, "INGEST_CONFIG": str(config)}
         env.pop("INGEST_KAFKA_BOOTSTRAP", None)
         env.pop("INGEST_CLICKHOUSE_DSN", None)
+        env.update(extra_env or {})
         return self.spawn([sys.executable, "-m", "sink_workers", *args], cwd=ROOT, env=env)
 
     def committed(self) -> int:
@@ -257,3 +262,30 @@ def test_two_sinks_in_one_group_split_partitions_and_survive_a_kill(
     rows_b = set(setup.table(b_dir)["ids"])
     assert rows_a | rows_b == {r["trade_id"] for r in trades(n)}
     assert rows_b, "the surviving sink wrote rows"
+
+
+def test_sink_into_a_clickhouse_server(
+    tmp_path: Path, kafka: KafkaSettings, spawn: Spawn, clickhouse: ClickHouseSettings
+) -> None:
+    """The same sink against a ClickHouse server (testcontainers or INGEST_CLICKHOUSE_DSN)."""
+    if clickhouse.embedded_path is not None:
+        pytest.skip(
+            "no ClickHouse server: no Docker daemon answered and INGEST_CLICKHOUSE_DSN is unset"
+        )
+    setup = Setup(tmp_path, kafka, spawn)
+    setup.stage(2_000)
+    env = {
+        "INGEST_CLICKHOUSE_DSN": clickhouse.dsn,
+        "INGEST_CLICKHOUSE_USERNAME": clickhouse.username or "",
+    }
+    if clickhouse.password is not None:
+        env["INGEST_CLICKHOUSE_PASSWORD"] = clickhouse.password.get_secret_value()
+    code, err = finished(setup.sink("--idle-exit", "2", extra_env=env))
+    assert code == 0, err
+    client = open_warehouse(clickhouse)
+    try:
+        table = f"`{clickhouse.database}`.`{setup.source}_matches`"
+        assert client.command(f"SELECT uniqExact(trade_id) FROM {table}") == 2_000
+    finally:
+        client.close()
+    assert setup.committed() == 2_000
