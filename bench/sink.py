@@ -99,6 +99,7 @@ from durable_ingest.stack import EmbeddedBroker, free_port
 from durable_ingest.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.tables import TableSpec, table_spec
+from sink_workers import worker as sink_worker
 from sink_workers.worker import SinkWorker
 from staging.codec import HEADER_SIZE
 from staging.envelope import encode_value
@@ -360,6 +361,14 @@ class TimedTable:
         return rows
 
 
+def sink_target(table: TimedTable) -> Any:
+    """What SinkWorker takes per topic: a table writer, or a Target wrapping one."""
+    # The worker is moving from table writers to Targets (TableTarget wraps a
+    # table writer): support both while that lands.
+    table_target = getattr(sink_worker, "TableTarget", None)
+    return table if table_target is None else table_target(table)
+
+
 @dataclass(frozen=True, slots=True)
 class SinkRun:
     rate: float
@@ -382,7 +391,7 @@ def ours_sink(
     table = TimedTable(writer, window)
     with provider.allocate_session(context(res)) as session:
         watched = WatchedSession(session, window, on_start)
-        worker = SinkWorker(watched, {res.topic.name: table}, chunk_size=chunk)
+        worker = SinkWorker(watched, {res.topic.name: sink_target(table)}, chunk_size=chunk)
         stats = worker.run(idle_timeout_s=IDLE_TIMEOUT_S)
     if stats.rows_written != n or stats.dead_letters:
         raise RuntimeError(f"ours: wrote {stats.rows_written} of {n}, {stats.dead_letters} DLQ")

@@ -188,6 +188,21 @@ class ResourceSettings(_Model):
     partitions: int = Field(3, ge=1)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
     replication_factor: int = Field(1, ge=1)
+    target: str = "clickhouse"
+    """Where sinks write it: ``clickhouse`` (a table) or ``kafka:<topic>`` (another stream)."""
+
+    @model_validator(mode="after")
+    def _target(self) -> ResourceSettings:
+        if self.target != "clickhouse" and not (
+            self.target.startswith("kafka:") and len(self.target) > len("kafka:")
+        ):
+            raise ValueError("target must be 'clickhouse' or 'kafka:<topic>'")
+        return self
+
+    @property
+    def stream_topic(self) -> str | None:
+        """The destination topic of a ``kafka:<topic>`` target, else None."""
+        return self.target.removeprefix("kafka:") if self.target.startswith("kafka:") else None
 
 
 class SourceSettings(_Model):

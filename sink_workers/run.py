@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from types import FrameType
 
 from durable_ingest.admin import AdminServer
@@ -25,8 +25,9 @@ from durable_ingest.config import Settings
 from durable_ingest.errors import ConfigError
 from durable_ingest.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
+from sink_workers.stream import StreamTarget, stream_resource
 from sink_workers.tables import table_spec
-from sink_workers.worker import SinkStats, SinkWorker, TableWriter
+from sink_workers.worker import SinkStats, SinkWorker, TableTarget, Target
 from staging.protocol import StagingContext
 
 log = logging.getLogger(__name__)
@@ -80,51 +81,63 @@ def run_sink(
         if unknown:
             raise ConfigError(f"source {source} has no resource {unknown[0]!r}")
         declared = [r for r in declared if r.name in resources]
-    client = open_warehouse(settings.clickhouse)  # first: a second embedded sink fails here
-    try:
-        tables: dict[str, TableWriter] = {}
-        for resource in declared:
-            writer = ClickHouseTableWriter(
-                client,
-                table_spec(
-                    resource.schema.parsed["fields"],
-                    database=settings.clickhouse.database,
-                    table=table_name(source, resource.name),
-                    order_by=resource.id_fields,
-                ),
-            )
-            writer.ensure()
-            tables[resource.topic.name] = writer
-        context = StagingContext(source=source, resources=tuple(declared))
-        checkpoints = checkpoint_store(settings)
-        try:
-            with staging_provider(settings, catalog).allocate_session(context) as session:
-                worker = SinkWorker(session, tables, chunk_size=chunk_size, checkpoints=checkpoints)
-                admin = None
-                if admin_port is not None:
-                    admin = AdminServer(worker.metrics, worker.health, port=admin_port)
-                    log.info("admin port: http://127.0.0.1:%d (/health, /metrics)", admin.port)
-                log.info(
-                    "sink for %s (%s) in group %s",
-                    source,
-                    ", ".join(r.name for r in declared),
-                    context.consumer_group,
+    source_settings = settings.sources[source].resources
+    stream_topics = {r.name: source_settings[r.name].stream_topic for r in declared}
+    to_tables = [r for r in declared if stream_topics[r.name] is None]
+    to_streams = [
+        stream_resource(r, t) for r in declared if (t := stream_topics[r.name]) is not None
+    ]
+    provider = staging_provider(settings, catalog)
+    with ExitStack() as stack:
+        targets: dict[str, Target] = {}
+        if to_tables:
+            # First: a second sink on one embedded warehouse fails here, clearly.
+            client = open_warehouse(settings.clickhouse)
+            stack.callback(client.close)
+            for resource in to_tables:
+                writer = ClickHouseTableWriter(
+                    client,
+                    table_spec(
+                        resource.schema.parsed["fields"],
+                        database=settings.clickhouse.database,
+                        table=table_name(source, resource.name),
+                        order_by=resource.id_fields,
+                    ),
                 )
-                try:
-                    with _stopping_on_signals(worker):
-                        stats = worker.run(idle_timeout_s=idle_exit_s)
-                finally:
-                    if admin is not None:
-                        admin.close()
-        finally:
-            checkpoints.close()
+                writer.ensure()
+                targets[resource.topic.name] = TableTarget(writer)
+        if to_streams:
+            out = stack.enter_context(
+                provider.allocate_session(
+                    StagingContext(source=source, resources=tuple(to_streams))
+                )
+            )
+            by_name = {r.name: r for r in declared}
+            for destination in to_streams:
+                targets[by_name[destination.name].topic.name] = StreamTarget(
+                    out.writer(destination.name)
+                )
+        checkpoints = stack.enter_context(closing(checkpoint_store(settings)))
+        context = StagingContext(source=source, resources=tuple(declared))
+        session = stack.enter_context(provider.allocate_session(context))
+        worker = SinkWorker(session, targets, chunk_size=chunk_size, checkpoints=checkpoints)
+        if admin_port is not None:
+            admin = AdminServer(worker.metrics, worker.health, port=admin_port)
+            stack.callback(admin.close)
+            log.info("admin port: http://127.0.0.1:%d (/health, /metrics)", admin.port)
         log.info(
-            "sink stopped: %d rows in %d batches, %d dead letters, %d checkpoints saved",
-            stats.rows_written,
-            stats.batches,
-            stats.dead_letters,
-            stats.checkpoints_saved,
+            "sink for %s (%s) in group %s",
+            source,
+            ", ".join(f"{r.name} -> {stream_topics[r.name] or 'clickhouse'}" for r in declared),
+            context.consumer_group,
         )
-        return stats
-    finally:
-        client.close()
+        with _stopping_on_signals(worker):
+            stats = worker.run(idle_timeout_s=idle_exit_s)
+    log.info(
+        "sink stopped: %d rows in %d batches, %d dead letters, %d checkpoints saved",
+        stats.rows_written,
+        stats.batches,
+        stats.dead_letters,
+        stats.checkpoints_saved,
+    )
+    return stats

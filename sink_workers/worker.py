@@ -26,18 +26,42 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from durable_ingest.errors import BatchRejectedError, StopError, WarehouseUnavailableError
+from durable_ingest.errors import BackoffError, DeadLetterError, RetryError, StopError
 from durable_ingest.metrics import Metrics
 from sink_workers.batching import InsertBatch, by_partition
 from sink_workers.columns import to_columns
 from sink_workers.tables import TableSpec
 from staging.checkpoints import CheckpointStore, partition_entry, partition_slot
 from staging.deadletters import DeadLetter
+from staging.decoder import StagedRecord
 from staging.envelope import encode_value, to_micros
 from staging.offsets import Partition
 from staging.protocol import RecordReader, StagedBatch, StagingSession
 
 log = logging.getLogger(__name__)
+
+
+class Target(Protocol):
+    """Where a resource's records go: a ClickHouse table or another stream.
+
+    ``write`` raises a :class:`BackoffError` or :class:`RetryError` for a
+    transient failure (the worker retries the same records and token) and a
+    :class:`DeadLetterError` when the records themselves are refused (the
+    worker splits them to isolate the bad ones).
+    """
+
+    def write(self, records: Sequence[StagedRecord], token: str) -> int: ...
+
+
+class TableTarget:
+    """A ClickHouse table: records into columns, one deduplicated insert."""
+
+    def __init__(self, table: TableWriter) -> None:
+        self.table = table
+
+    def write(self, records: Sequence[StagedRecord], token: str) -> int:
+        columns = to_columns([r.record for r in records], self.table.spec)
+        return self.table.insert(columns, token)
 
 
 class TableWriter(Protocol):
@@ -82,7 +106,7 @@ class SinkWorker:
     def __init__(
         self,
         session: StagingSession,
-        tables: Mapping[str, TableWriter],
+        targets: Mapping[str, Target],
         *,
         chunk_size: int = 5_000,
         retry: RetryPolicy | None = None,
@@ -94,11 +118,11 @@ class SinkWorker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
-        self._tables = tables
+        self._targets = targets
         self._resource_of = {r.topic.name: r.name for r in session.context.resources}
-        missing = set(self._resource_of) - set(tables)
+        missing = set(self._resource_of) - set(targets)
         if missing:
-            raise StopError(f"no table writer for staged topics {sorted(missing)}")
+            raise StopError(f"no target for staged topics {sorted(missing)}")
         self._chunk_size = chunk_size
         self._retry = retry or RetryPolicy()
         self._max_ratio = max_dead_letter_ratio
@@ -224,10 +248,10 @@ class SinkWorker:
         return letters
 
     def _write_group(self, group: InsertBatch) -> list[DeadLetter]:
-        table = self._tables[group.topic]
+        target = self._targets[group.topic]
         try:
-            self._insert(table, group)
-        except BatchRejectedError as exc:
+            self._insert(target, group)
+        except DeadLetterError as exc:
             if len(group.records) == 1:
                 record = group.records[0]
                 log.warning(
@@ -244,7 +268,7 @@ class SinkWorker:
                         encode_value(record.schema, record.record),
                         tuple(record.headers),
                         str(exc),
-                        str(exc.code) if exc.code is not None else type(exc).__name__,
+                        _code_of(exc),
                         f"{record.topic}[{record.partition}]@{record.offset}",
                     )
                 ]
@@ -252,16 +276,15 @@ class SinkWorker:
             return self._write_group(first) + self._write_group(second)
         return []
 
-    def _insert(self, table: TableWriter, group: InsertBatch) -> None:
-        columns = to_columns([r.record for r in group.records], table.spec)
+    def _insert(self, target: Target, group: InsertBatch) -> None:
         deadline = self._clock() + self._retry.give_up_after_s
         next_delay = self._retry.delays()
         labels = {"resource": self._resource_of[group.topic]}
         while True:
             started = time.monotonic()
             try:
-                rows = table.insert(columns, group.token)
-            except WarehouseUnavailableError as exc:
+                rows = target.write(group.records, group.token)
+            except (BackoffError, RetryError) as exc:
                 delay = next_delay()
                 if self._clock() + delay > deadline:
                     raise
@@ -293,3 +316,9 @@ class SinkWorker:
                         help="Event time of the newest written record to now",
                     )
             return
+
+
+def _code_of(error: Exception) -> str:
+    """The server code an error carries, else its class name."""
+    code = getattr(error, "code", None)
+    return str(code) if code is not None else type(error).__name__

@@ -18,7 +18,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from durable_ingest.config import ClickHouseSettings, KafkaSettings
 from durable_ingest.warehouse import open_warehouse
+from sink_workers.stream import stream_resource
 from staging.checkpoints import partition_entries, resume_point
+from staging.envelope import EnvelopeEncoder
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import TopicSpec
@@ -55,7 +57,7 @@ class Setup:
         self.resource = trade_resource(catalog, source=self.source, name="matches")
         self.provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
 
-    def config_for(self, data_dir: Path) -> Path:
+    def config_for(self, data_dir: Path, target: str = "clickhouse") -> Path:
         """A configuration for one sink process whose embedded warehouse is ``data_dir``."""
         data_dir.mkdir(parents=True, exist_ok=True)
         config = data_dir / "ingest.toml"
@@ -73,6 +75,7 @@ class Setup:
                 id_fields = ["product_id", "trade_id"]
                 time_field = "time"
                 partitions = 3
+                target = "{target}"
                 """
             )
         )
@@ -87,9 +90,17 @@ class Setup:
                 session.writer().write_batch(part, checkpoint={"trade_id": part[-1]["trade_id"]})
 
     def sink(
-        self, *args: str, data_dir: Path | None = None, extra_env: dict[str, str] | None = None
+        self,
+        *args: str,
+        data_dir: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+        target: str = "clickhouse",
     ) -> subprocess.Popen[str]:
-        config = self.config if data_dir is None else self.config_for(data_dir)
+        config = (
+            self.config
+            if data_dir is None and target == "clickhouse"
+            else self.config_for(data_dir or self.tmp, target)
+        )
         env = {**os.environ, "INGEST_CONFIG": str(config)}
         env.pop("INGEST_KAFKA_BOOTSTRAP", None)
         env.pop("INGEST_CLICKHOUSE_DSN", None)
@@ -289,3 +300,39 @@ def test_sink_into_a_clickhouse_server(
     finally:
         client.close()
     assert setup.committed() == 2_000
+
+
+def test_two_sinks_with_a_stream_target_deliver_every_record(
+    tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
+) -> None:
+    """Two sink processes re-staging into another topic split the partitions, one is killed,
+    and together they deliver every record (event ids kept, so duplicates are recognisable)."""
+    setup = Setup(tmp_path, kafka, spawn)
+    n = 8_000
+    setup.stage(n)
+    destination = f"derived.{setup.source}.matches"
+    a = setup.sink("--chunk-size", "300", target=f"kafka:{destination}")
+    b = setup.sink("--chunk-size", "300", "--idle-exit", "25", target=f"kafka:{destination}")
+    setup.wait_committed(n // 4)
+    a.send_signal(signal.SIGKILL)
+    a.communicate(timeout=30)
+    code, err = finished(b, timeout_s=180)
+    assert code == 0, err
+    assert setup.committed() == n
+    out = stream_resource(setup.resource, destination)
+    context = StagingContext(source=setup.source, resources=(out,), group_id=unique("check"))
+    seen: dict[int, str | None] = {}
+    with setup.provider.allocate_session(context) as session:
+        reader = session.reader()
+        deadline = time.monotonic() + 60
+        while len(seen) < n and time.monotonic() < deadline:
+            for batch in reader.iter_batches(2_000, poll_timeout_s=0.2, idle_timeout_s=2):
+                for record in batch.records:
+                    seen[record.record["trade_id"]] = record.event_id
+    assert set(seen) == {r["trade_id"] for r in trades(n)}
+    staged_ids = (
+        EnvelopeEncoder(setup.resource, max_record_bytes=1_000_000)
+        .encode_batch(trades(n), ingest_time_us=0)
+        .event_ids
+    )
+    assert set(seen.values()) == set(staged_ids)  # the same deterministic event ids

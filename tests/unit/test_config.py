@@ -179,3 +179,14 @@ def test_model_is_keyword_only_validation() -> None:
         Settings.model_validate(
             {"kafka": {"session_timeout_ms": 3000, "heartbeat_interval_ms": 2000}}
         )
+
+
+def test_resource_target_is_a_table_or_a_stream() -> None:
+    """A resource's target is 'clickhouse' or 'kafka:<topic>'; anything else is refused."""
+    base = {"schema_file": "coinbase/matches.avsc", "key": ["product_id"]}
+    ok = settings_from(
+        {"sources": {"s": {"resources": {"r": {**base, "target": "kafka:derived.t"}}}}}
+    )
+    assert ok.sources["s"].resources["r"].stream_topic == "derived.t"
+    with pytest.raises(ConfigError, match="target must be 'clickhouse' or 'kafka:<topic>'"):
+        settings_from({"sources": {"s": {"resources": {"r": {**base, "target": "s3://x"}}}}})

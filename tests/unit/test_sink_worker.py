@@ -9,7 +9,7 @@ import pytest
 
 from durable_ingest.errors import BatchRejectedError, StopError, WarehouseUnavailableError
 from sink_workers.tables import TableSpec, table_spec
-from sink_workers.worker import RetryPolicy, SinkWorker
+from sink_workers.worker import RetryPolicy, SinkWorker, TableTarget
 from staging.checkpoints import partition_entries, resume_point
 from staging.deadletters import H_CODE, H_ORIGIN, H_REASON
 from staging.memory import InMemoryCheckpointStore, MemoryStagingProvider
@@ -74,7 +74,7 @@ def run(
     with provider.allocate_session(context) as session:
         worker = SinkWorker(
             session,
-            {context.resources[0].topic.name: table},
+            {context.resources[0].topic.name: TableTarget(table)},
             chunk_size=100,
             sleep=lambda s: None,
             **kwargs,
@@ -195,7 +195,9 @@ def test_checkpoints_are_saved_per_partition_and_resume_at_the_last_write(
     store = InMemoryCheckpointStore()
     table = Table(spec)
     with provider.allocate_session(context) as session:
-        worker = SinkWorker(session, {resource.topic.name: table}, chunk_size=70, checkpoints=store)
+        worker = SinkWorker(
+            session, {resource.topic.name: TableTarget(table)}, chunk_size=70, checkpoints=store
+        )
         worker.run(idle_timeout_s=0.05)
     entries = partition_entries(store, resource.source, resource.name)
     assert len(entries) >= 2  # the partitions the trades hash to
@@ -222,7 +224,7 @@ def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> 
     with provider.allocate_session(context) as session:
         worker = SinkWorker(
             session,
-            {resource.topic.name: table},
+            {resource.topic.name: TableTarget(table)},
             checkpoints=store,
             sleep=lambda s: None,
             retry=RetryPolicy(initial_s=1, give_up_after_s=10),
