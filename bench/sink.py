@@ -25,9 +25,9 @@ raw (what the libraries alone can do)
            with async_insert=0, insert_deduplicate=1 and a token per chunk.
 
 ours (the project's sink loop, in-process)
-  sink     ``SinkWorker(session, {topic: ClickHouseTableWriter}, chunk_size=C)
-           .run()`` on a fresh group and a fresh table: consume, decode into
-           StagedRecords, group per partition, build columns, one
+  sink     ``SinkWorker(session, {topic: TableTarget(ClickHouseTableWriter)},
+           chunk_size=C).run()`` on a fresh group and a fresh table: consume,
+           decode into StagedRecords, group per partition, build columns, one
            deduplicated insert per partition of each batch, commit.
 
 Timing: the clock of a consumer (raw consume, ours) starts once its first
@@ -37,26 +37,30 @@ batch has been handled (for ours: committed), so the consumer-group join
 is observed, not changed: a thin wrapper around the session's reader counts
 each commit and stops the worker once all N records are committed, and one
 around the table writer adds up the time spent inside inserts. Nothing is
-produced while timing, so no producer warm-up is needed; the first insert of
-the process (about 0.25 s more than the next ones: client and engine start)
-is made once, untimed, into a throwaway table. Every repeat uses
-fresh topics, groups, databases and tables; the four stages are interleaved
-and their order rotates from one repeat to the next, because CPU speed here
-drifts by up to ~2.8x between runs (see /work/shared/ENVIRONMENT.md). After
-each insert stage the table's row count is checked. Progress goes to stderr,
-the table to stdout.
+produced while timing, so no producer warm-up is needed; instead the first
+insert of the process (about 0.25 s slower than the next: client and engine
+start) is made once, untimed, into a throwaway table. The fixtures (trades,
+values, columns) are held in tuples, which the garbage collector stops
+tracking, so that they do not slow down the full collections that happen
+during ours (a real sink does not hold them). Every repeat uses fresh topics,
+groups, databases and tables; the four stages are interleaved and their order
+rotates from one repeat to the next, because CPU speed here drifts by up to
+~2.8x between runs (see /work/shared/ENVIRONMENT.md). After each insert stage
+the table's row count is checked. Progress goes to stderr, the table to
+stdout.
 
 How to read the table: compare figures within one run only. "ratio" is ours
 over the slowest raw stage. One thread that pays consume, decode and insert
 for every record can reach at most 1 / (1/consume + 1/decode + 1/insert);
 that one-thread bound is printed, and ours over it is the share of the bound
 our loop reaches (the rest is our own per-record work: records, grouping,
-columns, commits). The issue's aim is >= 100,000 rows/s per sink process on
-2 cores; a one-thread bound below it means the aim needs both cores (or a
-cheaper decode), whatever the loop does. The breakdown splits ours per record
-into time inside inserts, inside commits, and the rest (consume, decode,
-grouping, columns, metrics). Peak RSS of this process includes the chDB
-engine when it is embedded.
+columns, commits, metrics). The issue's aim is >= 100,000 rows/s per sink
+process on 2 cores; a one-thread bound below it means the aim needs both
+cores (or a cheaper decode), whatever the loop does. The breakdown splits
+ours per row into time inside inserts (ours inserts each partition of a batch
+on its own, so about C/3 rows per insert against C for raw insert), inside
+commits, and the rest (consume, decode, grouping, columns, metrics). Peak RSS
+of this process includes the chDB engine when it is embedded.
 """
 
 from __future__ import annotations
@@ -99,8 +103,7 @@ from durable_ingest.stack import EmbeddedBroker, free_port
 from durable_ingest.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.tables import TableSpec, table_spec
-from sink_workers import worker as sink_worker
-from sink_workers.worker import SinkWorker
+from sink_workers.worker import SinkWorker, TableTarget
 from staging.codec import HEADER_SIZE
 from staging.envelope import encode_value
 from staging.kafka.provider import KafkaStagingProvider
@@ -169,10 +172,10 @@ def build_trades(n: int, seed: int = 7) -> list[dict[str, Any]]:
 
 def column_chunks(
     records: Sequence[dict[str, Any]], names: Sequence[str], chunk: int
-) -> list[list[list[Any]]]:
-    """Decoded records as one list per column, cut into chunks of ``chunk`` rows."""
-    columns = [[r[name] for r in records] for name in names]
-    return [[c[i : i + chunk] for c in columns] for i in range(0, len(records), chunk)]
+) -> tuple[tuple[tuple[Any, ...], ...], ...]:
+    """Decoded records as one sequence per column, cut into chunks of ``chunk`` rows."""
+    columns = [tuple(r[name] for r in records) for name in names]
+    return tuple(tuple(c[i : i + chunk] for c in columns) for i in range(0, len(records), chunk))
 
 
 # -- timing helpers ------------------------------------------------------------
@@ -276,7 +279,7 @@ def raw_decode(parsed: Any, values: Sequence[bytes]) -> float:
     return timed(len(values), run)
 
 
-def raw_insert(client: Client, spec: TableSpec, chunks: Sequence[Sequence[list[Any]]]) -> float:
+def raw_insert(client: Client, spec: TableSpec, chunks: Sequence[Sequence[Sequence[Any]]]) -> float:
     names = spec.column_names
     prefix = uuid.uuid4().hex
 
@@ -361,14 +364,6 @@ class TimedTable:
         return rows
 
 
-def sink_target(table: TimedTable) -> Any:
-    """What SinkWorker takes per topic: a table writer, or a Target wrapping one."""
-    # The worker is moving from table writers to Targets (TableTarget wraps a
-    # table writer): support both while that lands.
-    table_target = getattr(sink_worker, "TableTarget", None)
-    return table if table_target is None else table_target(table)
-
-
 @dataclass(frozen=True, slots=True)
 class SinkRun:
     rate: float
@@ -391,7 +386,7 @@ def ours_sink(
     table = TimedTable(writer, window)
     with provider.allocate_session(context(res)) as session:
         watched = WatchedSession(session, window, on_start)
-        worker = SinkWorker(watched, {res.topic.name: sink_target(table)}, chunk_size=chunk)
+        worker = SinkWorker(watched, {res.topic.name: TableTarget(table)}, chunk_size=chunk)
         stats = worker.run(idle_timeout_s=IDLE_TIMEOUT_S)
     if stats.rows_written != n or stats.dead_letters:
         raise RuntimeError(f"ours: wrote {stats.rows_written} of {n}, {stats.dead_letters} DLQ")
@@ -429,7 +424,7 @@ STAGES = (*RAW, OURS)
 class Bench:
     bootstrap: str
     client: Client
-    rows: list[dict[str, Any]]
+    rows: tuple[dict[str, Any], ...]
     chunk: int
     catalog: SchemaCatalog = field(default_factory=SchemaCatalog.default)
     results: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
@@ -442,8 +437,11 @@ class Bench:
             catalog=self.catalog,
             max_record_bytes=1_000_000,
         )
+        # Fixtures are kept in tuples of atomic values, which the garbage collector
+        # stops tracking: held in lists, they would make every full collection
+        # during ours slower (by ~25 ms at 200k rows), which a real sink does not pay.
         # The staged values, as our writer encodes them, and decoded once for the columns.
-        self.values = [encode_value(self.schema, row) for row in self.rows]
+        self.values = tuple(encode_value(self.schema, row) for row in self.rows)
         parsed = self.schema.parsed
         decoded = [
             fastavro.schemaless_reader(io.BytesIO(v[HEADER_SIZE:]), parsed, None)
@@ -723,7 +721,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"building {args.records:,} trades...", file=sys.stderr, flush=True)
-    rows = build_trades(args.records)
+    rows = tuple(build_trades(args.records))
     with kafka_bootstrap() as (bootstrap, broker_pid), warehouse_client() as (client, where):
         print(f"broker {bootstrap}, warehouse {where}", file=sys.stderr, flush=True)
         bench = Bench(bootstrap, client, rows, args.chunk)
