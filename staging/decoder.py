@@ -171,6 +171,7 @@ class EnvelopeDecoder:
 
     def __init__(self, catalog: SchemaCatalog) -> None:
         self.catalog = catalog
+        self._last: StagedSchema | None = None
 
     def decode(
         self,
@@ -185,17 +186,20 @@ class EnvelopeDecoder:
         try:
             if value is None:
                 raise ValueError("value is empty (null)")
-            if value[:2] != MAGIC or len(value) < HEADER_SIZE:
-                raise ValueError(
-                    f"value of {len(value)} bytes does not start with the Avro "
-                    "single-object marker c301"
-                )
-            schema = self.catalog.by_header(value[:HEADER_SIZE])
-            if schema is None:
-                raise ValueError(
-                    f"unknown schema fingerprint {value[2:HEADER_SIZE].hex()} "
-                    "(is the schemas folder up to date?)"
-                )
+            schema = self._last
+            if schema is None or not value.startswith(schema.header):
+                if value[:2] != MAGIC or len(value) < HEADER_SIZE:
+                    raise ValueError(
+                        f"value of {len(value)} bytes does not start with the Avro "
+                        "single-object marker c301"
+                    )
+                schema = self.catalog.by_header(value[:HEADER_SIZE])
+                if schema is None:
+                    raise ValueError(
+                        f"unknown schema fingerprint {value[2:HEADER_SIZE].hex()} "
+                        "(is the schemas folder up to date?)"
+                    )
+                self._last = schema  # consecutive records almost always share a schema
             buf = io.BytesIO(value)
             buf.seek(HEADER_SIZE)
             record = fastavro.schemaless_reader(buf, schema.parsed, None)
