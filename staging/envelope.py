@@ -25,6 +25,7 @@ import decimal
 import hashlib
 import io
 import json
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -173,6 +174,7 @@ class EnvelopeEncoder:
         self._content_type = (H_CONTENT_TYPE, CONTENT_TYPE.encode())
         self._specversion = specversion
         self._decimal_limits = _decimal_limits(schema)
+        self._uuid_fields = _logical_fields(schema, "uuid")
         self._identity_fields = tuple(dict.fromkeys((*resource.key, *resource.id_fields)))
 
     def encode_batch(
@@ -323,6 +325,13 @@ class EnvelopeEncoder:
                 raise self._mismatch(
                     index, name, "is null, but it is part of the key or natural key"
                 )
+        for name in self._uuid_fields:
+            value = row.get(name)
+            if isinstance(value, str):
+                try:
+                    uuid.UUID(value)
+                except ValueError:
+                    raise self._mismatch(index, name, f"{_short(value)} is not a UUID") from None
         for name, bound in self._decimal_limits:
             value = row.get(name)
             if isinstance(value, decimal.Decimal) and not -bound < value < bound:
@@ -350,6 +359,16 @@ def _decimal_limits(schema: StagedSchema) -> list[tuple[str, decimal.Decimal]]:
                 digits = int(branch["precision"]) - int(branch.get("scale", 0))
                 limits.append((field["name"], decimal.Decimal(10) ** digits))
     return limits
+
+
+def _logical_fields(schema: StagedSchema, logical: str) -> list[str]:
+    """Top-level fields (or their nullable branch) of one logical type."""
+    names = []
+    for field in schema.parsed["fields"]:
+        for branch in field["type"] if isinstance(field["type"], list) else [field["type"]]:
+            if isinstance(branch, dict) and branch.get("logicalType") == logical:
+                names.append(field["name"])
+    return names
 
 
 def _failing_field(parsed: Any, row: Mapping[str, Any]) -> str | None:

@@ -287,3 +287,35 @@ def test_time_header_formatting_matches_rfc3339_across_seconds(catalog: SchemaCa
         rfc3339(base + 999_999),
         rfc3339(base + 1_000_000),
     ]
+
+
+def test_malformed_uuid_is_refused_at_write(tmp_path: Any) -> None:
+    """fastavro writes any string as a uuid but cannot read it back: refuse it at the source."""
+    from staging.schemas import SchemaCatalog as Catalog
+
+    (tmp_path / "u.avsc").write_text(
+        json.dumps(
+            {
+                "type": "record",
+                "name": "U",
+                "fields": [
+                    {"name": "id", "type": "long"},
+                    {
+                        "name": "ref",
+                        "type": ["null", {"type": "string", "logicalType": "uuid"}],
+                        "default": None,
+                    },
+                ],
+            }
+        )
+    )
+    schema = Catalog(tmp_path).load("u.avsc")
+    resource = StagedResource.define(source="s", name="u", schema=schema, key=("id",))
+    encoder_u = EnvelopeEncoder(resource, max_record_bytes=10_000)
+    encoder_u.encode_batch(
+        [{"id": 1, "ref": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}, {"id": 2, "ref": None}],
+        ingest_time_us=NOW,
+    )
+    with pytest.raises(SchemaMismatchError, match="'not-a-uuid' is not a UUID") as info:
+        encoder_u.encode_batch([{"id": 1, "ref": "not-a-uuid"}], ingest_time_us=NOW)
+    assert info.value.field == "ref"
