@@ -95,6 +95,7 @@ class Setup:
         data_dir: Path | None = None,
         extra_env: dict[str, str] | None = None,
         target: str = "clickhouse",
+        module: tuple[str, ...] = ("sink_workers",),
     ) -> subprocess.Popen[str]:
         config = (
             self.config
@@ -105,7 +106,7 @@ class Setup:
         env.pop("INGEST_KAFKA_BOOTSTRAP", None)
         env.pop("INGEST_CLICKHOUSE_DSN", None)
         env.update(extra_env or {})
-        return self.spawn([sys.executable, "-m", "sink_workers", *args], cwd=ROOT, env=env)
+        return self.spawn([sys.executable, "-m", *module, *args], cwd=ROOT, env=env)
 
     def committed(self) -> int:
         consumer = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": self.group})
@@ -204,6 +205,28 @@ def admin_port(process: subprocess.Popen[str], timeout_s: float = 60) -> int:
         if not line and process.poll() is not None:
             break
     raise AssertionError("the sink never named its admin port")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_kill_9_before_or_after_an_insert_then_restart_writes_every_row_once(
+    tmp_path: Path, kafka: KafkaSettings, spawn: Spawn, when: str
+) -> None:
+    """kill -9 just before the 3rd insert, or after it and before its commit; a restart
+    leaves every staged row in the table exactly once by natural key."""
+    setup = Setup(tmp_path, kafka, spawn)
+    n = 5_000
+    setup.stage(n)
+    crashed = setup.sink("--chunk-size", "500", module=("tests.integration.sink_crash", when, "3"))
+    code, _ = finished(crashed)
+    assert code == -signal.SIGKILL
+    before_restart = setup.committed()
+    assert before_restart < n
+    code, err = finished(setup.sink("--idle-exit", "2", "--chunk-size", "500"))
+    assert code == 0, err
+    table = setup.table()
+    assert table["distinct"] == n and table["final"] == n
+    assert setup.committed() == n
+    assert setup.resume_point() == {"trade_id": trades(n)[-1]["trade_id"]}
 
 
 def test_sigterm_finishes_commits_and_exits_zero(
