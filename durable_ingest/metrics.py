@@ -29,6 +29,13 @@ def _render_labels(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> s
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
 
 
+def _number(value: float) -> str:
+    """Full precision: offsets and Unix times must not be rounded to six digits."""
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
 @dataclass(frozen=True, slots=True)
 class _Family:
     name: str
@@ -105,5 +112,5 @@ class Metrics:
                         lines.append(f"{full}_count{_render_labels(labels)} {count}")
                 else:
                     for labels, value in sorted(self._values[full].items()):
-                        lines.append(f"{full}{_render_labels(labels)} {value:g}")
+                        lines.append(f"{full}{_render_labels(labels)} {_number(value)}")
         return "\n".join(lines) + "\n"

@@ -1,7 +1,12 @@
-"""``python -m sink_workers`` is ``ingest sink run``."""
+"""``python -m sink_workers [--config F] [--log-level L] ARGS`` is ``ingest ... sink run ARGS``."""
 
 import sys
 
 from durable_ingest.cli import main
 
-sys.exit(main(["sink", "run", *sys.argv[1:]]))
+args = sys.argv[1:]
+global_args: list[str] = []
+while args and args[0] in ("--config", "--log-level"):
+    global_args += args[:2]
+    args = args[2:]
+sys.exit(main([*global_args, "sink", "run", *args]))

@@ -23,13 +23,14 @@ from durable_ingest.compose import (
     staging_provider,
 )
 from durable_ingest.config import Settings
-from durable_ingest.errors import ConfigError
+from durable_ingest.errors import ConfigError, StopError
 from durable_ingest.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.stream import StreamTarget, stream_resource
 from sink_workers.tables import table_spec
-from sink_workers.worker import SinkStats, SinkWorker, TableTarget, Target
+from sink_workers.worker import RetryPolicy, SinkStats, SinkWorker, TableTarget, Target
 from staging.protocol import StagingContext
+from staging.schemas import SchemaCatalog
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,29 @@ def pick_source(settings: Settings, source: str | None) -> str:
         known = ", ".join(sorted(settings.sources)) or "none"
         raise ConfigError(f"name the source to sink with --source (configured: {known})")
     return next(iter(settings.sources))
+
+
+def check_targets(settings: Settings, catalog: SchemaCatalog) -> None:
+    """Across every configured source: table names unique, no stream into a staging topic."""
+    resources = staged_resources(settings, catalog)
+    staging_topics = {t.name for r in resources for t in (r.topic, r.dlq)}
+    tables: dict[str, str] = {}
+    for r in resources:
+        target = settings.sources[r.source].resources[r.name]
+        topic = target.stream_topic
+        if topic is not None:
+            if topic in staging_topics:
+                raise ConfigError(
+                    f"resource {r.qualified_name}: target {target.target} is a staging topic; "
+                    "a sink would read its own output"
+                )
+            continue
+        name = table_name(r.source, r.name)
+        if name in tables:
+            raise ConfigError(
+                f"resources {tables[name]} and {r.qualified_name} would both write table {name}"
+            )
+        tables[name] = r.qualified_name
 
 
 @contextmanager
@@ -84,6 +108,7 @@ def run_sink(
         declared = [r for r in declared if r.name in resources]
     source_settings = settings.sources[source].resources
     stream_topics = {r.name: source_settings[r.name].stream_topic for r in declared}
+    check_targets(settings, catalog)
     to_tables = [r for r in declared if stream_topics[r.name] is None]
     to_streams = [
         stream_resource(r, t) for r in declared if (t := stream_topics[r.name]) is not None
@@ -121,9 +146,16 @@ def run_sink(
         checkpoints = stack.enter_context(closing(checkpoint_store(settings)))
         context = StagingContext(source=source, resources=tuple(declared))
         session = stack.enter_context(provider.allocate_session(context))
-        worker = SinkWorker(session, targets, chunk_size=chunk_size, checkpoints=checkpoints)
+        # Retries do not poll the consumer: keep them well inside max.poll.interval.ms.
+        retry = RetryPolicy(give_up_after_s=min(120.0, settings.kafka.max_poll_interval_ms / 2000))
+        worker = SinkWorker(
+            session, targets, chunk_size=chunk_size, checkpoints=checkpoints, retry=retry
+        )
         if admin_port is not None:
-            admin = AdminServer(worker.metrics, worker.health, port=admin_port)
+            try:
+                admin = AdminServer(worker.metrics, worker.health, port=admin_port)
+            except (OSError, OverflowError) as exc:
+                raise StopError(f"cannot serve the admin port {admin_port}: {exc}") from None
             stack.callback(admin.close)
             log.info("admin port: http://127.0.0.1:%d (/health, /metrics)", admin.port)
         log.info(

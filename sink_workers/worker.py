@@ -1,4 +1,4 @@
-"""The sink worker: staged batches into warehouse tables, then commit.
+"""The sink worker: staged batches into their targets (tables or streams), then commit.
 
 For every batch the reader yields, in this order:
 
@@ -26,7 +26,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from durable_ingest.errors import BackoffError, DeadLetterError, RetryError, StopError
+from durable_ingest.errors import (
+    BackoffError,
+    CommitFailedError,
+    CorruptRecordError,
+    DeadLetterError,
+    RetryError,
+    StopError,
+)
 from durable_ingest.metrics import Metrics
 from sink_workers.batching import InsertBatch, by_partition
 from sink_workers.columns import to_columns
@@ -177,7 +184,14 @@ class SinkWorker:
             letters = self.write(batch)
             if letters:
                 dead_letters.send(letters)  # before the commit: a dead letter is never lost
-            committed = reader.commit(batch)
+            try:
+                committed = reader.commit(batch)
+            except CommitFailedError as exc:
+                # Typically a rebalance: the new owner re-reads the batch and the
+                # deduplication token absorbs the repeat. Save no checkpoint for it.
+                log.warning("commit failed, the batch will be read again: %s", exc)
+                self.metrics.inc("sink_commit_failures_total", help="Commits the group refused")
+                continue
             self._save_checkpoints(batch, committed)
             self.stats.batches += 1
             self.stats.dead_letters += len(letters)
@@ -216,7 +230,16 @@ class SinkWorker:
         if self._checkpoints is None:
             return
         source = self._session.context.source
-        for carried in batch.checkpoints:
+        try:
+            carried_checkpoints = batch.checkpoints
+        except CorruptRecordError as exc:
+            # The rows are written and committed; only the checkpoint is unusable.
+            log.error("checkpoint not saved: %s", exc)
+            self.metrics.inc(
+                "sink_bad_checkpoints_total", help="Checkpoint headers that could not be read"
+            )
+            return
+        for carried in carried_checkpoints:
             if Partition(carried.topic, carried.partition) not in committed:
                 continue  # not ours any more: its new owner re-reads and saves it
             self._checkpoints.save(

@@ -175,6 +175,11 @@ class EnvelopeEncoder:
         self._specversion = specversion
         self._decimal_limits = _decimal_limits(schema)
         self._uuid_fields = _logical_fields(schema, "uuid")
+        self._int_fields = [
+            f["name"]
+            for f in schema.parsed["fields"]
+            if "int" in (f["type"] if isinstance(f["type"], list) else [f["type"]])
+        ]
         self._identity_fields = tuple(dict.fromkeys((*resource.key, *resource.id_fields)))
 
     def encode_batch(
@@ -325,6 +330,10 @@ class EnvelopeEncoder:
                 raise self._mismatch(
                     index, name, "is null, but it is part of the key or natural key"
                 )
+        for name in self._int_fields:
+            value = row.get(name)
+            if isinstance(value, int) and not -(2**31) <= value < 2**31:
+                raise self._mismatch(index, name, f"{value} does not fit an Avro int (32 bits)")
         for name in self._uuid_fields:
             value = row.get(name)
             if isinstance(value, str):

@@ -190,3 +190,21 @@ def test_resource_target_is_a_table_or_a_stream() -> None:
     assert ok.sources["s"].resources["r"].stream_topic == "derived.t"
     with pytest.raises(ConfigError, match="target must be 'clickhouse' or 'kafka:<topic>'"):
         settings_from({"sources": {"s": {"resources": {"r": {**base, "target": "s3://x"}}}}})
+
+
+def test_sink_targets_cannot_collide_or_loop() -> None:
+    """Two resources may not write one table, and a stream may not target a staging topic."""
+    from sink_workers.run import check_targets
+    from staging.schemas import SchemaCatalog
+
+    base = {"schema_file": "coinbase/matches.avsc", "key": ["product_id"]}
+    colliding = settings_from(
+        {"sources": {"a_b": {"resources": {"c": base}}, "a": {"resources": {"b_c": base}}}}
+    )
+    with pytest.raises(ConfigError, match="would both write table a_b_c"):
+        check_targets(colliding, SchemaCatalog.default())
+    looping = settings_from(
+        {"sources": {"s": {"resources": {"r": {**base, "target": "kafka:ingest.s.r"}}}}}
+    )
+    with pytest.raises(ConfigError, match="is a staging topic"):
+        check_targets(looping, SchemaCatalog.default())

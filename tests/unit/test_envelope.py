@@ -319,3 +319,26 @@ def test_malformed_uuid_is_refused_at_write(tmp_path: Any) -> None:
     with pytest.raises(SchemaMismatchError, match="'not-a-uuid' is not a UUID") as info:
         encoder_u.encode_batch([{"id": 1, "ref": "not-a-uuid"}], ingest_time_us=NOW)
     assert info.value.field == "ref"
+
+
+def test_int_outside_32_bits_is_refused(tmp_path: Any) -> None:
+    """fastavro writes any integer for an Avro int; a 32-bit column could not hold it."""
+    from staging.schemas import SchemaCatalog as Catalog
+
+    (tmp_path / "i.avsc").write_text(
+        json.dumps(
+            {
+                "type": "record",
+                "name": "I",
+                "fields": [{"name": "id", "type": "long"}, {"name": "n", "type": "int"}],
+            }
+        )
+    )
+    resource = StagedResource.define(
+        source="s", name="i", schema=Catalog(tmp_path).load("i.avsc"), key=("id",)
+    )
+    encoder_i = EnvelopeEncoder(resource, max_record_bytes=10_000)
+    encoder_i.encode_batch([{"id": 1, "n": 2**31 - 1}], ingest_time_us=NOW)
+    with pytest.raises(SchemaMismatchError, match="does not fit an Avro int") as info:
+        encoder_i.encode_batch([{"id": 1, "n": 2**31}], ingest_time_us=NOW)
+    assert info.value.field == "n"

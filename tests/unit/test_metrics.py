@@ -37,3 +37,12 @@ def test_a_name_keeps_its_kind() -> None:
     metrics.inc("x")
     with pytest.raises(ValueError, match="is a counter"):
         metrics.set("x", 1)
+
+
+def test_large_values_keep_full_precision() -> None:
+    """Offsets and Unix times are not rounded to six significant digits."""
+    metrics = Metrics()
+    metrics.set("offset", 12_345_678)
+    metrics.set("saved_seconds", 1_795_320_000.125)
+    text = metrics.render()
+    assert "ingest_offset 12345678\n" in text and "ingest_saved_seconds 1795320000.125\n" in text

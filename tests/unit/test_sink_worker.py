@@ -233,3 +233,14 @@ def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> 
         with pytest.raises(WarehouseUnavailableError):
             worker.run(idle_timeout_s=0.05)
     assert store.load_all() == {}
+
+
+def test_a_refused_commit_does_not_stop_the_sink(catalog: SchemaCatalog) -> None:
+    """A commit the group refuses (a rebalance) is logged and counted; the sink goes on."""
+    provider, context, table = setup(catalog, 40)
+    real_commit = provider.broker.commit
+    refusals = iter([False])
+    provider.broker.commit = lambda *a: next(refusals, None) is not False and real_commit(*a)  # type: ignore[method-assign]
+    worker = run(provider, context, table)
+    assert worker.metrics.value("sink_commit_failures_total") == 1
+    assert sorted(table.rows) == sorted(r["trade_id"] for r in trades(40))
