@@ -142,6 +142,7 @@ class SinkWorker:
         self._sleep = sleep
         self._clock = clock
         self._reader: RecordReader | None = None
+        self._deadline = 0.0
         self._stopping = False
         self.stats = SinkStats()
 
@@ -184,15 +185,6 @@ class SinkWorker:
             letters = self.write(batch)
             if letters:
                 dead_letters.send(letters)  # before the commit: a dead letter is never lost
-            try:
-                committed = reader.commit(batch)
-            except CommitFailedError as exc:
-                # Typically a rebalance: the new owner re-reads the batch and the
-                # deduplication token absorbs the repeat. Save no checkpoint for it.
-                log.warning("commit failed, the batch will be read again: %s", exc)
-                self.metrics.inc("sink_commit_failures_total", help="Commits the group refused")
-                continue
-            self._save_checkpoints(batch, committed)
             self.stats.batches += 1
             self.stats.dead_letters += len(letters)
             for letter in letters:
@@ -201,6 +193,16 @@ class SinkWorker:
                     labels={"resource": letter.resource},
                     help="Records sent to a dead-letter topic",
                 )
+            try:
+                committed = reader.commit(batch)
+            except CommitFailedError as exc:
+                # Typically a rebalance: whoever owns the partitions now reads
+                # these records again, and the natural key (ReplacingMergeTree)
+                # absorbs the repeat. Save no checkpoint for this batch.
+                log.warning("%s", exc)
+                self.metrics.inc("sink_commit_failures_total", help="Commits the group refused")
+                committed = {}
+            self._save_checkpoints(batch, committed)
             for part, offset in committed.items():
                 self.stats.committed[str(part)] = offset
                 self.metrics.set(
@@ -262,7 +264,12 @@ class SinkWorker:
             self._reader.stop()
 
     def write(self, batch: StagedBatch) -> list[DeadLetter]:
-        """Insert a batch's records; return the dead letters (corrupt or refused)."""
+        """Insert a batch's records; return the dead letters (corrupt or refused).
+
+        Transient failures are retried within one budget for the whole batch
+        (``RetryPolicy.give_up_after_s``), since the consumer is not polled
+        meanwhile."""
+        self._deadline = self._clock() + self._retry.give_up_after_s
         letters = [
             DeadLetter.of_corrupt(self._resource_of.get(c.topic, ""), c) for c in batch.corrupt
         ]
@@ -300,7 +307,7 @@ class SinkWorker:
         return []
 
     def _insert(self, target: Target, group: InsertBatch) -> None:
-        deadline = self._clock() + self._retry.give_up_after_s
+        deadline = self._deadline
         next_delay = self._retry.delays()
         labels = {"resource": self._resource_of[group.topic]}
         while True:
