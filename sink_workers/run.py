@@ -146,7 +146,9 @@ def run_sink(
         checkpoints = stack.enter_context(closing(checkpoint_store(settings)))
         context = StagingContext(source=source, resources=tuple(declared))
         session = stack.enter_context(provider.allocate_session(context))
-        # Retries do not poll the consumer: keep them well inside max.poll.interval.ms.
+        # Waits between retries poll the paused consumer, so the group keeps this
+        # member; the time spent writing between waits must stay under
+        # max.poll.interval.ms, hence the cap.
         retry = RetryPolicy(give_up_after_s=min(120.0, settings.kafka.max_poll_interval_ms / 2000))
         worker = SinkWorker(
             session, targets, chunk_size=chunk_size, checkpoints=checkpoints, retry=retry

@@ -84,7 +84,7 @@ class RetryPolicy:
     initial_s: float = 0.5
     max_s: float = 10.0
     give_up_after_s: float = 120.0
-    """Keep this well below kafka.max_poll_interval_ms: the consumer is not polled meanwhile."""
+    """Budget per batch. The reader keeps polling (paused) while the worker waits."""
 
     def delays(self) -> Callable[[], float]:
         delay = self.initial_s
@@ -121,7 +121,7 @@ class SinkWorker:
         min_dead_letters_to_stop: int = 100,
         checkpoints: CheckpointStore | None = None,
         metrics: Metrics | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
@@ -139,7 +139,7 @@ class SinkWorker:
         self._time_field = {r.topic.name: r.time_field for r in session.context.resources}
         self._running = False
         self._failed: str | None = None
-        self._sleep = sleep
+        self._sleep = sleep  # None: wait through the reader, staying in the group
         self._clock = clock
         self._reader: RecordReader | None = None
         self._deadline = 0.0
@@ -327,7 +327,10 @@ class SinkWorker:
                 log.warning(
                     "warehouse unavailable (%s); retrying %s in %.1fs", exc, group.token, delay
                 )
-                self._sleep(delay)
+                if self._sleep is not None:
+                    self._sleep(delay)
+                elif self._reader is not None:
+                    self._reader.wait(delay)
                 continue
             self.stats.rows_written += rows
             self.metrics.observe(

@@ -204,6 +204,13 @@ class RecordReader(Protocol):
         """Partitions this member owns right now."""
         ...
 
+    def wait(self, seconds: float) -> None:
+        """Wait (e.g. to retry a write) without being dropped from the group.
+
+        Consumes nothing; serves the group while it waits.
+        """
+        ...
+
     def stop(self) -> None:
         """Make :meth:`iter_batches` return after its current poll, now and later.
 

@@ -203,6 +203,29 @@ class KafkaRecordReader:
     def assignment(self) -> frozenset[Partition]:
         return self._ledger.assigned
 
+    def wait(self, seconds: float) -> None:
+        """Wait while staying in the group: pause every partition, keep polling.
+
+        Polling keeps ``max.poll.interval.ms`` from expiring and serves
+        rebalances; nothing is consumed. A record that still arrives (from a
+        partition assigned meanwhile) is sought back so that it is read later.
+        """
+        self._check_open()
+        deadline = time.monotonic() + seconds
+        paused = self._consumer.assignment()
+        self._consumer.pause(paused)
+        try:
+            while (remaining := deadline - time.monotonic()) > 0 and not self._stopping:
+                try:
+                    messages = self._consumer.consume(100, min(remaining, 0.2))
+                except KafkaException as exc:
+                    raise consume_error(exc, self._bootstrap) from None
+                if messages:
+                    self._rewind(messages)
+                    self._consumer.pause(self._consumer.assignment())
+        finally:
+            self._consumer.resume(self._consumer.assignment())
+
     def stop(self) -> None:
         self._stopping = True
 

@@ -175,6 +175,11 @@ class MemoryRecordReader:
         self._rebalance()
         return self._ledger.assigned
 
+    def wait(self, seconds: float) -> None:
+        """Nothing to keep alive in memory: just wait."""
+        self._check_open()
+        time.sleep(seconds)
+
     def stop(self) -> None:
         self._stopping = True
 

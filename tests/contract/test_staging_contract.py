@@ -220,3 +220,19 @@ def test_decimal_precision_survives_staging(harness: Harness, catalog: SchemaCat
         session.writer().write_batch([row])
         (got,) = records_of(read(session.reader(), 1))
     assert got["price"] == Decimal("12345678901234567890.123456789012")
+
+
+def test_wait_keeps_the_member_and_consumes_nothing(
+    harness: Harness, catalog: SchemaCatalog
+) -> None:
+    """reader.wait() lets time pass in the group without consuming; reading then goes on."""
+    ctx = context(catalog, partitions=2)
+    with harness.provider.allocate_session(ctx) as session:
+        session.writer().write_batch(trades(10))
+        reader = session.reader()
+        first = records_of(read(reader, 10))
+        session.writer().write_batch(trades(5, start=10))
+        reader.wait(1.0)
+        rest = records_of(read(reader, 5))
+        assert reader.assignment()
+    assert sorted(r["trade_id"] for r in first + rest) == [r["trade_id"] for r in trades(15)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from durable_ingest.errors import (
     ConfigError,
     DeliveryFailedError,
     DeliveryUnknownError,
+    WarehouseUnavailableError,
 )
 from durable_ingest.stack import EmbeddedBroker, free_port
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
@@ -110,3 +112,43 @@ def test_setting_librdkafka_refuses_is_a_config_error(
             ConfigError, match=r"kafka\.producer: librdkafka refused the settings: .*linger\.mss"
         ):
             session.writer()
+
+
+def test_sink_retrying_longer_than_the_poll_interval_stays_in_the_group(
+    catalog: SchemaCatalog, kafka: KafkaSettings
+) -> None:
+    """A warehouse down for longer than max.poll.interval.ms: the sink waits in the group
+    (paused, polling), then writes and commits without the group dropping it."""
+    from sink_workers.worker import RetryPolicy, SinkWorker
+    from staging.offsets import Partition
+
+    short = kafka.model_copy(update={"max_poll_interval_ms": 10_000})
+    provider = KafkaStagingProvider(short, catalog=catalog, max_record_bytes=1_000_000)
+    resource = trade_resource(catalog, partitions=1)
+    context = StagingContext(
+        source=resource.source, resources=(resource,), group_id=f"g{time.time_ns()}"
+    )
+    down_until = [0.0]
+    written: list[int] = []
+
+    class FlakyTarget:
+        def write(self, records: Any, token: str) -> int:
+            if down_until[0] == 0.0:
+                down_until[0] = time.monotonic() + 14  # longer than max.poll.interval.ms
+            if time.monotonic() < down_until[0]:
+                raise WarehouseUnavailableError("down", code=210)
+            written.extend(r.record["trade_id"] for r in records)
+            return len(records)
+
+    with provider.allocate_session(context) as session:
+        session.writer().write_batch(trades(100))
+        worker = SinkWorker(
+            session,
+            {resource.topic.name: FlakyTarget()},
+            retry=RetryPolicy(initial_s=1, max_s=2, give_up_after_s=40),
+        )
+        worker.run(idle_timeout_s=2)
+        assert worker.metrics.value("sink_commit_failures_total") is None
+        assert worker.stats.retries >= 5
+        assert worker.stats.committed == {str(Partition(resource.topic.name, 0)): 100}
+    assert sorted(written) == sorted(r["trade_id"] for r in trades(100))
