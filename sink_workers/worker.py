@@ -267,8 +267,8 @@ class SinkWorker:
         """Insert a batch's records; return the dead letters (corrupt or refused).
 
         Transient failures are retried within one budget for the whole batch
-        (``RetryPolicy.give_up_after_s``), since the consumer is not polled
-        meanwhile."""
+        (``RetryPolicy.give_up_after_s``); between tries the reader waits in
+        the group with its partitions paused."""
         self._deadline = self._clock() + self._retry.give_up_after_s
         letters = [
             DeadLetter.of_corrupt(self._resource_of.get(c.topic, ""), c) for c in batch.corrupt
