@@ -70,36 +70,34 @@ import sys
 
 # bench/ holds staging.py, named like the ``staging`` package, and ``python
 # bench/sink.py`` puts bench/ first on sys.path, where it would shadow that
-# package: drop it.
+# package: drop it. bench/ comes back at the end, for ``import benchlib``, only
+# once the package is imported: the editable install's finder runs after every
+# sys.path entry, so even from the end bench/staging.py would shadow a package
+# not yet imported.
 if os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
     del sys.path[0]
+import staging  # noqa: F401
+
+sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
 import cProfile
 import gc
 import io
 import pstats
-import random
-import resource
-import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import confluent_kafka
+import benchlib
 import fastavro
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Consumer
 
 from durable_ingest.config import ClickHouseSettings, KafkaSettings, settings_from
-from durable_ingest.stack import EmbeddedBroker, free_port
 from durable_ingest.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.tables import TableSpec, table_spec
@@ -107,67 +105,19 @@ from sink_workers.worker import SinkWorker, TableTarget
 from staging.codec import HEADER_SIZE
 from staging.envelope import encode_value
 from staging.kafka.provider import KafkaStagingProvider
-from staging.protocol import StagedBatch, StagingContext
+from staging.protocol import StagedBatch
 from staging.resource import StagedResource
-from staging.schemas import SchemaCatalog, StagedSchema
+from staging.schemas import SchemaCatalog
 
-SCHEMA_PATH = "coinbase/matches.avsc"
-SOURCE = "bench"
-PARTITIONS = 3
-ORDER_BY = ("product_id", "trade_id")
+ORDER_BY = benchlib.ID_FIELDS
+"""The tables' sort key: the fields that identify a trade."""
 STAGE_CHUNK = 5_000
 """Rows per ``write_batch`` when staging (untimed), as a source writes."""
 AIM = 100_000
 """The issue's aim: rows/s per sink process on 2 cores."""
-POLL_TIMEOUT_S = 0.2
-IDLE_TIMEOUT_S = 60.0
-"""How long a consumer may see nothing (group join included) before giving up."""
-
-# product, start price, price decimals, size decimals, mean size, weight
-PRODUCTS = (
-    ("BTC-USD", 64_250.0, 2, 8, 0.05, 40),
-    ("ETH-USD", 3_420.0, 2, 8, 0.8, 30),
-    ("SOL-USD", 148.0, 2, 8, 12.0, 15),
-    ("DOGE-USD", 0.1612, 5, 1, 4_000.0, 10),
-    ("USDT-USD", 1.0001, 5, 2, 2_500.0, 5),
-)
 
 
 # -- data ----------------------------------------------------------------------
-
-
-def build_trades(n: int, seed: int = 7) -> list[dict[str, Any]]:
-    """``n`` Coinbase trades: a random walk per product, ids increasing."""
-    rng = random.Random(seed)
-    names = [p[0] for p in PRODUCTS]
-    weights = [p[5] for p in PRODUCTS]
-    spec = {p[0]: p for p in PRODUCTS}
-    price = {p[0]: p[1] for p in PRODUCTS}
-    trade_id = {name: 700_000_000 + 10_000_000 * i for i, name in enumerate(names)}
-    sequence = 91_000_000_000
-    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-    trades = []
-    for product in rng.choices(names, weights, k=n):
-        _, _, price_dp, size_dp, mean_size, _ = spec[product]
-        price[product] *= 1 + rng.gauss(0, 0.0002)
-        size = max(rng.expovariate(1 / mean_size), 10.0**-size_dp)
-        trade_id[product] += 1
-        sequence += rng.randint(1, 40)
-        now += timedelta(microseconds=rng.randint(1, 4_000))
-        trades.append(
-            {
-                "product_id": product,
-                "trade_id": trade_id[product],
-                "sequence": sequence,
-                "time": now,
-                "side": "buy" if rng.random() < 0.5 else "sell",
-                "price": Decimal(f"{price[product]:.{price_dp}f}"),
-                "size": Decimal(f"{size:.{size_dp}f}"),
-                "maker_order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "taker_order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            }
-        )
-    return trades
 
 
 def column_chunks(
@@ -178,105 +128,7 @@ def column_chunks(
     return tuple(tuple(c[i : i + chunk] for c in columns) for i in range(0, len(records), chunk))
 
 
-# -- timing helpers ------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Window:
-    """Counts records and times them from the end of the first batch to the last record."""
-
-    total: int
-    count: int = 0
-    base: int = 0
-    started: float | None = None
-    ended: float = 0.0
-
-    def add(self, n: int) -> bool:
-        """Count ``n`` handled records; True once all ``total`` are in."""
-        self.count += n
-        now = time.perf_counter()
-        if self.started is None:
-            if n:
-                self.started, self.base = now, self.count
-        else:
-            self.ended = now
-        return self.count >= self.total
-
-    @property
-    def seconds(self) -> float:
-        return self.ended - self.started if self.started is not None else 0.0
-
-    @property
-    def timed_records(self) -> int:
-        return self.count - self.base
-
-    def rate(self) -> float:
-        if self.count < self.total:
-            raise RuntimeError(f"read {self.count} of {self.total} records before going idle")
-        if self.seconds <= 0:
-            return float("nan")
-        return self.timed_records / self.seconds
-
-
-def timed(n: int, run: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    run()
-    return n / (time.perf_counter() - started)
-
-
 # -- raw stages ----------------------------------------------------------------
-
-
-def raw_consume(bootstrap: str, topic: str, n: int, chunk: int) -> float:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-raw-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 1500,
-            "fetch.wait.max.ms": 100,
-            "fetch.queue.backoff.ms": 20,
-        }
-    )
-    consumer.subscribe([topic])
-    window = Window(n)
-    idle_since = time.monotonic()
-    try:
-        while time.monotonic() - idle_since < IDLE_TIMEOUT_S:
-            messages = consumer.consume(chunk, POLL_TIMEOUT_S)
-            got = 0
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.fatal():
-                        raise RuntimeError(f"raw consume: {error}")
-                    continue
-                message.value()
-                got += 1
-            if got:
-                idle_since = time.monotonic()
-                if window.add(got):
-                    break
-    finally:
-        consumer.close()
-    return window.rate()
-
-
-def raw_decode(parsed: Any, values: Sequence[bytes]) -> float:
-    reader = fastavro.schemaless_reader
-    new_buffer = io.BytesIO
-    out: list[Any] = []
-    append = out.append
-
-    def run() -> None:
-        for value in values:
-            buf = new_buffer(value)
-            buf.seek(HEADER_SIZE)
-            append(reader(buf, parsed, None))
-
-    return timed(len(values), run)
 
 
 def raw_insert(client: Client, spec: TableSpec, chunks: Sequence[Sequence[Sequence[Any]]]) -> float:
@@ -298,7 +150,7 @@ def raw_insert(client: Client, spec: TableSpec, chunks: Sequence[Sequence[Sequen
                 },
             )
 
-    return timed(sum(len(c[0]) for c in chunks), run)
+    return benchlib.timed(sum(len(c[0]) for c in chunks), run)
 
 
 # -- ours: the real worker, observed -----------------------------------------
@@ -307,7 +159,7 @@ def raw_insert(client: Client, spec: TableSpec, chunks: Sequence[Sequence[Sequen
 class WatchedReader:
     """The session's reader; each commit feeds the window, the last one stops the loop."""
 
-    def __init__(self, reader: Any, window: Window, on_start: Callable[[], None]) -> None:
+    def __init__(self, reader: Any, window: benchlib.Window, on_start: Callable[[], None]) -> None:
         self._reader = reader
         self._window = window
         self._on_start = on_start
@@ -333,7 +185,7 @@ class WatchedReader:
 class WatchedSession:
     """A staging session whose reader is a :class:`WatchedReader`."""
 
-    def __init__(self, session: Any, window: Window, on_start: Callable[[], None]) -> None:
+    def __init__(self, session: Any, window: benchlib.Window, on_start: Callable[[], None]) -> None:
         self._session = session
         self._window = window
         self._on_start = on_start
@@ -350,7 +202,7 @@ class WatchedSession:
 class TimedTable:
     """A table writer that adds up the time spent inside inserts once the window runs."""
 
-    def __init__(self, writer: ClickHouseTableWriter, window: Window) -> None:
+    def __init__(self, writer: ClickHouseTableWriter, window: benchlib.Window) -> None:
         self._writer = writer
         self._window = window
         self.spec = writer.spec
@@ -382,32 +234,16 @@ def ours_sink(
     chunk: int,
     on_start: Callable[[], None] = lambda: None,
 ) -> SinkRun:
-    window = Window(n)
+    window = benchlib.Window(n)
     table = TimedTable(writer, window)
-    with provider.allocate_session(context(res)) as session:
+    with provider.allocate_session(benchlib.context(res)) as session:
         watched = WatchedSession(session, window, on_start)
         worker = SinkWorker(watched, {res.topic.name: TableTarget(table)}, chunk_size=chunk)
-        stats = worker.run(idle_timeout_s=IDLE_TIMEOUT_S)
+        stats = worker.run(idle_timeout_s=benchlib.IDLE_TIMEOUT_S)
     if stats.rows_written != n or stats.dead_letters:
         raise RuntimeError(f"ours: wrote {stats.rows_written} of {n}, {stats.dead_letters} DLQ")
     commit_s = watched.watched.commit_s if watched.watched is not None else 0.0
     return SinkRun(window.rate(), window.timed_records, window.seconds, table.seconds, commit_s)
-
-
-def bench_resource(schema: StagedSchema) -> StagedResource:
-    return StagedResource.define(
-        source=SOURCE,
-        name=f"matches_{uuid.uuid4().hex[:12]}",
-        schema=schema,
-        key=("product_id",),
-        id_fields=ORDER_BY,
-        time_field="time",
-        partitions=PARTITIONS,
-    )
-
-
-def context(*resources: StagedResource) -> StagingContext:
-    return StagingContext(source=SOURCE, resources=resources, group_id=f"bench-{uuid.uuid4().hex}")
 
 
 # -- the run -------------------------------------------------------------------
@@ -431,7 +267,7 @@ class Bench:
     sink_runs: list[SinkRun] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.schema = self.catalog.load(SCHEMA_PATH)
+        self.schema = self.catalog.load(benchlib.SCHEMA_PATH)
         self.provider = KafkaStagingProvider(
             KafkaSettings(bootstrap=self.bootstrap),
             catalog=self.catalog,
@@ -478,8 +314,8 @@ class Bench:
 
     def stage(self) -> StagedResource:
         """Stage the trades to a fresh topic, untimed, as a source writes them."""
-        res = bench_resource(self.schema)
-        with self.provider.allocate_session(context(res)) as session:
+        res = benchlib.bench_resource(self.schema)
+        with self.provider.allocate_session(benchlib.context(res)) as session:
             writer = session.writer()
             for start in range(0, self.n, STAGE_CHUNK):
                 part = self.rows[start : start + STAGE_CHUNK]
@@ -489,10 +325,12 @@ class Bench:
     def raw_consume(self) -> None:
         assert self.resource is not None
         topic = self.resource.topic.name
-        self.record(RAW_CONSUME, raw_consume(self.bootstrap, topic, self.n, self.chunk))
+        self.record(RAW_CONSUME, benchlib.raw_consume(self.bootstrap, topic, self.n, self.chunk))
 
     def raw_decode(self) -> None:
-        self.record(RAW_DECODE, raw_decode(self.schema.parsed, self.values))
+        self.record(
+            RAW_DECODE, benchlib.raw_decode(self.schema.parsed, self.values, skip=HEADER_SIZE)
+        )
 
     def raw_insert(self) -> None:
         writer = self.table("raw")
@@ -556,19 +394,8 @@ class Bench:
         print_profile(pstats.Stats(profiler), run, top)
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "-"
-
-
 def report(bench: Bench, args: argparse.Namespace, warehouse: str, broker_pid: int | None) -> None:
-    med = {stage: median(rates) for stage, rates in bench.results.items()}
+    med = {stage: benchlib.median(rates) for stage, rates in bench.results.items()}
     slowest = min(RAW, key=lambda s: med[s])
     bound = 1 / sum(1 / med[s] for s in RAW)
     ours = med[OURS]
@@ -578,10 +405,10 @@ def report(bench: Bench, args: argparse.Namespace, warehouse: str, broker_pid: i
         f"batches of {bench.chunk:,}, broker {bench.bootstrap}, warehouse {warehouse}"
     )
     print(
-        f"python {sys.version.split()[0]}, confluent-kafka {confluent_kafka.__version__} "
-        f"(librdkafka {confluent_kafka.libversion()[0]}), fastavro {fastavro.__version__}, "
-        f"clickhouse-connect {_version('clickhouse-connect')}, chdb {_version('chdb')}, "
-        f"{os.cpu_count()} CPUs"
+        benchlib.versions_line(
+            f"clickhouse-connect {benchlib.package_version('clickhouse-connect')}",
+            f"chdb {benchlib.package_version('chdb')}",
+        )
     )
     print()
     print(f"{'stage':<30} {'median rows/s':>13}  {'us/row':>6}  {'ratio':>5}  runs (rows/s)")
@@ -607,9 +434,11 @@ def report(bench: Bench, args: argparse.Namespace, warehouse: str, broker_pid: i
     runs = bench.sink_runs
     if runs:
         per = {
-            "insert": median([r.insert_s / r.records * 1e6 for r in runs]),
-            "commit": median([r.commit_s / r.records * 1e6 for r in runs]),
-            "rest": median([(r.seconds - r.insert_s - r.commit_s) / r.records * 1e6 for r in runs]),
+            "insert": benchlib.median([r.insert_s / r.records * 1e6 for r in runs]),
+            "commit": benchlib.median([r.commit_s / r.records * 1e6 for r in runs]),
+            "rest": benchlib.median(
+                [(r.seconds - r.insert_s - r.commit_s) / r.records * 1e6 for r in runs]
+            ),
         }
         raw_rest = 1e6 / med[RAW_CONSUME] + 1e6 / med[RAW_DECODE]
         print(
@@ -618,14 +447,8 @@ def report(bench: Bench, args: argparse.Namespace, warehouse: str, broker_pid: i
             f"{per['rest']:.2f} us the rest: consume, decode, records, grouping, columns "
             f"(raw consume + decode {raw_rest:.2f})"
         )
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    line = f"peak RSS: this process {peak_mib:,.0f} MiB"
-    if warehouse.startswith("chdb"):
-        line += " (chDB engine included)"
-    broker_hwm = _vm_hwm_mib(broker_pid)
-    if broker_hwm is not None:
-        line += f", embedded broker {broker_hwm:,.0f} MiB"
-    print(line)
+    note = " (chDB engine included)" if warehouse.startswith("chdb") else ""
+    print(benchlib.peak_rss_line(broker_pid, note))
 
 
 def print_profile(stats: pstats.Stats, run: SinkRun, top: int) -> None:
@@ -658,26 +481,6 @@ def print_profile(stats: pstats.Stats, run: SinkRun, top: int) -> None:
             print(f"  {value[index] * per_row:>7.2f}  {value[1] / run.records:>6.2f}  {name(key)}")
 
 
-def _vm_hwm_mib(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    with suppress(OSError, ValueError), open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return None
-
-
-@contextmanager
-def kafka_bootstrap() -> Iterator[tuple[str, int | None]]:
-    external = os.environ.get("INGEST_KAFKA_BOOTSTRAP")
-    if external:
-        yield external, None
-        return
-    with EmbeddedBroker(free_port()) as broker:
-        yield broker.bootstrap, broker.pid
-
-
 @contextmanager
 def warehouse_client() -> Iterator[tuple[Client, str]]:
     """A client on INGEST_CLICKHOUSE_DSN, or on chDB in one temporary directory."""
@@ -697,10 +500,9 @@ def warehouse_client() -> Iterator[tuple[Client, str]]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000, help="trades per stage")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of every stage")
-    parser.add_argument("--chunk", type=int, default=5_000, help="rows per read batch and insert")
+    parser = benchlib.arg_parser(
+        __doc__.splitlines()[0], chunk_help="rows per read batch and insert"
+    )
     parser.add_argument(
         "--profile",
         type=int,
@@ -710,19 +512,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="TOP",
         help="then run ours once more under cProfile and print the TOP (25) functions",
     )
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.chunk < 1:
-        parser.error("--repeats and --chunk must be >= 1")
-    if args.records < 2 * args.chunk:
-        parser.error("--records must be at least twice --chunk (the first batch is untimed)")
-    return args
+    return benchlib.parse_checked(parser, argv, first_batch="first batch")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"building {args.records:,} trades...", file=sys.stderr, flush=True)
-    rows = tuple(build_trades(args.records))
-    with kafka_bootstrap() as (bootstrap, broker_pid), warehouse_client() as (client, where):
+    rows = tuple(benchlib.build_trades(args.records))
+    with (
+        benchlib.kafka_bootstrap() as (bootstrap, broker_pid),
+        warehouse_client() as (client, where),
+    ):
         print(f"broker {bootstrap}, warehouse {where}", file=sys.stderr, flush=True)
         bench = Bench(bootstrap, client, rows, args.chunk)
         bench.run(args.repeats)

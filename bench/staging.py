@@ -54,89 +54,37 @@ import sys
 
 # This file is named like the ``staging`` package, and ``python bench/staging.py``
 # puts bench/ first on sys.path, where it would shadow that package: drop it.
+# bench/ comes back at the end, for ``import benchlib``, only once the package is
+# imported: the editable install's finder runs after every sys.path entry, so even
+# from the end bench/staging.py would shadow a package not yet imported.
 if os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
     del sys.path[0]
+import staging  # noqa: F401
+
+sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
 import gc
 import io
-import random
-import resource
-import statistics
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-import confluent_kafka
+import benchlib
 import fastavro
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from durable_ingest.config import KafkaSettings
-from durable_ingest.stack import EmbeddedBroker, free_port
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.provider import KafkaStagingProvider
-from staging.protocol import StagingContext
 from staging.resource import StagedResource, TopicSpec
-from staging.schemas import SchemaCatalog, StagedSchema
+from staging.schemas import SchemaCatalog
 
-SCHEMA_PATH = "coinbase/matches.avsc"
-SOURCE = "bench"
-PARTITIONS = 3
 TARGET = 0.60
-POLL_TIMEOUT_S = 0.2
-IDLE_TIMEOUT_S = 60.0
-"""How long a consumer may see nothing (group join included) before giving up."""
-
-# product, start price, price decimals, size decimals, mean size, weight
-PRODUCTS = (
-    ("BTC-USD", 64_250.0, 2, 8, 0.05, 40),
-    ("ETH-USD", 3_420.0, 2, 8, 0.8, 30),
-    ("SOL-USD", 148.0, 2, 8, 12.0, 15),
-    ("DOGE-USD", 0.1612, 5, 1, 4_000.0, 10),
-    ("USDT-USD", 1.0001, 5, 2, 2_500.0, 5),
-)
 
 
 # -- data ----------------------------------------------------------------------
-
-
-def build_trades(n: int, seed: int = 7) -> list[dict[str, Any]]:
-    """``n`` Coinbase trades: a random walk per product, ids increasing."""
-    rng = random.Random(seed)
-    names = [p[0] for p in PRODUCTS]
-    weights = [p[5] for p in PRODUCTS]
-    spec = {p[0]: p for p in PRODUCTS}
-    price = {p[0]: p[1] for p in PRODUCTS}
-    trade_id = {name: 700_000_000 + 10_000_000 * i for i, name in enumerate(names)}
-    sequence = 91_000_000_000
-    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-    trades = []
-    for product in rng.choices(names, weights, k=n):
-        _, _, price_dp, size_dp, mean_size, _ = spec[product]
-        price[product] *= 1 + rng.gauss(0, 0.0002)
-        size = max(rng.expovariate(1 / mean_size), 10.0**-size_dp)
-        trade_id[product] += 1
-        sequence += rng.randint(1, 40)
-        now += timedelta(microseconds=rng.randint(1, 4_000))
-        trades.append(
-            {
-                "product_id": product,
-                "trade_id": trade_id[product],
-                "sequence": sequence,
-                "time": now,
-                "side": "buy" if rng.random() < 0.5 else "sell",
-                "price": Decimal(f"{price[product]:.{price_dp}f}"),
-                "size": Decimal(f"{size:.{size_dp}f}"),
-                "maker_order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "taker_order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            }
-        )
-    return trades
 
 
 def encode_bodies(parsed: Any, rows: Sequence[dict[str, Any]]) -> list[bytes]:
@@ -146,44 +94,6 @@ def encode_bodies(parsed: Any, rows: Sequence[dict[str, Any]]) -> list[bytes]:
         fastavro.schemaless_writer(buf, parsed, row)
         out.append(buf.getvalue())
     return out
-
-
-# -- timing helpers ------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Window:
-    """Counts records and times them from the end of the first batch to the last record."""
-
-    total: int
-    count: int = 0
-    base: int = 0
-    started: float | None = None
-    ended: float = 0.0
-
-    def add(self, n: int) -> bool:
-        """Count ``n`` handled records; True once all ``total`` are in."""
-        self.count += n
-        now = time.perf_counter()
-        if self.started is None:
-            if n:
-                self.started, self.base = now, self.count
-        else:
-            self.ended = now
-        return self.count >= self.total
-
-    def rate(self) -> float:
-        if self.count < self.total:
-            raise RuntimeError(f"read {self.count} of {self.total} records before going idle")
-        if self.started is None or self.ended <= self.started:
-            return float("nan")
-        return (self.count - self.base) / (self.ended - self.started)
-
-
-def timed(n: int, run: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    run()
-    return n / (time.perf_counter() - started)
 
 
 # -- raw stages ----------------------------------------------------------------
@@ -201,20 +111,7 @@ def raw_encode(parsed: Any, rows: Sequence[dict[str, Any]]) -> float:
             writer(buf, parsed, row)
             append(buf.getvalue())
 
-    return timed(len(rows), run)
-
-
-def raw_decode(parsed: Any, bodies: Sequence[bytes]) -> float:
-    reader = fastavro.schemaless_reader
-    new_buffer = io.BytesIO
-    out: list[Any] = []
-    append = out.append
-
-    def run() -> None:
-        for body in bodies:
-            append(reader(new_buffer(body), parsed, None))
-
-    return timed(len(bodies), run)
+    return benchlib.timed(len(rows), run)
 
 
 def raw_produce(
@@ -252,63 +149,10 @@ def raw_produce(
         if left or errors:
             raise RuntimeError(f"raw produce: {left} undelivered, errors {errors[:3]}")
 
-    return timed(len(values), run)
-
-
-def raw_consume(bootstrap: str, topic: str, n: int, chunk: int) -> float:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-raw-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 1500,
-            "fetch.wait.max.ms": 100,
-            "fetch.queue.backoff.ms": 20,
-        }
-    )
-    consumer.subscribe([topic])
-    window = Window(n)
-    idle_since = time.monotonic()
-    try:
-        while time.monotonic() - idle_since < IDLE_TIMEOUT_S:
-            messages = consumer.consume(chunk, POLL_TIMEOUT_S)
-            got = 0
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.fatal():
-                        raise RuntimeError(f"raw consume: {error}")
-                    continue
-                message.value()
-                got += 1
-            if got:
-                idle_since = time.monotonic()
-                if window.add(got):
-                    break
-    finally:
-        consumer.close()
-    return window.rate()
+    return benchlib.timed(len(values), run)
 
 
 # -- our stages ----------------------------------------------------------------
-
-
-def bench_resource(schema: StagedSchema) -> StagedResource:
-    return StagedResource.define(
-        source=SOURCE,
-        name=f"matches_{uuid.uuid4().hex[:12]}",
-        schema=schema,
-        key=("product_id",),
-        id_fields=("product_id", "trade_id"),
-        time_field="time",
-        partitions=PARTITIONS,
-    )
-
-
-def context(*resources: StagedResource) -> StagingContext:
-    return StagingContext(source=SOURCE, resources=resources, group_id=f"bench-{uuid.uuid4().hex}")
 
 
 def ours_write(
@@ -318,7 +162,7 @@ def ours_write(
     rows: list[dict[str, Any]],
     chunk: int,
 ) -> float:
-    with provider.allocate_session(context(res, warmup)) as session:
+    with provider.allocate_session(benchlib.context(res, warmup)) as session:
         # Both writers share the session's producer: start it on the side topic.
         session.writer(warmup.name).write_batch(rows[:1])
         writer = session.writer(res.name)
@@ -329,17 +173,17 @@ def ours_write(
                 # As a source does: each write carries the checkpoint it reached.
                 writer.write_batch(part, checkpoint={"trade_id": part[-1]["trade_id"]})
 
-        return timed(len(rows), run)
+        return benchlib.timed(len(rows), run)
 
 
 def ours_read(
     provider: KafkaStagingProvider, res: StagedResource, n: int, chunk: int, *, commit: bool
 ) -> float:
-    with provider.allocate_session(context(res)) as session:
+    with provider.allocate_session(benchlib.context(res)) as session:
         reader = session.reader()
-        window = Window(n)
+        window = benchlib.Window(n)
         batches = reader.iter_batches(
-            chunk, poll_timeout_s=POLL_TIMEOUT_S, idle_timeout_s=IDLE_TIMEOUT_S
+            chunk, poll_timeout_s=benchlib.POLL_TIMEOUT_S, idle_timeout_s=benchlib.IDLE_TIMEOUT_S
         )
         for batch in batches:
             if commit:
@@ -376,7 +220,7 @@ class Bench:
 
     def __post_init__(self) -> None:
         self.kafka = KafkaSettings(bootstrap=self.bootstrap)
-        self.schema = self.catalog.load(SCHEMA_PATH)
+        self.schema = self.catalog.load(benchlib.SCHEMA_PATH)
         self.provider = KafkaStagingProvider(
             self.kafka, catalog=self.catalog, max_record_bytes=1_000_000
         )
@@ -398,20 +242,22 @@ class Bench:
             if which == "encode":
                 self.record(RAW_ENCODE, raw_encode(self.schema.parsed, self.rows))
             else:
-                self.record(RAW_DECODE, raw_decode(self.schema.parsed, self.bodies))
+                self.record(RAW_DECODE, benchlib.raw_decode(self.schema.parsed, self.bodies))
 
     def raw_kafka(self, _step: int) -> None:
         topic = f"bench.raw.{uuid.uuid4().hex[:12]}"
         warmup = f"{topic}.warmup"
-        self.admin.ensure([TopicSpec(topic, partitions=PARTITIONS), TopicSpec(warmup)])
+        self.admin.ensure([TopicSpec(topic, partitions=benchlib.PARTITIONS), TopicSpec(warmup)])
         gc.collect()
         rate = raw_produce(self.bootstrap, topic, warmup, self.keys, self.values)
         self.record(RAW_PRODUCE, rate)
         gc.collect()
-        self.record(RAW_CONSUME, raw_consume(self.bootstrap, topic, len(self.rows), self.chunk))
+        self.record(
+            RAW_CONSUME, benchlib.raw_consume(self.bootstrap, topic, len(self.rows), self.chunk)
+        )
 
     def ours(self, step: int) -> None:
-        res, warmup = bench_resource(self.schema), bench_resource(self.schema)
+        res, warmup = benchlib.bench_resource(self.schema), benchlib.bench_resource(self.schema)
         gc.collect()
         self.record(OURS_WRITE, ours_write(self.provider, res, warmup, self.rows, self.chunk))
         reads = [True, False] if step % 2 == 0 else [False, True]
@@ -430,12 +276,8 @@ class Bench:
                 group(step)
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def report(bench: Bench, args: argparse.Namespace, broker_pid: int | None) -> None:
-    med = {stage: median(rates) for stage, rates in bench.results.items()}
+    med = {stage: benchlib.median(rates) for stage, rates in bench.results.items()}
     write_floor = min(med[s] for s in WRITE_SIDE)
     read_floor = min(med[s] for s in READ_SIDE)
     write_min = min(WRITE_SIDE, key=lambda s: med[s]).split(" (")[0].removeprefix("raw ")
@@ -445,11 +287,7 @@ def report(bench: Bench, args: argparse.Namespace, broker_pid: int | None) -> No
         f"durable-ingest staging benchmark: {len(bench.rows):,} trades x {args.repeats} repeat(s), "
         f"chunks of {bench.chunk:,}, broker {bench.bootstrap}"
     )
-    print(
-        f"python {sys.version.split()[0]}, confluent-kafka {confluent_kafka.__version__} "
-        f"(librdkafka {confluent_kafka.libversion()[0]}), fastavro {fastavro.__version__}, "
-        f"{os.cpu_count()} CPUs"
-    )
+    print(benchlib.versions_line())
     print()
     header = f"{'stage':<30} {'median rec/s':>12}  {'ratio':>5}  {'target':<11}  runs (rec/s)"
     print(header)
@@ -477,52 +315,21 @@ def report(bench: Bench, args: argparse.Namespace, broker_pid: int | None) -> No
         f"({serial / write_floor:.2f} of the write floor); "
         f"consume then decode: {serial_read:,.0f} rec/s ({serial_read / read_floor:.2f})"
     )
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    line = f"peak RSS: this process {peak_mib:,.0f} MiB"
-    broker_hwm = _vm_hwm_mib(broker_pid)
-    if broker_hwm is not None:
-        line += f", embedded broker {broker_hwm:,.0f} MiB"
-    print(line)
-
-
-def _vm_hwm_mib(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    with suppress(OSError, ValueError), open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return None
-
-
-@contextmanager
-def kafka_bootstrap() -> Iterator[tuple[str, int | None]]:
-    external = os.environ.get("INGEST_KAFKA_BOOTSTRAP")
-    if external:
-        yield external, None
-        return
-    with EmbeddedBroker(free_port()) as broker:
-        yield broker.bootstrap, broker.pid
+    print(benchlib.peak_rss_line(broker_pid))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000, help="trades per stage")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of every stage")
-    parser.add_argument("--chunk", type=int, default=5_000, help="rows per write and read batch")
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.chunk < 1:
-        parser.error("--repeats and --chunk must be >= 1")
-    if args.records < 2 * args.chunk:
-        parser.error("--records must be at least twice --chunk (the first read batch is untimed)")
-    return args
+    parser = benchlib.arg_parser(
+        __doc__.splitlines()[0], chunk_help="rows per write and read batch"
+    )
+    return benchlib.parse_checked(parser, argv, first_batch="first read batch")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"building {args.records:,} trades...", file=sys.stderr, flush=True)
-    rows = build_trades(args.records)
-    with kafka_bootstrap() as (bootstrap, broker_pid):
+    rows = benchlib.build_trades(args.records)
+    with benchlib.kafka_bootstrap() as (bootstrap, broker_pid):
         print(f"broker {bootstrap}", file=sys.stderr, flush=True)
         bench = Bench(bootstrap, rows, args.chunk)
         bench.run(args.repeats)
