@@ -20,6 +20,7 @@
         ├── ConfigError              the configuration is invalid or unsafe
         ├── UnknownResourceError     a source or resource nobody declared
         ├── SchemaError              a schema file is missing or not valid Avro
+        │   └── UnknownSchemaError   staged bytes name a schema the schemas folder lacks
         ├── CheckpointError          a checkpoint is not plain JSON
         ├── SchemaEvolutionError     a schema change the table cannot follow
         ├── TopicError               a staging topic is missing or cannot be created
@@ -195,6 +196,20 @@ class UnknownResourceError(StopError):
 
 class SchemaError(StopError):
     """A schema file is missing, unreadable or not valid Avro."""
+
+
+class UnknownSchemaError(SchemaError):
+    """A staged record's fingerprint matches no schema in the schemas folder.
+
+    Not a dead letter: the record is probably fine and the reader's schemas
+    folder out of date. Stop before anything is committed past it.
+    """
+
+    def __init__(self, message: str, *, topic: str, partition: int, offset: int) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
 
 
 class SchemaEvolutionError(StopError):

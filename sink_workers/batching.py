@@ -1,8 +1,8 @@
 """How a sink cuts staged batches into inserts. Pure code.
 
 Each insert holds the records of one partition of one topic, in offset order,
-so that its deduplication token (``<topic>:<partition>:<first>-<last>``) is a
-function of what it holds: a retry of the same records carries the same
+so that its deduplication token (``<topic>:<partition>:<first>-<last>:<ids>``)
+is a function of what it holds: a retry of the same records carries the same
 token and the server drops it.
 """
 
@@ -31,7 +31,14 @@ class InsertBatch:
 
     @property
     def token(self) -> str:
-        return self.range.dedup_token()
+        """The offset range plus the first and last event ids.
+
+        The same records give the same token on a retry; a recreated topic
+        (offsets from 0 again) gives new tokens, so the server does not drop
+        new data as a repeat of old data still in its deduplication window.
+        """
+        first, last = self.records[0].event_id or "", self.records[-1].event_id or ""
+        return f"{self.range.dedup_token()}:{first[:12]}{last[:12]}"
 
     def halves(self) -> tuple[InsertBatch, InsertBatch]:
         """Split in two, to isolate records the warehouse refuses."""

@@ -64,6 +64,11 @@ def check_targets(settings: Settings, catalog: SchemaCatalog) -> None:
                     "a sink would read its own output"
                 )
             continue
+        if not r.id_fields:
+            raise ConfigError(
+                f"resource {r.qualified_name}: a ClickHouse target needs id_fields (the natural "
+                "key): without one, a re-read after a crash would leave duplicate rows"
+            )
         name = table_name(r.source, r.name)
         if name in tables:
             raise ConfigError(
@@ -100,6 +105,8 @@ def run_sink(
     """Run one sink member for one source's resources (all by default)."""
     source = pick_source(settings, source)
     catalog = schema_catalog(settings)
+    # Every version in the folder: records staged with an older schema still decode.
+    catalog.load_all()
     declared = staged_resources(settings, catalog, source)
     if resources:
         unknown = sorted(set(resources) - {r.name for r in declared})

@@ -281,6 +281,15 @@ class SinkWorker:
         target = self._targets[group.topic]
         try:
             self._insert(target, group)
+        except _Revoked:
+            # The partition moved to another member while we waited: it reads
+            # these records again; writing them late could only add repeats.
+            log.info(
+                "%s[%d] was revoked while retrying; leaving it to its new owner",
+                group.topic,
+                group.partition,
+            )
+            return []
         except DeadLetterError as exc:
             if len(group.records) == 1:
                 record = group.records[0]
@@ -331,6 +340,15 @@ class SinkWorker:
                     self._sleep(delay)
                 elif self._reader is not None:
                     self._reader.wait(delay)
+                if self._reader is not None and (
+                    Partition(group.topic, group.partition) not in self._reader.assignment()
+                ):
+                    raise _Revoked from None
+                if self._stopping:
+                    raise StopError(
+                        f"stopped while retrying {group.token} ({exc}); nothing of the batch "
+                        "was committed, it will be read again"
+                    ) from None
                 continue
             self.stats.rows_written += rows
             self.metrics.observe(
@@ -355,3 +373,7 @@ def _code_of(error: Exception) -> str:
     """The server code an error carries, else its class name."""
     code = getattr(error, "code", None)
     return str(code) if code is not None else type(error).__name__
+
+
+class _Revoked(Exception):
+    """Internal: the group's partition is no longer this member's."""

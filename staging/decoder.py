@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 
 import fastavro
 
-from durable_ingest.errors import CorruptRecordError
+from durable_ingest.errors import CorruptRecordError, UnknownSchemaError
 from staging.codec import HEADER_SIZE, MAGIC
 from staging.envelope import H_CHECKPOINT, H_CHECKPOINT_PARTITIONS, H_ID, H_INGESTTIME, H_TYPE
 from staging.schemas import SchemaCatalog, StagedSchema
@@ -195,9 +195,13 @@ class EnvelopeDecoder:
                     )
                 schema = self.catalog.by_header(value[:HEADER_SIZE])
                 if schema is None:
-                    raise ValueError(
-                        f"unknown schema fingerprint {value[2:HEADER_SIZE].hex()} "
-                        "(is the schemas folder up to date?)"
+                    raise UnknownSchemaError(
+                        f"staged record {topic}[{partition}]@{offset} has schema fingerprint "
+                        f"{value[2:HEADER_SIZE].hex()}, which no file in the schemas folder has: "
+                        "add that schema version (old versions must stay) and restart",
+                        topic=topic,
+                        partition=partition,
+                        offset=offset,
                     )
                 self._last = schema  # consecutive records almost always share a schema
             buf = io.BytesIO(value)

@@ -16,7 +16,15 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from durable_ingest.config import KafkaSettings
 from durable_ingest.errors import BrokerUnavailableError, CheckpointError, StagingClosedError
@@ -24,7 +32,7 @@ from staging.checkpoints import checkpoint_key
 from staging.envelope import Checkpoint, encode_checkpoint, rfc3339
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.client_config import consumer_config, producer_config
-from staging.kafka.translate import client_settings, consume_error, delivery_error
+from staging.kafka.translate import client_settings, consume_error, delivery_error, produce_error
 from staging.kafka.writer import now_micros
 from staging.resource import TopicSpec
 
@@ -71,6 +79,8 @@ class KafkaCheckpointStore:
             try:
                 self._producer.produce(self._topic, value, key, on_delivery=report.on_delivery)
                 break
+            except KafkaException as exc:
+                raise produce_error(exc, self._topic) from None
             except BufferError:
                 self._producer.poll(0.05)
         left = self._producer.flush(self._flush_timeout_s)
@@ -97,7 +107,7 @@ class KafkaCheckpointStore:
         found: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + self._kafka.connect_timeout_s * 3
         try:
-            consumer.assign([TopicPartition(self._topic, 0, 0)])
+            consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
             position = -1
             while position < fence:
                 if time.monotonic() > deadline:

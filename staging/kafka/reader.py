@@ -9,7 +9,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from durable_ingest.errors import CommitFailedError, CorruptRecordError, StagingClosedError
+from durable_ingest.errors import (
+    CommitFailedError,
+    CorruptRecordError,
+    KafkaFatalError,
+    StagingClosedError,
+    UnknownSchemaError,
+)
 from staging.decoder import EnvelopeDecoder, StagedRecord
 from staging.kafka.translate import (
     broker_call,
@@ -54,6 +60,7 @@ class KafkaRecordReader:
         self._stopping = False
         self._closed = False
         self._joined = False  # set by the first assignment, even an empty one
+        self._idle_from = 0.0
         self._consumer.subscribe(
             list(topics),
             on_assign=self._on_assign,
@@ -122,6 +129,9 @@ class KafkaRecordReader:
                         self._rewind(messages)
                         raise
                     corrupt.append(exc)
+                except UnknownSchemaError:
+                    self._rewind(messages)
+                    raise
                 else:
                     records.append(record)
                 where = (topic, partition)
@@ -135,7 +145,10 @@ class KafkaRecordReader:
                 _JOIN_GRACE_S, idle_timeout_s or 0
             ):
                 idle_since = time.monotonic()  # still joining the group: not idle yet
-            elif idle_timeout_s is not None and time.monotonic() - idle_since >= idle_timeout_s:
+            elif (
+                idle_timeout_s is not None
+                and time.monotonic() - max(idle_since, self._idle_from) >= idle_timeout_s
+            ):
                 return
 
     def _on_message_error(self, error: KafkaError) -> None:
@@ -161,7 +174,12 @@ class KafkaRecordReader:
             try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:
-                log.warning("cannot rewind %s[%d] to %d: %s", topic, partition, offset, exc)
+                if Partition(topic, partition) in self._ledger.assigned:
+                    # Going on would skip records this member still owns.
+                    raise KafkaFatalError(
+                        f"cannot rewind {topic}[{partition}] to {offset}: {exc}", code="SEEK"
+                    ) from None
+                log.info("not rewinding %s[%d]: no longer assigned", topic, partition)
 
     # -- committing ------------------------------------------------------------
 
@@ -225,6 +243,7 @@ class KafkaRecordReader:
                     self._consumer.pause(self._consumer.assignment())
         finally:
             self._consumer.resume(self._consumer.assignment())
+            self._idle_from = time.monotonic()  # a wait is not idleness
 
     def stop(self) -> None:
         self._stopping = True

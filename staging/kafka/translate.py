@@ -42,7 +42,7 @@ def delivery_error(topic: str, errors: Sequence[KafkaError], undelivered: int) -
 
     Timeouts alone mean "unknown": the records may have been written.
     """
-    fatal = [e for e in errors if e.fatal()]
+    fatal = [e for e in errors if e.fatal() or e.code() == KafkaError._FATAL]
     if fatal:
         return KafkaFatalError(
             f"Kafka producer hit a fatal error on {topic}: {describe(fatal[0])}",
@@ -84,6 +84,17 @@ def consume_error(exc: KafkaException, bootstrap: str) -> IngestError:
         return fatal_error(error)
     return BrokerUnavailableError(
         f"consuming from Kafka at {bootstrap} failed: {exc}", bootstrap=bootstrap
+    )
+
+
+def produce_error(exc: KafkaException, topic: str) -> IngestError:
+    """``produce()`` itself refused a record (not a delivery report)."""
+    error = kafka_error_of(exc)
+    if error is not None and (error.fatal() or error.code() == KafkaError._FATAL):
+        return fatal_error(error)
+    code = error.name() if error is not None else "UNKNOWN"
+    return DeliveryFailedError(
+        f"producing to {topic} failed: {exc}", topic=topic, code=code, failed=1
     )
 
 

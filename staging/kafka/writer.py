@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from durable_ingest.errors import StagingClosedError
 from staging.deadletters import DeadLetter
 from staging.envelope import Checkpoint, EnvelopeEncoder
-from staging.kafka.translate import delivery_error
+from staging.kafka.translate import delivery_error, produce_error
 from staging.protocol import StagingContext, WriteResult
 from staging.resource import StagedResource
 
@@ -90,6 +90,8 @@ class KafkaRecordWriter:
                 try:
                     produce(topic, value, key, partition, headers=cast(_Headers, headers))
                     break
+                except KafkaException as exc:
+                    raise produce_error(exc, topic) from None
                 except BufferError:
                     # Local queue full: backpressure. Serve reports, then retry.
                     producer.poll(0.05)
@@ -133,6 +135,8 @@ class KafkaDeadLetterWriter:
                         headers=cast(_Headers, letter.kafka_headers()),
                     )
                     break
+                except KafkaException as exc:
+                    raise produce_error(exc, topic) from None
                 except BufferError:
                     self._producer.poll(0.05)
         undelivered = self._producer.flush(self._flush_timeout_s)

@@ -197,7 +197,11 @@ def test_sink_targets_cannot_collide_or_loop() -> None:
     from sink_workers.run import check_targets
     from staging.schemas import SchemaCatalog
 
-    base = {"schema_file": "coinbase/matches.avsc", "key": ["product_id"]}
+    base = {
+        "schema_file": "coinbase/matches.avsc",
+        "key": ["product_id"],
+        "id_fields": ["trade_id"],
+    }
     colliding = settings_from(
         {"sources": {"a_b": {"resources": {"c": base}}, "a": {"resources": {"b_c": base}}}}
     )
@@ -208,3 +212,16 @@ def test_sink_targets_cannot_collide_or_loop() -> None:
     )
     with pytest.raises(ConfigError, match="is a staging topic"):
         check_targets(looping, SchemaCatalog.default())
+    keyless = settings_from(
+        {
+            "sources": {
+                "s": {
+                    "resources": {
+                        "r": {"schema_file": "coinbase/matches.avsc", "key": ["product_id"]}
+                    }
+                }
+            }
+        }
+    )
+    with pytest.raises(ConfigError, match="needs id_fields"):
+        check_targets(keyless, SchemaCatalog.default())

@@ -217,7 +217,6 @@ def test_decoder_round_trips_records_and_attributes(catalog: SchemaCatalog) -> N
     [
         (lambda v: None, "empty"),
         (lambda v: b'{"json": true}', "marker"),
-        (lambda v: v[:2] + b"\xff" * 8 + v[10:], "unknown schema fingerprint"),
         (lambda v: v[:14], ""),
         (lambda v: v + b"\x01", "trailing"),
     ],
@@ -342,3 +341,16 @@ def test_int_outside_32_bits_is_refused(tmp_path: Any) -> None:
     with pytest.raises(SchemaMismatchError, match="does not fit an Avro int") as info:
         encoder_i.encode_batch([{"id": 1, "n": 2**31}], ingest_time_us=NOW)
     assert info.value.field == "n"
+
+
+def test_unknown_schema_stops_instead_of_dead_lettering(catalog: SchemaCatalog) -> None:
+    """A fingerprint no schema file has is not a dead letter: it raises UnknownSchemaError."""
+    from durable_ingest.errors import UnknownSchemaError
+
+    envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW)[0]
+    value = envelope.value[:2] + b"\xff" * 8 + envelope.value[10:]
+    with pytest.raises(
+        UnknownSchemaError, match=r"ingest\.x\.y\[1\]@77 has schema fingerprint ffff"
+    ) as info:
+        EnvelopeDecoder(catalog).decode("ingest.x.y", 1, 77, None, value, FixedHeaders([]))
+    assert (info.value.topic, info.value.partition, info.value.offset) == ("ingest.x.y", 1, 77)

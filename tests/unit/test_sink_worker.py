@@ -244,3 +244,41 @@ def test_a_refused_commit_does_not_stop_the_sink(catalog: SchemaCatalog) -> None
     worker = run(provider, context, table)
     assert worker.metrics.value("sink_commit_failures_total") == 1
     assert sorted(table.rows) == sorted(r["trade_id"] for r in trades(40))
+
+
+def test_token_changes_when_the_same_offsets_hold_other_records(catalog: SchemaCatalog) -> None:
+    """A recreated topic reuses offsets; the token still tells its records from the old ones."""
+    from sink_workers.batching import by_partition
+
+    resource = trade_resource(catalog, partitions=1)
+    context = StagingContext(source=resource.source, resources=(resource,), group_id=unique("g"))
+    tokens = []
+    for rows in (trades(20), trades(20, start=1_000)):  # the topic "recreated" with new data
+        provider = MemoryStagingProvider(catalog=catalog)
+        with provider.allocate_session(context) as session:
+            session.writer().write_batch(rows)
+            batch = next(session.reader().iter_batches(100, idle_timeout_s=0.1))
+        (group,) = by_partition(batch.records)
+        assert group.token == by_partition(batch.records)[0].token  # a retry: the same token
+        tokens.append(group.token)
+    assert tokens[0].split(":")[:3] == tokens[1].split(":")[:3]  # same topic, partition, offsets
+    assert tokens[0] != tokens[1]
+
+
+def test_stop_during_a_retry_wait_stops_without_committing(catalog: SchemaCatalog) -> None:
+    """stop() while the warehouse is down ends the run at once with nothing committed."""
+    import threading
+
+    provider, context, table = setup(
+        catalog, 20, fail=lambda ids: WarehouseUnavailableError("down", code=210)
+    )
+    with provider.allocate_session(context) as session:
+        worker = SinkWorker(
+            session,
+            {context.resources[0].topic.name: TableTarget(table)},
+            retry=RetryPolicy(initial_s=0.05, max_s=0.05, give_up_after_s=60),
+        )
+        threading.Timer(0.3, worker.stop).start()
+        with pytest.raises(StopError, match="stopped while retrying"):
+            worker.run(idle_timeout_s=5)
+    assert committed(provider, context) == 0
