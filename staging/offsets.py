@@ -42,11 +42,6 @@ class OffsetRange:
         """The offset to commit once this range is written: ``last + 1``."""
         return self.last + 1
 
-    @property
-    def count(self) -> int:
-        """Upper bound of records in the range (compaction may leave holes)."""
-        return self.last - self.first + 1
-
     def dedup_token(self) -> str:
         """Deterministic insert-deduplication token: the same range, the same token."""
         return f"{self.topic}:{self.partition}:{self.first}-{self.last}"

@@ -2,7 +2,7 @@
 
 The producer is always idempotent with ``acks=all``; the consumer never auto
 commits and never auto-stores offsets, and names its ``auto.offset.reset``.
-These dictionaries hold secrets: never log them (use :func:`redacted`).
+These dictionaries hold secrets: never log them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ LIBRDKAFKA_LOGGER = logging.getLogger("staging.kafka.librdkafka")
 
 # Room for the record batch framing around one record of max_record_bytes.
 _BATCH_OVERHEAD = 64 * 1024
-_SECRET_KEYS = {"sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret"}
 
 
 def common_config(kafka: KafkaSettings) -> dict[str, Any]:
@@ -100,8 +99,3 @@ def consumer_config(kafka: KafkaSettings, *, group_id: str) -> dict[str, Any]:
     config.update(kafka.consumer)
     config.update({"enable.auto.commit": False, "enable.auto.offset.store": False})
     return config
-
-
-def redacted(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a librdkafka config that is safe to log."""
-    return {k: ("**********" if k in _SECRET_KEYS else v) for k, v in config.items()}

@@ -44,13 +44,20 @@ class Table:
 
 
 def setup(
-    catalog: SchemaCatalog, n: int, **table_args: Any
+    catalog: SchemaCatalog, n: int, *, checkpoint_every: int | None = None, **table_args: Any
 ) -> tuple[MemoryStagingProvider, StagingContext, Table]:
+    """n trades staged (in writes of ``checkpoint_every`` rows carrying {"upto": last row})."""
     provider = MemoryStagingProvider(catalog=catalog)
     resource = trade_resource(catalog)
     context = StagingContext(source=resource.source, resources=(resource,), group_id=unique("g"))
+    rows = trades(n)
     with provider.allocate_session(context) as session:
-        session.writer().write_batch(trades(n))
+        if checkpoint_every is None:
+            session.writer().write_batch(rows)
+        else:
+            for start in range(0, n, checkpoint_every):
+                part = rows[start : start + checkpoint_every]
+                session.writer().write_batch(part, checkpoint={"upto": start + len(part) - 1})
     spec = table_spec(
         resource.schema.parsed["fields"],
         database="db",
@@ -179,21 +186,9 @@ def test_checkpoints_are_saved_per_partition_and_resume_at_the_last_write(
     catalog: SchemaCatalog,
 ) -> None:
     """After the commit, per-partition entries let the source resume at the newest whole write."""
-    provider = MemoryStagingProvider(catalog=catalog)
-    resource = trade_resource(catalog)
-    context = StagingContext(source=resource.source, resources=(resource,), group_id=unique("g"))
-    rows = trades(300)
-    with provider.allocate_session(context) as session:
-        for start in range(0, 300, 60):
-            session.writer().write_batch(rows[start : start + 60], checkpoint={"upto": start + 59})
-    spec = table_spec(
-        resource.schema.parsed["fields"],
-        database="db",
-        table="t",
-        order_by=("product_id", "trade_id"),
-    )
+    provider, context, table = setup(catalog, 300, checkpoint_every=60)
+    resource = context.resources[0]
     store = InMemoryCheckpointStore()
-    table = Table(spec)
     with provider.allocate_session(context) as session:
         worker = SinkWorker(
             session, {resource.topic.name: TableTarget(table)}, chunk_size=70, checkpoints=store
@@ -207,19 +202,14 @@ def test_checkpoints_are_saved_per_partition_and_resume_at_the_last_write(
 
 def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> None:
     """A batch that was not written saves no checkpoint."""
-    provider = MemoryStagingProvider(catalog=catalog)
-    resource = trade_resource(catalog)
-    context = StagingContext(source=resource.source, resources=(resource,), group_id=unique("g"))
-    with provider.allocate_session(context) as session:
-        session.writer().write_batch(trades(10), checkpoint={"upto": 9})
-    spec = table_spec(
-        resource.schema.parsed["fields"],
-        database="db",
-        table="t",
-        order_by=("product_id", "trade_id"),
+    provider, context, table = setup(
+        catalog,
+        10,
+        checkpoint_every=10,
+        fail=lambda ids: WarehouseUnavailableError("down", code=210),
     )
+    resource = context.resources[0]
     store = InMemoryCheckpointStore()
-    table = Table(spec, fail=lambda ids: WarehouseUnavailableError("down", code=210))
     clock = iter(range(0, 10_000, 5))
     with provider.allocate_session(context) as session:
         worker = SinkWorker(
