@@ -1,5 +1,8 @@
 """The ``ingest`` command.
 
+``ingest source run SOURCE [--admin-port P]`` runs one source worker (see
+:mod:`source_workers.run`).
+
 ``ingest sink run [--source S] [--resource R] [--idle-exit S] [--admin-port P]``
 runs one sink worker (see :mod:`sink_workers.run`).
 
@@ -31,6 +34,7 @@ from durable_ingest.compose import (
     schema_catalog,
     staged_resources,
     staging_provider,
+    with_connector_defaults,
 )
 from durable_ingest.config import Settings, load_settings
 from durable_ingest.errors import IngestError, StopError
@@ -70,6 +74,23 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="where the stack keeps its files (default: data_dir setting)",
+    )
+    source = commands.add_parser("source", help="source workers: provider APIs into staging")
+    source_commands = source.add_subparsers(dest="source_command", required=True)
+    source_run = source_commands.add_parser(
+        "run", help="one source process; SIGTERM or Ctrl-C stages what was received and stops"
+    )
+    source_run.add_argument(
+        "source", help="a configured source, or a connector name (e.g. coinbase)"
+    )
+    source_run.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        help="serve /health and /metrics on 127.0.0.1:PORT (0 picks one; default: off)",
+    )
+    source_run.add_argument(
+        "--data-dir", type=Path, default=None, help="data directory (default: data_dir setting)"
     )
     sink = commands.add_parser("sink", help="sink workers: staged topics into ClickHouse")
     sink_commands = sink.add_subparsers(dest="sink_command", required=True)
@@ -172,9 +193,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config, overrides=overrides)
         if args.command == "stack" and args.stack_command == "up":
             return stack_up(settings, args.port)
+        if args.command == "source" and args.source_command == "run":
+            from source_workers.run import run_source
+
+            run_source(settings, args.source, admin_port=args.admin_port)
+            return 0
         if args.command == "sink" and args.sink_command == "run":
             from sink_workers.run import run_sink
 
+            settings = with_connector_defaults(settings, args.source)
             if args.chunk_size < 1:
                 raise StopError(f"--chunk-size must be at least 1, not {args.chunk_size}")
             run_sink(

@@ -6,7 +6,7 @@ checkpoint store here, so one place decides which implementation they get.
 
 from __future__ import annotations
 
-from durable_ingest.config import Settings
+from durable_ingest.config import ResourceSettings, Settings, SourceSettings
 from durable_ingest.errors import UnknownResourceError
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.resource import StagedResource, TopicSpec, check_topic
@@ -18,6 +18,37 @@ def schema_catalog(settings: Settings) -> SchemaCatalog:
     if settings.staging.schemas_dir is not None:
         return SchemaCatalog(settings.staging.schemas_dir)
     return SchemaCatalog.default()
+
+
+def with_connector_defaults(settings: Settings, name: str | None = None) -> Settings:
+    """Settings in which every source that runs a connector declares its resources.
+
+    A resource the TOML declares (``[sources.<s>.resources.<r>]``) keeps that
+    declaration whole; the connector's own definition fills in the others. With
+    ``name``, the source ``name`` is added when it is a connector not configured.
+    """
+    from source_workers.connectors import CONNECTORS, load_connector
+
+    sources = dict(settings.sources)
+    if name is not None and name not in sources and name in CONNECTORS:
+        sources[name] = SourceSettings()
+    changed = False
+    for source_name, source_settings in sources.items():
+        connector = source_settings.connector or (
+            source_name if source_name in CONNECTORS else None
+        )
+        if connector is None:
+            continue
+        definition = load_connector(connector).pipeline.build(source_name)
+        resources = dict(source_settings.resources)
+        for resource in definition.resources:
+            if resource.name not in resources:
+                resources[resource.name] = ResourceSettings(**resource.staging_defaults())
+                changed = True
+        sources[source_name] = source_settings.model_copy(update={"resources": resources})
+    if not changed and sources.keys() == settings.sources.keys():
+        return settings
+    return settings.model_copy(update={"sources": sources})
 
 
 def staged_resources(

@@ -21,7 +21,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -31,6 +31,7 @@ from durable_ingest.errors import ConfigError
 ENV_PREFIX = "INGEST_"
 ENV_CONFIG_FILE = "INGEST_CONFIG"
 DEFAULT_CONFIG_FILE = Path("ingest.toml")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Model(BaseModel):
@@ -205,8 +206,41 @@ class ResourceSettings(_Model):
         return self.target.removeprefix("kafka:") if self.target.startswith("kafka:") else None
 
 
+class RuntimeSettings(_Model):
+    """How a source worker's Durable Runtime behaves (``[sources.<name>.runtime]``)."""
+
+    batch_rows: int = Field(500, ge=1, le=100_000)
+    """Stage a resource's buffered rows once this many are waiting..."""
+    linger_s: float = Field(0.2, gt=0, le=60)
+    """...or once the oldest has waited this long."""
+    idle_timeout_s: float = Field(30.0, gt=0)
+    """A connection that delivers no frame for this long is dead: reconnect."""
+    connect_timeout_s: float = Field(10.0, gt=0)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    backoff_reset_after_s: float = Field(60.0, gt=0)
+    """A connection that stayed up this long resets the backoff to its start."""
+    max_frame_bytes: int = Field(1_048_576, ge=1_024)
+    """Largest websocket frame (or HTTP body) accepted; a larger one closes the
+    connection (websocket) or is dead-lettered (HTTP)."""
+    max_json_depth: int = Field(32, ge=2, le=512)
+    shutdown_timeout_s: float = Field(15.0, gt=0)
+    """SIGTERM/SIGINT: stop reading, flush and exit within about this long."""
+
+    @model_validator(mode="after")
+    def _backoff(self) -> RuntimeSettings:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        return self
+
+
 class SourceSettings(_Model):
+    connector: str | None = None
+    """Which connector runs this source (default: the source's own name), so one
+    connector can run as several sources, e.g. ``coinbase_eu``."""
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
+    """Staging settings per resource; the connector's defaults fill in the rest."""
+    runtime: RuntimeSettings = RuntimeSettings()
 
 
 class StagingSettings(_Model):
@@ -263,6 +297,31 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(f"environment variable {name} is not a durable-ingest setting")
         result.setdefault(section, {})[field] = value
     return result
+
+
+def connector_settings(
+    model: type[ModelT], prefix: str, env: Mapping[str, str] | None = None
+) -> ModelT:
+    """A connector's settings from ``<PREFIX>_<FIELD>`` environment variables.
+
+    ``connector_settings(CoinbaseSettings, "COINBASE")`` reads ``COINBASE_WS_URL``
+    into ``ws_url``. Raises :class:`ConfigError` naming the variable, never its value.
+    """
+    env = os.environ if env is None else env
+    data = {
+        field: env[f"{prefix}_{field.upper()}"]
+        for field in model.model_fields
+        if f"{prefix}_{field.upper()}" in env
+    }
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for item in exc.errors(include_input=False, include_url=False):
+            loc = [str(part) for part in item["loc"]]
+            name = f"{prefix}_{loc[0].upper()}" if loc else prefix
+            lines.append(f"{name}: {item['msg']}")
+        raise ConfigError(f"invalid {prefix.lower()} settings: " + "; ".join(lines)) from None
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,16 +9,22 @@
     ├── BackoffError                 a dependency is unavailable: wait, then retry
     │   ├── BrokerUnavailableError   Kafka cannot be reached within the timeout
     │   ├── DeliveryFailedError      the broker refused a record for a transient cause
-    │   └── WarehouseUnavailableError ClickHouse is down, slow or overloaded (by server code)
+    │   ├── WarehouseUnavailableError ClickHouse is down, slow or overloaded (by server code)
+    │   ├── ConnectionLostError      a provider connection dropped, failed or went silent
+    │   └── RateLimitedError         a provider answered 429 (or 503): wait as it asks
     ├── DeadLetterError              this record can never succeed: dead-letter it,
     │   │                            count it, continue with the rest
     │   ├── SchemaMismatchError      a row does not fit its resource's Avro schema
     │   ├── RecordTooLargeError      an encoded record is over the size limit
     │   ├── BatchRejectedError       ClickHouse refused a batch for its content: split it
-    │   └── CorruptRecordError       staged bytes that cannot be decoded
+    │   ├── CorruptRecordError       staged bytes that cannot be decoded
+    │   └── MalformedFrameError      a provider frame that is too large, too deep, not
+    │                                JSON, or that a resource cannot parse or process
     └── StopError                    retrying will not help: stop with this message
         ├── ConfigError              the configuration is invalid or unsafe
         ├── UnknownResourceError     a source or resource nobody declared
+        ├── SourceDefinitionError    a connector's definition or process() result is wrong
+        ├── ProviderRefusedError     a provider refused for good (bad key, unknown product)
         ├── SchemaError              a schema file is missing or not valid Avro
         │   └── UnknownSchemaError   staged bytes name a schema the schemas folder lacks
         ├── CheckpointError          a checkpoint is not plain JSON
@@ -110,6 +116,28 @@ class WarehouseUnavailableError(BackoffError):
         self.code = code
 
 
+class ConnectionLostError(BackoffError):
+    """A provider connection could not be opened, dropped, or went silent.
+
+    ``url`` never holds credentials: query parameters are masked.
+    """
+
+    def __init__(self, message: str, *, url: str, reason: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+
+
+class RateLimitedError(BackoffError):
+    """A provider asked us to slow down (HTTP 429/503); ``retry_after_s`` if it said."""
+
+    def __init__(self, message: str, *, url: str, status: int, retry_after_s: float | None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
 # --- dead-letter and continue ----------------------------------------------
 
 
@@ -133,6 +161,23 @@ class SchemaMismatchError(DeadLetterError):
         self.resource = resource
         self.field = field
         self.row_index = row_index
+
+
+class MalformedFrameError(DeadLetterError):
+    """A provider frame that cannot become records: dead-letter it, count it, go on.
+
+    ``resource`` is the resource whose parse or process refused it, or None when
+    the frame failed before any resource saw it (size, depth, JSON).
+    """
+
+    def __init__(
+        self, message: str, *, source: str, resource: str | None, reason: str, frame: bytes
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.resource = resource
+        self.reason = reason
+        self.frame = frame
 
 
 class RecordTooLargeError(DeadLetterError):
@@ -192,6 +237,24 @@ class UnknownResourceError(StopError):
         super().__init__(message)
         self.source = source
         self.resource = resource
+
+
+class SourceDefinitionError(StopError):
+    """A connector is wired wrongly: a bad definition, or process() returned a wrong shape."""
+
+    def __init__(self, message: str, *, source: str, resource: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.resource = resource
+
+
+class ProviderRefusedError(StopError):
+    """The provider refused us for good: bad credentials, unknown product or table."""
+
+    def __init__(self, message: str, *, source: str, reason: str) -> None:
+        super().__init__(message)
+        self.source = source
+        self.reason = reason
 
 
 class SchemaError(StopError):

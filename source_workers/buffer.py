@@ -1,0 +1,84 @@
+"""What a resource has received and not yet staged, and when to stage it.
+
+Each resource has one :class:`ResourceBuffer`: its records in arrival order,
+the raw frame each came from (for a dead letter, should the record be
+refused), the newest checkpoint ``process`` returned, and the arrival time of
+the oldest waiting record. :meth:`ResourceBuffer.due` says when to flush:
+``batch_rows`` records waiting, or the oldest waiting ``linger_s``. Time is
+passed in. Pure code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from staging.envelope import Checkpoint
+
+Record = Any
+
+
+@dataclass(slots=True)
+class Pending:
+    """A batch taken out of a buffer: rows, their frames, and the checkpoint they carry."""
+
+    rows: list[Record]
+    frames: list[bytes | str]
+    checkpoint: Checkpoint | None
+
+    def without(self, index: int) -> Pending:
+        """The same batch less one refused row."""
+        return Pending(
+            self.rows[:index] + self.rows[index + 1 :],
+            self.frames[:index] + self.frames[index + 1 :],
+            self.checkpoint,
+        )
+
+
+@dataclass(slots=True)
+class ResourceBuffer:
+    batch_rows: int
+    linger_s: float
+    rows: list[Record] = field(default_factory=list)
+    frames: list[bytes | str] = field(default_factory=list)
+    checkpoint: Checkpoint | None = None
+    """The newest checkpoint from process(); it waits for rows to travel with."""
+    oldest_at: float | None = None
+
+    def add(
+        self,
+        records: Sequence[Record],
+        frame: bytes | str,
+        checkpoint: Checkpoint | None,
+        now: float,
+    ) -> None:
+        if records:
+            if not self.rows:
+                self.oldest_at = now
+            self.rows.extend(records)
+            self.frames.extend([frame] * len(records))
+        if checkpoint is not None:
+            self.checkpoint = checkpoint
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def due(self, now: float) -> bool:
+        """Full, or the oldest row has waited long enough."""
+        if not self.rows:
+            return False
+        if len(self.rows) >= self.batch_rows:
+            return True
+        return self.oldest_at is not None and now - self.oldest_at >= self.linger_s
+
+    def take(self) -> Pending:
+        """Everything waiting, as one batch; the checkpoint goes with it.
+
+        A checkpoint with no rows waiting stays (it cannot travel alone).
+        """
+        if not self.rows:
+            return Pending([], [], None)
+        pending = Pending(self.rows, self.frames, self.checkpoint)
+        self.rows, self.frames, self.checkpoint, self.oldest_at = [], [], None, None
+        return pending

@@ -1,0 +1,51 @@
+"""Connectors: one folder per provider, each following the same contract.
+
+``connectors/<name>/``:
+
+* ``source.py``: the Source: its settings (from ``<NAME>_*`` variables), its
+  protocol handling (``control``) and ``start(ctx)``, which only connects,
+  subscribes and emits raw messages;
+* ``resources/<resource>.py``: one Resource per file: its schema, key,
+  ``parse`` and ``process``;
+* ``pipeline.py``: composition: ``build()`` returns the Source with its
+  Resources, plus ``SETTINGS`` (the settings model) and ``ENV_PREFIX``;
+* ``workflow.py``: the long-running worker entry point
+  (``python -m source_workers.connectors.<name>.workflow``).
+
+``tests/unit/test_connector_contract.py`` checks every connector listed here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from durable_ingest.errors import ConfigError
+
+CONNECTORS = ("coinbase",)
+
+
+@dataclass(frozen=True, slots=True)
+class Connector:
+    name: str
+    pipeline: ModuleType
+
+    @property
+    def settings_model(self) -> Any:
+        return self.pipeline.SETTINGS
+
+    @property
+    def env_prefix(self) -> str:
+        return str(self.pipeline.ENV_PREFIX)
+
+
+def load_connector(name: str) -> Connector:
+    """The connector called ``name``; raises ConfigError naming the known ones."""
+    if name not in CONNECTORS:
+        raise ConfigError(
+            f"no connector {name!r} (known: {', '.join(CONNECTORS)}); set "
+            '[sources.<name>] connector = "..." to run a connector under another name'
+        )
+    return Connector(name, importlib.import_module(f"source_workers.connectors.{name}.pipeline"))

@@ -1,0 +1,1 @@
+"""Coinbase Exchange: public trades (``matches``) from the websocket feed, gaps from REST."""

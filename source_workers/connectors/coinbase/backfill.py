@@ -1,0 +1,150 @@
+"""Filling trade-id gaps from Coinbase's REST trades endpoint.
+
+``GET {COINBASE_REST_URL}/products/{product}/trades?limit=N&after=ID`` returns
+up to N trades with ids below ``ID``, newest first; the ``cb-after`` header is
+the cursor of the next (older) page. A gap ``first..last`` is filled by paging
+down from ``after=last+1`` until a page reaches ``first`` or comes back
+empty. Each trade in the gap is emitted (``type: rest_trade``) through the
+runtime like a feed message, so the ledger drops what the feed already
+delivered; then ``backfill_done`` resolves what REST did not have.
+
+Rate limits: at least ``rest_min_interval_s`` between requests; a 429 (or
+503) waits for ``Retry-After`` when given, else a doubling delay; connection
+errors are retried the same way, ``rest_max_attempts`` times, after which
+the session ends and reconnects (the gap is still open, so it is retried).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from durable_ingest.errors import ConnectionLostError, MalformedFrameError, RateLimitedError
+from source_workers.connectors.coinbase.trades import TradeLedger, trade_id_of
+from source_workers.context import SourceContext
+
+_RETRY_S = 5.0
+"""An unfinished backfill is offered again after this long."""
+
+if TYPE_CHECKING:
+    from source_workers.connectors.coinbase.source import CoinbaseSettings
+
+
+async def backfill_loop(
+    ctx: SourceContext, ledger: TradeLedger, settings: CoinbaseSettings
+) -> None:
+    """For the whole session: fill every gap once it has been open for the grace period."""
+    while not ctx.stopping:
+        for product, gap in ledger.due(time.monotonic(), settings.backfill_grace_s):
+            first, last = gap.first, gap.last
+            done = False
+            try:
+                done = await fill(ctx, product, first, last, settings)
+            finally:
+                if not done:  # stopped, failed or cancelled: the gap is offered again
+                    ledger.retry_later(product, first, last, time.monotonic() + _RETRY_S)
+        if not await ctx.sleep(0.1):
+            return
+
+
+class _BadPage(ValueError):
+    pass
+
+
+async def fill(
+    ctx: SourceContext, product: str, first: int, last: int, settings: CoinbaseSettings
+) -> bool:
+    """Fetch and emit the trades of ``first..last``; True once the gap is resolved."""
+    labels = {"source": ctx.source, "product": product}
+    if last - first + 1 > settings.max_backfill_trades:
+        skipped_to = last - settings.max_backfill_trades
+        ctx.log.error(
+            "coinbase %s: gap of %d trades (%d..%d) is over max_backfill_trades; "
+            "giving up trades %d..%d",
+            product,
+            last - first + 1,
+            first,
+            last,
+            first,
+            skipped_to,
+        )
+        await ctx.emit_raw(
+            {"type": "backfill_done", "product_id": product, "first": first, "last": skipped_to},
+            "matches",
+        )
+        ctx.metrics.inc("coinbase_trades_given_up_total", skipped_to - first + 1, labels)
+        first = skipped_to + 1
+    ctx.log.info("coinbase %s: backfilling trades %d..%d from REST", product, first, last)
+    url = f"{settings.rest_url}/products/{product}/trades"
+    after = last + 1
+    fetched = 0
+    while after > first and not ctx.stopping:
+        try:
+            page, cursor = await _page(ctx, url, after, settings)
+            ids = [_trade_id(trade) for trade in page]
+        except (_BadPage, MalformedFrameError) as exc:
+            # Quarantine the page (the resource does not recognise it: a dead letter)
+            # and leave the gap open: it is offered again later, never skipped.
+            ctx.log.warning("coinbase %s: bad REST page after=%d: %s", product, after, exc)
+            bad = getattr(exc, "frame", None) or str(exc)
+            await ctx.emit_raw(
+                {"type": "rest_page", "after": after, "body": str(bad)[:65536]}, "matches"
+            )
+            return False
+        lowest = min(ids, default=after)
+        for trade, trade_id in zip(page, ids, strict=True):
+            if first <= trade_id <= last:
+                fetched += 1
+                await ctx.emit_raw(
+                    {**trade, "type": "rest_trade", "product_id": product}, "matches"
+                )
+        if not page or lowest >= after:
+            break
+        after = cursor if cursor is not None and cursor < after else lowest
+        if not await ctx.sleep(settings.rest_min_interval_s):
+            return False
+    if ctx.stopping:
+        return False  # the gap stays open, ahead of the checkpoint: a restart refills it
+    await ctx.emit_raw(
+        {"type": "backfill_done", "product_id": product, "first": first, "last": last}, "matches"
+    )
+    ctx.metrics.inc("coinbase_trades_backfilled_total", fetched, labels)
+    ctx.log.info("coinbase %s: backfill %d..%d fetched %d trades", product, first, last, fetched)
+    return True
+
+
+def _trade_id(trade: Any) -> int:
+    if not isinstance(trade, dict):
+        raise _BadPage(f"REST trade {str(trade)[:80]!r} is not an object")
+    try:
+        return trade_id_of(trade.get("trade_id"))
+    except ValueError as exc:
+        raise _BadPage(str(exc)) from None
+
+
+async def _page(
+    ctx: SourceContext, url: str, after: int, settings: CoinbaseSettings
+) -> tuple[list[Any], int | None]:
+    delay = max(settings.rest_min_interval_s, 0.25)
+    for attempt in range(1, settings.rest_max_attempts + 1):
+        try:
+            response = await ctx.http.get_json(
+                url, {"limit": settings.rest_page_size, "after": after}
+            )
+            ctx.metrics.inc("coinbase_rest_requests_total", 1, {"source": ctx.source})
+        except (RateLimitedError, ConnectionLostError) as exc:
+            if attempt == settings.rest_max_attempts:
+                raise
+            wait = getattr(exc, "retry_after_s", None) or delay
+            ctx.metrics.inc("coinbase_rest_retries_total", 1, {"source": ctx.source})
+            ctx.log.warning("coinbase REST: %s; retrying in %.2f s", exc, wait)
+            if not await ctx.sleep(wait):
+                return [], None
+            delay = min(delay * 2, 30.0)
+            continue
+        body = response.body
+        if not isinstance(body, list):
+            raise _BadPage(f"REST trades body is a {type(body).__name__}, not a list")
+        cursor = response.headers.get("cb-after")
+        return body, int(cursor) if cursor and cursor.isdigit() else None
+    return [], None

@@ -1,0 +1,32 @@
+"""Composition of the Coinbase connector: source, resources, settings, defaults.
+
+Staging defaults come from the resource definitions (topic
+``ingest.<source>.matches``, 3 partitions, 7 days); ``[sources.<name>.resources.matches]``
+in ``ingest.toml`` may override them. The checkpoint is the ledger's
+contiguous trade id and last sequence per product, loaded at start from what
+the sinks confirmed written.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+from source_workers.authoring import Source, define_source
+from source_workers.connectors.coinbase.resources import matches
+from source_workers.connectors.coinbase.source import CoinbaseSettings, control, start
+from source_workers.connectors.coinbase.trades import TradeLedger
+
+SETTINGS = CoinbaseSettings
+ENV_PREFIX = "COINBASE"
+
+
+def build(name: str = "coinbase") -> Source:
+    """A fresh Coinbase source (its own ledger) called ``name``."""
+    ledger = TradeLedger()
+    return define_source(
+        name=name,
+        resources=[matches.resource(ledger, time.monotonic)],
+        start=partial(start, ledger=ledger),
+        control=control,
+    )

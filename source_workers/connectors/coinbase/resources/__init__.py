@@ -1,0 +1,1 @@
+"""The Coinbase resources, one per file."""

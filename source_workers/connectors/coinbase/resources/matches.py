@@ -1,0 +1,69 @@
+"""Resource ``matches``: every Coinbase trade once, keyed by product and trade id.
+
+``parse`` recognises feed ``match`` and ``last_match`` messages, ``heartbeat``
+messages (which reveal missed trades through ``last_trade_id``), trades that
+the backfill fetched over REST (``rest_trade``) and the backfill's end marker
+(``backfill_done``). ``process`` asks the :class:`TradeLedger` whether a trade
+is new, returns its row, and returns the ledger's contiguous checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from source_workers.authoring import Output, Resource, define_resource
+from source_workers.connectors.coinbase.trades import TradeLedger, trade_id_of, trade_row
+
+_TYPES = frozenset(("match", "last_match", "heartbeat", "rest_trade", "backfill_done"))
+
+
+def parse(raw: Any) -> dict[str, Any] | None:
+    if isinstance(raw, dict) and raw.get("type") in _TYPES:
+        return raw
+    return None
+
+
+class Matches:
+    """``process`` for matches: one ledger per worker, shared with the backfill."""
+
+    def __init__(self, ledger: TradeLedger, clock: Any) -> None:
+        self.ledger = ledger
+        self._clock = clock
+
+    def __call__(self, message: dict[str, Any], received_at_us: int) -> Output | None:
+        kind = message["type"]
+        product = message["product_id"]
+        if not isinstance(product, str) or not product:
+            raise ValueError(f"product_id {product!r} is not a product")
+        ledger = self.ledger
+        if kind == "heartbeat":
+            ledger.heartbeat(
+                product,
+                trade_id_of(message["last_trade_id"]),
+                message.get("sequence"),
+                self._clock(),
+            )
+            return Output((), ledger.checkpoint())
+        if kind == "backfill_done":
+            ledger.resolve(product, int(message["first"]), int(message["last"]))
+            return Output((), ledger.checkpoint())
+        sequence = message.get("sequence") if kind != "rest_trade" else None
+        if sequence is not None and (not isinstance(sequence, int) or isinstance(sequence, bool)):
+            raise ValueError(f"sequence {sequence!r} is not an integer")
+        row = trade_row(message, product, sequence)
+        if not ledger.accept(product, row["trade_id"], sequence, self._clock()):
+            return None
+        return Output((row,), ledger.checkpoint())
+
+
+def resource(ledger: TradeLedger, clock: Any) -> Resource:
+    return define_resource(
+        name="matches",
+        target="clickhouse",
+        schema="coinbase/matches.avsc",
+        key=("product_id",),
+        id_fields=("product_id", "trade_id"),
+        time_field="time",
+        parse=parse,
+        process=Matches(ledger, clock),
+    )

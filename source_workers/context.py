@@ -1,0 +1,98 @@
+"""What a source's ``start(ctx)`` is handed: the one door to the runtime.
+
+``start`` uses it to read the checkpoints loaded at start-up, open the
+provider's websocket (limits and idle timeout applied), make REST requests,
+emit raw messages, run helper tasks that end with the connection, and wait
+without missing a stop. It never sees the staging layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
+
+from durable_ingest.metrics import Metrics
+from source_workers.transport.http import HttpClient
+from source_workers.transport.websocket import WebSocketStream, open_stream
+
+if TYPE_CHECKING:
+    from source_workers.runtime import SourceRuntime
+
+
+class SourceContext:
+    def __init__(self, runtime: SourceRuntime, settings: Any) -> None:
+        self._runtime = runtime
+        self.settings = settings
+        """The connector's own settings (e.g. ``CoinbaseSettings``)."""
+        self.source = runtime.source.name
+        """The configured source name (a connector may run as several sources)."""
+        self.log = logging.getLogger(f"source_workers.{self.source}")
+        self.metrics: Metrics = runtime.metrics
+        self.http: HttpClient = runtime.http
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def checkpoint(self, resource: str | None = None) -> dict[str, Any] | None:
+        """The checkpoint a sink confirmed written for ``resource`` (default: the first)."""
+        name = resource or self._runtime.source.resources[0].name
+        self._runtime.source.resource(name)
+        value = self._runtime.checkpoints.get(name)
+        return dict(value) if value is not None else None
+
+    async def emit_raw(self, raw: str | bytes | Any, resource: str | None = None) -> None:
+        """Hand one provider message to the resources (or to the one named).
+
+        ``raw`` is a frame (text or bytes, decoded here within the limits) or a
+        value already decoded (e.g. one item of a REST response). Returns once
+        it is processed; may wait while the runtime stages (backpressure).
+        """
+        await self._runtime.dispatch(raw, resource)
+
+    async def connect(self, url: str, headers: Mapping[str, str] | None = None) -> WebSocketStream:
+        """Open the provider websocket; iterate it for frames until it drops or we stop."""
+        settings = self._runtime.settings
+        stream = await open_stream(
+            url,
+            source=self.source,
+            max_frame_bytes=settings.max_frame_bytes,
+            connect_timeout_s=settings.connect_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            stop=self._runtime.stopping_event,
+            headers=dict(headers) if headers else None,
+        )
+        self._runtime.connected()
+        return stream
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run a helper (a backfill, a heartbeat) until it ends or the session does.
+
+        An exception in a helper ends the session like one in ``start`` itself.
+        """
+        task = asyncio.create_task(coroutine, name=f"{self.source}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._runtime.helper_failed(task.exception())  # type: ignore[arg-type]
+
+    async def cancel_helpers(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def stopping(self) -> bool:
+        return self._runtime.stopping_event.is_set()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``; returns False at once if the runtime is stopping."""
+        try:
+            await asyncio.wait_for(self._runtime.stopping_event.wait(), timeout=seconds)
+        except TimeoutError:
+            return True
+        return False

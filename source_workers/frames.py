@@ -1,0 +1,101 @@
+"""Untrusted input: provider frames into JSON values, within limits.
+
+Every websocket frame and HTTP body passes :func:`decode_frame` before a
+resource sees it. It refuses, with :class:`MalformedFrameError` naming the
+source and the reason:
+
+* frames over ``max_bytes`` (the websocket transport also refuses them at the
+  protocol level, before they are buffered whole);
+* bytes that are not UTF-8, or text that is not JSON;
+* ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON, and poison for ClickHouse);
+* nesting deeper than ``max_depth`` (counted only when the frame has more
+  brackets than that, so an ordinary frame pays two ``str.count`` calls).
+
+Pure code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from durable_ingest.errors import MalformedFrameError
+
+
+@dataclass(frozen=True, slots=True)
+class FrameLimits:
+    max_bytes: int = 1_048_576
+    max_depth: int = 32
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not allowed")
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def frame_bytes(frame: str | bytes) -> bytes:
+    """The frame as bytes, for a dead letter."""
+    return frame.encode("utf-8", "replace") if isinstance(frame, str) else bytes(frame)
+
+
+def malformed(
+    source: str, frame: str | bytes, reason: str, resource: str | None = None
+) -> MalformedFrameError:
+    """The error for a frame that cannot be used (kept whole, for its dead letter)."""
+    where = f"source {source}" + (f", resource {resource}" if resource else "")
+    return MalformedFrameError(
+        f"{where}: frame refused: {reason}",
+        source=source,
+        resource=resource,
+        reason=reason,
+        frame=frame_bytes(frame),
+    )
+
+
+def decode_frame(source: str, frame: str | bytes, limits: FrameLimits) -> Any:
+    """The JSON value of one frame; raises :class:`MalformedFrameError`."""
+    size = len(frame) if isinstance(frame, bytes | bytearray) else len(frame.encode("utf-8"))
+    if size > limits.max_bytes:
+        raise malformed(source, frame[:4096], f"{size} bytes, over the limit of {limits.max_bytes}")
+    if isinstance(frame, bytes | bytearray):
+        try:
+            text = frame.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise malformed(source, frame, f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    else:
+        text = frame
+    if text.count("[") + text.count("{") > limits.max_depth:
+        depth = json_depth(text)
+        if depth > limits.max_depth:
+            raise malformed(
+                source, frame, f"JSON nested {depth} deep, over the limit of {limits.max_depth}"
+            )
+    try:
+        return _decoder.decode(text)
+    except (ValueError, RecursionError) as exc:
+        raise malformed(source, frame, f"not JSON: {exc}") from None
+
+
+def json_depth(text: str) -> int:
+    """Deepest bracket nesting of a JSON text, skipping brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

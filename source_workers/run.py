@@ -1,0 +1,131 @@
+"""``ingest source run <source>``: one source process.
+
+Composition and process life only: settings into the connector's Source, its
+connector settings (``<PREFIX>_*`` variables), staged resources, the resume
+point of each resource (the newest checkpoint sinks confirmed written), a
+staging session, then the Durable Runtime until SIGTERM or SIGINT (stop
+reading, stage what was received, close the socket, exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from contextlib import ExitStack, closing
+from typing import Any
+
+from durable_ingest.admin import AdminServer
+from durable_ingest.compose import (
+    checkpoint_store,
+    schema_catalog,
+    staged_resources,
+    staging_provider,
+    with_connector_defaults,
+)
+from durable_ingest.config import Settings, connector_settings
+from durable_ingest.errors import StopError
+from source_workers.authoring import Source
+from source_workers.connectors import load_connector
+from source_workers.runtime import RuntimeStats, SourceRuntime
+from staging.checkpoints import partition_entries, resume_point
+from staging.protocol import StagingContext
+
+log = logging.getLogger(__name__)
+
+
+def build_source(settings: Settings, name: str) -> tuple[Source, Any]:
+    """The configured source ``name`` and its connector settings."""
+    configured = settings.sources.get(name)
+    connector = load_connector(
+        configured.connector if configured and configured.connector else name
+    )
+    source: Source = connector.pipeline.build(name)
+    return source, connector_settings(connector.settings_model, connector.env_prefix)
+
+
+def run_source(settings: Settings, name: str, *, admin_port: int | None = None) -> RuntimeStats:
+    """Run the source ``name`` until stopped; raises a StopError for what cannot be retried."""
+    source, options = build_source(settings, name)
+    settings = with_connector_defaults(settings, name)
+    catalog = schema_catalog(settings)
+    declared = {r.name: r for r in staged_resources(settings, catalog, name)}
+    missing = [r.name for r in source.resources if r.name not in declared]
+    if missing:
+        raise StopError(f"source {name}: resource {missing[0]} is not configured")
+    runtime_settings = settings.sources[name].runtime
+    with ExitStack() as stack:
+        store = stack.enter_context(closing(checkpoint_store(settings)))
+        checkpoints = {
+            r.name: resume_point(partition_entries(store, name, r.name)) for r in source.resources
+        }
+        for resource, checkpoint in checkpoints.items():
+            log.info(
+                "source %s, resource %s: resuming from %s",
+                name,
+                resource,
+                checkpoint or "the live feed (no checkpoint yet)",
+            )
+        provider = staging_provider(settings, catalog)
+        context = StagingContext(
+            source=name, resources=tuple(declared[r.name] for r in source.resources)
+        )
+        session = stack.enter_context(provider.allocate_session(context))
+        runtime = SourceRuntime(
+            source,
+            session,
+            settings=runtime_settings,
+            connector_settings=options,
+            checkpoints=checkpoints,
+        )
+        if admin_port is not None:
+            try:
+                admin = AdminServer(runtime.metrics, lambda: _health(runtime), port=admin_port)
+            except (OSError, OverflowError) as exc:
+                raise StopError(f"cannot serve the admin port {admin_port}: {exc}") from None
+            stack.callback(admin.close)
+            log.info("admin port: http://127.0.0.1:%d (/health, /metrics)", admin.port)
+        stats = asyncio.run(_run(runtime))
+    log.info(
+        "source stopped: %d frames, %d records staged in %d writes, %d dead letters, %d sessions",
+        stats.frames,
+        stats.records_staged,
+        stats.writes,
+        stats.dead_letters,
+        stats.sessions,
+    )
+    return stats
+
+
+def _health(runtime: SourceRuntime) -> dict[str, Any]:
+    connected = runtime.metrics.value("source_connected", {"source": runtime.source.name})
+    return {"healthy": not runtime.stopping_event.is_set(), "connected": bool(connected)}
+
+
+async def _run(runtime: SourceRuntime) -> RuntimeStats:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        log.info("received %s: staging what was received, then stopping", signum.name)
+        runtime.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await runtime.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def main_for(source: str, argv: Sequence[str]) -> int:
+    """``ingest [global options] source run <source> [argv]``."""
+    from durable_ingest.cli import main
+
+    args = list(argv)
+    global_args: list[str] = []
+    while args and args[0] in ("--config", "--log-level"):
+        global_args += args[:2]
+        args = args[2:]
+    return main([*global_args, "source", "run", source, *args])

@@ -1,0 +1,427 @@
+"""The Durable Runtime: keeps a source connected and stages what it receives.
+
+One asyncio task runs the source's ``start(ctx)`` (one *session*: connect,
+subscribe, emit). The runtime around it:
+
+* **Reconnects** when a session ends or fails with a back-off or retry error
+  (a dropped or silent socket, HTTP 5xx or 429), after a capped exponential
+  delay with jitter (:class:`~source_workers.backoff.Backoff`), reset once a
+  connection stayed healthy. A :class:`StopError` (bad key, wiring mistake)
+  ends the worker with its message.
+* **Processes sequentially**: every message goes through ``parse`` and
+  ``process`` of each resource in arrival order, in the event loop; records
+  wait in one :class:`~source_workers.buffer.ResourceBuffer` per resource.
+* **Stages, then moves on**: a buffer is staged when full or after
+  ``linger_s``, with the newest checkpoint ``process`` gave, through the
+  staging writer in one worker thread. Writes never overlap and keep their
+  order; while one runs, new messages wait (the websocket's own buffer and
+  TCP push back on the provider) and the producer's queue limits apply.
+  Failed deliveries are retried with the same rows and checkpoint; a row the
+  schema refuses is dead-lettered with its frame and the rest is staged.
+* **Quarantines bad input**: frames over the size or depth limit, not JSON,
+  or that a resource's ``parse``/``process`` raises on go to the resource's
+  dead-letter topic with the reason, counted; the worker goes on.
+* **Cleans up on stop** (:meth:`SourceRuntime.stop`, from SIGTERM/SIGINT):
+  the stream stops reading, helpers are cancelled, the socket closes, what was
+  received is staged, and :meth:`run` returns within about
+  ``shutdown_timeout_s``.
+
+Checkpoints are loaded by the caller (from what sinks confirmed written) and
+handed to ``start`` through the context; the runtime never saves one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from durable_ingest.config import RuntimeSettings
+from durable_ingest.errors import (
+    BackoffError,
+    DeadLetterError,
+    IngestError,
+    MalformedFrameError,
+    RecordTooLargeError,
+    RetryError,
+    SchemaMismatchError,
+    StopError,
+)
+from durable_ingest.metrics import Metrics
+from source_workers.authoring import Source, normalize
+from source_workers.backoff import Backoff
+from source_workers.buffer import Pending, ResourceBuffer
+from source_workers.context import SourceContext
+from source_workers.frames import FrameLimits, decode_frame, frame_bytes
+from source_workers.transport.http import HttpClient
+from source_workers.transport.websocket import StreamStopped
+from staging.deadletters import DeadLetter
+from staging.protocol import StagingSession
+
+log = logging.getLogger(__name__)
+
+_MAX_LETTER_BYTES = 256 * 1024
+"""A dead-lettered frame is cut to this many bytes (the reason says so)."""
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+@dataclass(slots=True)
+class RuntimeStats:
+    frames: int = 0
+    records_staged: int = 0
+    writes: int = 0
+    dead_letters: int = 0
+    ignored: int = 0
+    """Messages no resource recognised (subscription acks, heartbeats...)."""
+    sessions: int = 0
+
+
+class SourceRuntime:
+    def __init__(
+        self,
+        source: Source,
+        session: StagingSession,
+        *,
+        settings: RuntimeSettings,
+        connector_settings: Any = None,
+        checkpoints: Mapping[str, Mapping[str, Any] | None] | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_us: Callable[[], int] = _now_us,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.source = source
+        self.settings = settings
+        self.connector_settings = connector_settings
+        self.checkpoints = dict(checkpoints or {})
+        self.metrics = metrics or Metrics()
+        self.stats = RuntimeStats()
+        self.stopping_event = asyncio.Event()
+        self.limits = FrameLimits(settings.max_frame_bytes, settings.max_json_depth)
+        self.http = HttpClient(
+            source=source.name,
+            limits=self.limits,
+            timeout_s=settings.connect_timeout_s,
+            user_agent="durable-ingest",
+        )
+        self.backoff = Backoff(
+            initial_s=settings.backoff_initial_s,
+            max_s=settings.backoff_max_s,
+            reset_after_s=settings.backoff_reset_after_s,
+            jitter=jitter,
+        )
+        self._session = session
+        self._writers = {r.name: session.writer(r.name) for r in source.resources}
+        self._clock = clock
+        self._wall_us = wall_us
+        self._buffers = {
+            r.name: ResourceBuffer(settings.batch_rows, settings.linger_s) for r in source.resources
+        }
+        self._letters: list[DeadLetter] = []
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"stage-{source.name}")
+        self._lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None
+        self._session_task: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._labels = {
+            r.name: {"source": source.name, "resource": r.name} for r in source.resources
+        }
+
+    # --- life ---------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop reading, stage what was received, return from :meth:`run`. Thread-safe."""
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self.stopping_event.set)
+        else:
+            self.stopping_event.set()
+
+    def connected(self) -> None:
+        """A provider connection opened (the backoff resets once it stays up)."""
+        self.backoff.connected(self._clock())
+        self.metrics.set(
+            "source_connected", 1, {"source": self.source.name}, help="1 while connected"
+        )
+
+    def helper_failed(self, error: BaseException) -> None:
+        """A helper task failed: end the session (and, unless it can be retried, the worker)."""
+        if not isinstance(error, BackoffError | RetryError):
+            self._failure = error
+        if self._session_task is not None and not self._session_task.done():
+            self._session_task.cancel()
+
+    async def run(self) -> RuntimeStats:
+        """Sessions until stopped; raises the StopError that ended it, if one did."""
+        self._loop = asyncio.get_running_loop()
+        flusher = asyncio.create_task(self._flush_loop(), name=f"{self.source.name}:flusher")
+        try:
+            while not self.stopping_event.is_set():
+                await self._one_session()
+                if self._failure is not None:
+                    raise self._failure
+                if self.stopping_event.is_set():
+                    break
+                delay = self.backoff.failed(self._clock())
+                self.metrics.inc("source_reconnects_total", 1, {"source": self.source.name})
+                log.info("source %s: reconnecting in %.2f s", self.source.name, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping_event.wait(), timeout=delay)
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            try:
+                await self._flush_all()
+            finally:
+                self._executor.shutdown(wait=True)
+        return self.stats
+
+    async def _one_session(self) -> None:
+        context = SourceContext(self, self.connector_settings)
+        task: asyncio.Task[None] = asyncio.ensure_future(self.source.start(context))
+        self._session_task = task
+        self.stats.sessions += 1
+        stop_wait = asyncio.create_task(self.stopping_event.wait())
+        try:
+            await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                # Stopping: the stream ends at its next read; give start() a bounded grace.
+                done, _ = await asyncio.wait({task}, timeout=self.settings.shutdown_timeout_s / 2)
+                if not done:
+                    log.warning(
+                        "source %s: start() did not end in time; cancelling it", self.source.name
+                    )
+                    task.cancel()
+            try:
+                await task
+                if not self.stopping_event.is_set():
+                    log.warning("source %s: the session ended; reconnecting", self.source.name)
+            except (StreamStopped, asyncio.CancelledError):
+                if self._failure is None and not self.stopping_event.is_set():
+                    log.warning("source %s: a helper ended the session", self.source.name)
+            except (BackoffError, RetryError) as exc:
+                log.warning("source %s: %s", self.source.name, exc)
+            except IngestError:
+                raise
+        finally:
+            stop_wait.cancel()
+            await context.cancel_helpers()
+            self._session_task = None
+            self.metrics.set("source_connected", 0, {"source": self.source.name})
+
+    # --- processing ---------------------------------------------------------
+
+    async def dispatch(self, raw: Any, resource: str | None = None) -> None:
+        """One message through parse and process of its resources; may stage."""
+        self.stats.frames += 1
+        received_us = self._wall_us()
+        now = self._clock()
+        if isinstance(raw, str | bytes | bytearray):
+            frame: str | bytes = raw if isinstance(raw, str | bytes) else bytes(raw)
+            try:
+                value = decode_frame(self.source.name, frame, self.limits)
+            except MalformedFrameError as exc:
+                self._dead_letter(resource or self.source.dead_letters, frame, exc)
+                return
+        else:
+            value = raw
+            frame = _as_frame(raw)
+        control = self.source.control
+        if control is not None and resource is None:
+            try:
+                if control(value):
+                    return
+            except (StopError, BackoffError, RetryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a malformed protocol message
+                self._dead_letter(self.source.dead_letters, frame, exc, stage="control")
+                return
+        targets = (
+            (self.source.resource(resource, raw),)
+            if resource is not None
+            else self.source.resources
+        )
+        claimed = False
+        for target in targets:
+            name = target.name
+            try:
+                payload = target.parse(value)
+                if payload is None:
+                    continue
+                claimed = True
+                result = target.process(payload, received_us)
+            except (StopError, BackoffError, RetryError):
+                raise
+            except (DeadLetterError, Exception) as exc:  # noqa: BLE001 - bad input, not a bug
+                self._dead_letter(name, frame, exc, stage="parse/process")
+                claimed = True
+                continue
+            records, checkpoint = normalize(self.source.name, name, result)
+            buffer = self._buffers[name]
+            buffer.add(records, frame, checkpoint, now)
+            if buffer.due(now):
+                await self._flush(name)
+        if not claimed:
+            if resource is not None:
+                self._dead_letter(
+                    resource, frame, ValueError(f"resource {resource} did not recognise it")
+                )
+            else:
+                self.stats.ignored += 1
+
+    def _dead_letter(
+        self, resource: str, frame: str | bytes, error: BaseException, stage: str = "frame"
+    ) -> None:
+        data = frame_bytes(frame)
+        reason = f"{stage}: {type(error).__name__}: {error}"
+        if len(data) > _MAX_LETTER_BYTES:
+            reason += f" (frame of {len(data)} bytes cut to {_MAX_LETTER_BYTES})"
+            data = data[:_MAX_LETTER_BYTES]
+        self._letters.append(
+            DeadLetter(
+                resource=resource,
+                key=None,
+                value=data,
+                headers=(),
+                reason=reason,
+                code=type(error).__name__,
+                origin=f"source:{self.source.name}",
+            )
+        )
+        self.stats.dead_letters += 1
+        self.metrics.inc(
+            "source_dead_letters_total",
+            1,
+            self._labels[resource],
+            help="Frames and records quarantined to dead-letter topics",
+        )
+        log.warning(
+            "source %s, resource %s: dead-lettered a frame: %s",
+            self.source.name,
+            resource,
+            reason[:300],
+        )
+
+    # --- staging ------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        interval = max(0.01, self.settings.linger_s / 2)
+        while True:
+            await asyncio.sleep(interval)
+            now = self._clock()
+            for name, buffer in self._buffers.items():
+                if buffer.due(now):
+                    await self._flush(name)
+            if self._letters:
+                await self._send_letters()
+
+    async def _flush_all(self) -> None:
+        if self._writing is not None and not self._writing.done():
+            await asyncio.gather(self._writing, return_exceptions=True)
+        for name in self._buffers:
+            await self._flush(name, final=True)
+        if self._letters:
+            await self._send_letters(final=True)
+
+    async def _flush(self, name: str, final: bool = False) -> None:
+        async with self._lock:
+            if self._writing is not None and not self._writing.done():
+                await asyncio.shield(self._writing)
+            pending = self._buffers[name].take()
+            if not pending.rows:
+                return
+            self._writing = asyncio.ensure_future(self._write(name, pending, final))
+            await asyncio.shield(self._writing)
+
+    async def _write(self, name: str, pending: Pending, final: bool) -> None:
+        """Stage one batch: retried until acknowledged; refused rows dead-lettered."""
+        writer = self._writers[name]
+        loop = asyncio.get_running_loop()
+        delay = self.settings.backoff_initial_s
+        deadline = self._clock() + self.settings.shutdown_timeout_s / 2
+        while pending.rows:
+            rows, checkpoint = pending.rows, pending.checkpoint
+            try:
+                await loop.run_in_executor(
+                    self._executor,
+                    functools.partial(writer.write_batch, rows, checkpoint=checkpoint),
+                )
+            except (SchemaMismatchError, RecordTooLargeError) as exc:
+                self._dead_letter(name, pending.frames[exc.row_index], exc, stage="stage")
+                pending = pending.without(exc.row_index)
+                continue
+            except (RetryError, BackoffError) as exc:
+                if (final or self.stopping_event.is_set()) and self._clock() > deadline:
+                    log.error(
+                        "source %s, resource %s: giving up on %d unstaged rows at shutdown "
+                        "(%s); their checkpoint did not move, so a restart fetches them again",
+                        self.source.name,
+                        name,
+                        len(rows),
+                        exc,
+                    )
+                    return
+                log.warning(
+                    "source %s, resource %s: staging failed (%s); retrying in %.1f s",
+                    self.source.name,
+                    name,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.backoff_max_s)
+                continue
+            self.stats.records_staged += len(rows)
+            self.stats.writes += 1
+            labels = self._labels[name]
+            self.metrics.inc(
+                "source_records_staged_total", len(rows), labels, help="Records staged"
+            )
+            self.metrics.inc("source_writes_total", 1, labels, help="Acknowledged writes")
+            self.metrics.set("source_last_staged_unixtime", time.time(), labels)
+            return
+        if pending.checkpoint is not None and self._buffers[name].checkpoint is None:
+            self._buffers[name].checkpoint = pending.checkpoint  # nothing left to carry it yet
+
+    async def _send_letters(self, final: bool = False) -> None:
+        async with self._lock:
+            letters, self._letters = self._letters, []
+            if not letters:
+                return
+            loop = asyncio.get_running_loop()
+            sender = self._session.dead_letters()
+            delay = self.settings.backoff_initial_s
+            deadline = self._clock() + self.settings.shutdown_timeout_s / 2
+            while True:
+                try:
+                    await loop.run_in_executor(self._executor, sender.send, letters)
+                    return
+                except (RetryError, BackoffError) as exc:
+                    if (final or self.stopping_event.is_set()) and self._clock() > deadline:
+                        log.error(
+                            "source %s: %d dead letters not staged at shutdown: %s",
+                            self.source.name,
+                            len(letters),
+                            exc,
+                        )
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.settings.backoff_max_s)
+
+
+def _as_frame(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return repr(value)

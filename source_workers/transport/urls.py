@@ -1,0 +1,18 @@
+"""URLs as they may be shown: query values that can hold credentials masked. Pure."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+_SECRET_PARAMS = ("apikey", "api_key", "key", "token", "access_token", "password", "secret", "jwt")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with secret-looking query values and any userinfo replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
+    query = [
+        (k, "***" if any(word in k.lower() for word in _SECRET_PARAMS) else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))

@@ -1,0 +1,159 @@
+"""A provider websocket: frames in, JSON out, silence and drops as errors.
+
+:func:`open_stream` connects with a protocol-level frame cap (four times the
+accepted frame size, so that a frame somewhat over the limit can still be
+received and dead-lettered, while a huge one closes the connection before it
+is buffered), keepalive pings, and an idle timeout: ``recv`` raises
+:class:`ConnectionLostError` when no frame arrived for ``idle_timeout_s``,
+because a silent socket is a dead socket. The stream stops at once when the
+runtime is stopping. Every websockets exception is translated here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import TracebackType
+from typing import Any, Self
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
+
+from durable_ingest.errors import ConnectionLostError, ProviderRefusedError
+from source_workers.transport.urls import masked_url
+
+
+class StreamStopped(Exception):
+    """The runtime is stopping: leave the read loop."""
+
+
+class WebSocketStream:
+    """One open provider websocket."""
+
+    def __init__(
+        self, connection: ClientConnection, url: str, idle_timeout_s: float, stop: asyncio.Event
+    ) -> None:
+        self._connection = connection
+        self.url = masked_url(url)
+        self._idle_timeout_s = idle_timeout_s
+        self._stop = stop
+
+    async def send_json(self, message: Any) -> None:
+        try:
+            await self._connection.send(json.dumps(message, separators=(",", ":")))
+        except ConnectionClosed as exc:
+            raise self._lost(f"closed while sending: {_closed(exc)}") from None
+
+    async def recv(self) -> str | bytes:
+        """The next frame; raises ConnectionLostError, or StreamStopped when stopping."""
+        if self._stop.is_set():
+            raise StreamStopped
+        receive = asyncio.ensure_future(self._connection.recv())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {receive, stopping},
+                timeout=self._idle_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopping.cancel()
+            if not receive.done():
+                receive.cancel()
+        if receive in done:
+            try:
+                return receive.result()
+            except ConnectionClosed as exc:
+                raise self._lost(_closed(exc)) from None
+        if stopping in done:
+            raise StreamStopped
+        raise self._lost(f"no frame for {self._idle_timeout_s:g} s (idle timeout)")
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.recv()
+        except StreamStopped:
+            raise StopAsyncIteration from None
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _lost(self, reason: str) -> ConnectionLostError:
+        return ConnectionLostError(f"websocket {self.url}: {reason}", url=self.url, reason=reason)
+
+
+def _closed(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return "connection dropped without a close frame"
+    return f"closed with code {frame.code}" + (f" ({frame.reason})" if frame.reason else "")
+
+
+async def open_stream(
+    url: str,
+    *,
+    source: str,
+    max_frame_bytes: int,
+    connect_timeout_s: float,
+    idle_timeout_s: float,
+    stop: asyncio.Event,
+    headers: dict[str, str] | None = None,
+) -> WebSocketStream:
+    """Connect; raises ConnectionLostError (retry) or ProviderRefusedError (4xx but 429)."""
+    shown = masked_url(url)
+    try:
+        connection = await connect(
+            url,
+            max_size=max_frame_bytes * 4,
+            open_timeout=connect_timeout_s,
+            ping_interval=max(1.0, idle_timeout_s / 3),
+            ping_timeout=idle_timeout_s,
+            close_timeout=2,
+            additional_headers=headers,
+            user_agent_header="durable-ingest",
+        )
+    except InvalidURI:
+        raise ProviderRefusedError(
+            f"source {source}: {shown} is not a websocket URL", source=source, reason="bad url"
+        ) from None
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if 400 <= status < 500 and status not in (408, 429):
+            raise ProviderRefusedError(
+                f"source {source}: {shown} refused the websocket with HTTP {status}",
+                source=source,
+                reason=f"HTTP {status}",
+            ) from None
+        raise ConnectionLostError(
+            f"websocket {shown}: HTTP {status}", url=shown, reason=f"HTTP {status}"
+        ) from None
+    except (InvalidHandshake, WebSocketException) as exc:
+        raise ConnectionLostError(
+            f"websocket {shown}: handshake failed: {exc}", url=shown, reason="handshake"
+        ) from None
+    except (OSError, TimeoutError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConnectionLostError(
+            f"websocket {shown}: cannot connect: {reason}", url=shown, reason=reason
+        ) from None
+    return WebSocketStream(connection, url, idle_timeout_s, stop)
