@@ -34,13 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,20 +48,17 @@ from durable_ingest.errors import (
     DeadLetterError,
     IngestError,
     MalformedFrameError,
-    RecordTooLargeError,
     RetryError,
-    SchemaMismatchError,
     StopError,
 )
 from durable_ingest.metrics import Metrics
 from source_workers.authoring import Source, normalize
 from source_workers.backoff import Backoff
-from source_workers.buffer import Pending, ResourceBuffer
 from source_workers.context import SourceContext
-from source_workers.frames import FrameLimits, decode_frame, frame_bytes
+from source_workers.frames import FrameLimits, decode_frame
+from source_workers.stager import Stager
 from source_workers.transport.http import HttpClient
 from source_workers.transport.websocket import StreamStopped
-from staging.deadletters import DeadLetter
 from staging.protocol import StagingSession
 
 log = logging.getLogger(__name__)
@@ -121,17 +116,18 @@ class SourceRuntime:
             reset_after_s=settings.backoff_reset_after_s,
             jitter=jitter,
         )
-        self._session = session
-        self._writers = {r.name: session.writer(r.name) for r in source.resources}
         self._clock = clock
         self._wall_us = wall_us
-        self._buffers = {
-            r.name: ResourceBuffer(settings.batch_rows, settings.linger_s) for r in source.resources
-        }
-        self._letters: list[DeadLetter] = []
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"stage-{source.name}")
-        self._lock = asyncio.Lock()
-        self._writing: asyncio.Future[None] | None = None
+        self.stager = Stager(
+            source.name,
+            [r.name for r in source.resources],
+            session,
+            settings=settings,
+            metrics=self.metrics,
+            stats=self.stats,
+            stopping=self.stopping_event,
+            clock=clock,
+        )
         self._session_task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -182,9 +178,9 @@ class SourceRuntime:
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
             try:
-                await self._flush_all()
+                await self.stager.flush_all()
             finally:
-                self._executor.shutdown(wait=True)
+                self.stager.close()
         return self.stats
 
     async def _one_session(self) -> None:
@@ -232,7 +228,7 @@ class SourceRuntime:
             try:
                 value = decode_frame(self.source.name, frame, self.limits)
             except MalformedFrameError as exc:
-                self._dead_letter(resource or self.source.dead_letters, frame, exc)
+                self.stager.dead_letter(resource or self.source.dead_letters, frame, exc)
                 return
         else:
             value = raw
@@ -245,7 +241,7 @@ class SourceRuntime:
             except (StopError, BackoffError, RetryError):
                 raise
             except Exception as exc:  # noqa: BLE001 - a malformed protocol message
-                self._dead_letter(self.source.dead_letters, frame, exc, stage="control")
+                self.stager.dead_letter(self.source.dead_letters, frame, exc, stage="control")
                 return
         targets = (
             (self.source.resource(resource, raw),)
@@ -264,160 +260,24 @@ class SourceRuntime:
             except (StopError, BackoffError, RetryError):
                 raise
             except (DeadLetterError, Exception) as exc:  # noqa: BLE001 - bad input, not a bug
-                self._dead_letter(name, frame, exc, stage="parse/process")
+                self.stager.dead_letter(name, frame, exc, stage="parse/process")
                 claimed = True
                 continue
             records, checkpoint = normalize(self.source.name, name, result)
-            buffer = self._buffers[name]
-            buffer.add(records, frame, checkpoint, now)
-            if buffer.due(now):
-                await self._flush(name)
+            await self.stager.add(name, records, frame, checkpoint, now)
         if not claimed:
             if resource is not None:
-                self._dead_letter(
+                self.stager.dead_letter(
                     resource, frame, ValueError(f"resource {resource} did not recognise it")
                 )
             else:
                 self.stats.ignored += 1
 
-    def _dead_letter(
-        self, resource: str, frame: str | bytes, error: BaseException, stage: str = "frame"
-    ) -> None:
-        data = frame_bytes(frame)
-        reason = f"{stage}: {type(error).__name__}: {error}"
-        if len(data) > _MAX_LETTER_BYTES:
-            reason += f" (frame of {len(data)} bytes cut to {_MAX_LETTER_BYTES})"
-            data = data[:_MAX_LETTER_BYTES]
-        self._letters.append(
-            DeadLetter(
-                resource=resource,
-                key=None,
-                value=data,
-                headers=(),
-                reason=reason,
-                code=type(error).__name__,
-                origin=f"source:{self.source.name}",
-            )
-        )
-        self.stats.dead_letters += 1
-        self.metrics.inc(
-            "source_dead_letters_total",
-            1,
-            self._labels[resource],
-            help="Frames and records quarantined to dead-letter topics",
-        )
-        log.warning(
-            "source %s, resource %s: dead-lettered a frame: %s",
-            self.source.name,
-            resource,
-            reason[:300],
-        )
-
-    # --- staging ------------------------------------------------------------
-
     async def _flush_loop(self) -> None:
         interval = max(0.01, self.settings.linger_s / 2)
         while True:
             await asyncio.sleep(interval)
-            now = self._clock()
-            for name, buffer in self._buffers.items():
-                if buffer.due(now):
-                    await self._flush(name)
-            if self._letters:
-                await self._send_letters()
-
-    async def _flush_all(self) -> None:
-        if self._writing is not None and not self._writing.done():
-            await asyncio.gather(self._writing, return_exceptions=True)
-        for name in self._buffers:
-            await self._flush(name, final=True)
-        if self._letters:
-            await self._send_letters(final=True)
-
-    async def _flush(self, name: str, final: bool = False) -> None:
-        async with self._lock:
-            if self._writing is not None and not self._writing.done():
-                await asyncio.shield(self._writing)
-            pending = self._buffers[name].take()
-            if not pending.rows:
-                return
-            self._writing = asyncio.ensure_future(self._write(name, pending, final))
-            await asyncio.shield(self._writing)
-
-    async def _write(self, name: str, pending: Pending, final: bool) -> None:
-        """Stage one batch: retried until acknowledged; refused rows dead-lettered."""
-        writer = self._writers[name]
-        loop = asyncio.get_running_loop()
-        delay = self.settings.backoff_initial_s
-        deadline = self._clock() + self.settings.shutdown_timeout_s / 2
-        while pending.rows:
-            rows, checkpoint = pending.rows, pending.checkpoint
-            try:
-                await loop.run_in_executor(
-                    self._executor,
-                    functools.partial(writer.write_batch, rows, checkpoint=checkpoint),
-                )
-            except (SchemaMismatchError, RecordTooLargeError) as exc:
-                self._dead_letter(name, pending.frames[exc.row_index], exc, stage="stage")
-                pending = pending.without(exc.row_index)
-                continue
-            except (RetryError, BackoffError) as exc:
-                if (final or self.stopping_event.is_set()) and self._clock() > deadline:
-                    log.error(
-                        "source %s, resource %s: giving up on %d unstaged rows at shutdown "
-                        "(%s); their checkpoint did not move, so a restart fetches them again",
-                        self.source.name,
-                        name,
-                        len(rows),
-                        exc,
-                    )
-                    return
-                log.warning(
-                    "source %s, resource %s: staging failed (%s); retrying in %.1f s",
-                    self.source.name,
-                    name,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.backoff_max_s)
-                continue
-            self.stats.records_staged += len(rows)
-            self.stats.writes += 1
-            labels = self._labels[name]
-            self.metrics.inc(
-                "source_records_staged_total", len(rows), labels, help="Records staged"
-            )
-            self.metrics.inc("source_writes_total", 1, labels, help="Acknowledged writes")
-            self.metrics.set("source_last_staged_unixtime", time.time(), labels)
-            return
-        if pending.checkpoint is not None and self._buffers[name].checkpoint is None:
-            self._buffers[name].checkpoint = pending.checkpoint  # nothing left to carry it yet
-
-    async def _send_letters(self, final: bool = False) -> None:
-        async with self._lock:
-            letters, self._letters = self._letters, []
-            if not letters:
-                return
-            loop = asyncio.get_running_loop()
-            sender = self._session.dead_letters()
-            delay = self.settings.backoff_initial_s
-            deadline = self._clock() + self.settings.shutdown_timeout_s / 2
-            while True:
-                try:
-                    await loop.run_in_executor(self._executor, sender.send, letters)
-                    return
-                except (RetryError, BackoffError) as exc:
-                    if (final or self.stopping_event.is_set()) and self._clock() > deadline:
-                        log.error(
-                            "source %s: %d dead letters not staged at shutdown: %s",
-                            self.source.name,
-                            len(letters),
-                            exc,
-                        )
-                        return
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.settings.backoff_max_s)
+            await self.stager.flush_due()
 
 
 def _as_frame(value: Any) -> str:

@@ -265,7 +265,15 @@ class CoinbaseExchange:
             message = json.loads(raw)
             self.subscribe_messages.append(message)
             if message.get("type") != "subscribe":
-                await connection.send(json.dumps({"type": "error", "message": "Failed to subscribe", "reason": "type must be subscribe"}))
+                await connection.send(
+                    json.dumps(
+                        {
+                            "type": "error",
+                            "message": "Failed to subscribe",
+                            "reason": "type must be subscribe",
+                        }
+                    )
+                )
                 return
             unknown = [p for p in message.get("product_ids", []) if p not in self.trades]
             if unknown:
@@ -280,10 +288,7 @@ class CoinbaseExchange:
                 )
                 return
             products = message["product_ids"]
-            channels = [
-                {"name": c, "product_ids": products}
-                for c in message.get("channels", [])
-            ]
+            channels = [{"name": c, "product_ids": products} for c in message.get("channels", [])]
             await connection.send(json.dumps({"type": "subscriptions", "channels": channels}))
             for product in products:
                 with self._lock:
@@ -307,8 +312,16 @@ class CoinbaseExchange:
         segments = parts.path.strip("/").split("/")
         if self.faults.rest_429 > 0:
             self.faults.rest_429 -= 1
-            headers = {"Retry-After": self.faults.rest_retry_after} if self.faults.rest_retry_after else {}
-            return _json(http.HTTPStatus.TOO_MANY_REQUESTS, {"message": "Public rate limit exceeded"}, headers)
+            headers = (
+                {"Retry-After": self.faults.rest_retry_after}
+                if self.faults.rest_retry_after
+                else {}
+            )
+            return _json(
+                http.HTTPStatus.TOO_MANY_REQUESTS,
+                {"message": "Public rate limit exceeded"},
+                headers,
+            )
         if len(segments) != 3 or segments[0] != "products" or segments[2] != "trades":
             return _json(http.HTTPStatus.NOT_FOUND, {"message": "NotFound"})
         product = segments[1]

@@ -1,0 +1,29 @@
+"""Reconnect delays: exponential, capped, jittered, never zero, reset after a healthy run."""
+
+from __future__ import annotations
+
+from source_workers.backoff import Backoff
+
+
+def test_delays_double_up_to_the_cap() -> None:
+    """With jitter at its top the delays are the capped exponential series."""
+    backoff = Backoff(initial_s=0.5, max_s=4.0, jitter=lambda: 0.999999)
+    delays = [round(backoff.failed(now=float(i)), 3) for i in range(6)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_jitter_keeps_at_least_half_the_ceiling() -> None:
+    """Full jitter is bounded below, so a storm of failures cannot spin."""
+    backoff = Backoff(initial_s=1.0, max_s=10.0, jitter=lambda: 0.0)
+    assert backoff.failed(0.0) == 0.5 and backoff.failed(1.0) == 1.0
+
+
+def test_a_healthy_connection_resets_the_schedule() -> None:
+    """A connection that stayed up reset_after_s starts the series again."""
+    backoff = Backoff(initial_s=1.0, max_s=60.0, reset_after_s=30.0, jitter=lambda: 0.999999)
+    for i in range(4):
+        backoff.failed(float(i))
+    backoff.connected(100.0)
+    assert round(backoff.failed(129.0), 3) == 16.0  # up 29 s: not long enough
+    backoff.connected(200.0)
+    assert round(backoff.failed(230.0), 3) == 1.0  # up 30 s: reset

@@ -1,0 +1,66 @@
+"""Every connector follows the folder contract, so a change has one obvious place."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+from durable_ingest.config import ResourceSettings
+from source_workers.authoring import Source
+from source_workers.connectors import CONNECTORS, load_connector
+from staging.schemas import SchemaCatalog
+
+ROOT = Path(__file__).resolve().parents[2] / "source_workers" / "connectors"
+
+
+def test_every_connector_folder_is_registered() -> None:
+    """A folder under connectors/ is a registered connector, and the reverse."""
+    folders = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    assert folders == set(CONNECTORS)
+
+
+@pytest.mark.parametrize("name", CONNECTORS)
+def test_connector_has_the_contract_files(name: str) -> None:
+    """source.py, resources/<one per resource>.py, pipeline.py and workflow.py exist."""
+    folder = ROOT / name
+    for file in ("source.py", "pipeline.py", "workflow.py", "resources/__init__.py"):
+        assert (folder / file).is_file(), f"{name}: {file} is missing"
+    source = load_connector(name).pipeline.build(name)
+    files = {p.stem for p in (folder / "resources").glob("*.py") if p.stem != "__init__"}
+    assert files == {r.name for r in source.resources}, "one file per resource, named after it"
+
+
+@pytest.mark.parametrize("name", CONNECTORS)
+def test_pipeline_composes_a_valid_source(name: str) -> None:
+    """build() gives a Source whose resources' schemas load and whose defaults validate."""
+    pipeline = load_connector(name).pipeline
+    source = pipeline.build(name)
+    assert isinstance(source, Source) and source.name == name
+    assert isinstance(pipeline.ENV_PREFIX, str) and pipeline.SETTINGS() is not None
+    catalog = SchemaCatalog.default()
+    for resource in source.resources:
+        settings = ResourceSettings(**resource.staging_defaults())
+        schema = catalog.load(settings.schema_file)
+        assert set(resource.key) | set(resource.id_fields) <= schema.field_names
+
+
+@pytest.mark.parametrize("name", CONNECTORS)
+def test_resources_and_source_do_no_staging_io(name: str) -> None:
+    """Connectors never import the staging providers or sinks: sources never write to sinks."""
+    for path in (ROOT / name).rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith(
+                    ("staging.kafka", "staging.memory", "sink_workers")
+                ), path
+
+
+@pytest.mark.parametrize("name", CONNECTORS)
+def test_workflow_is_an_entry_point(name: str) -> None:
+    """workflow.py exposes main()."""
+    module = importlib.import_module(f"source_workers.connectors.{name}.workflow")
+    assert callable(module.main)

@@ -1,0 +1,216 @@
+"""The Durable Runtime with in-memory staging and scripted sessions (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from durable_ingest.config import RuntimeSettings
+from durable_ingest.errors import ConnectionLostError, SourceDefinitionError, UnknownResourceError
+from source_workers.authoring import Output, Source, define_resource, define_source
+from source_workers.context import SourceContext
+from source_workers.runtime import SourceRuntime
+from staging.memory import MemoryStagingProvider
+from staging.offsets import Partition
+from staging.protocol import StagingContext
+from staging.resource import StagedResource
+from staging.schemas import SchemaCatalog
+from tests.helpers import trade, unique
+
+Script = Callable[[SourceContext], Any]
+
+
+def row_of(message: dict[str, Any]) -> dict[str, Any]:
+    row = trade(message["i"])
+    return {**row, "time": row["time"]}
+
+
+def build(script: Script, process: Callable[[Any, int], Any] | None = None) -> Source:
+    def default_process(message: Any, _at: int) -> Any:
+        return Output([row_of(message)], {"i": message["i"]})
+
+    resource = define_resource(
+        name="trades",
+        schema="coinbase/matches.avsc",
+        key=("product_id",),
+        id_fields=("product_id", "trade_id"),
+        parse=lambda raw: raw if isinstance(raw, dict) and "i" in raw else None,
+        process=process or default_process,
+    )
+    return define_source(name=unique("src"), resources=[resource], start=script)
+
+
+def run(source: Source, **settings: Any) -> tuple[SourceRuntime, list[Any], list[Any]]:
+    """Run until the script stops the runtime; return staged records and dead letters."""
+    catalog = SchemaCatalog.default()
+    staged = StagedResource.define(
+        source=source.name,
+        name="trades",
+        schema=catalog.load("coinbase/matches.avsc"),
+        key=("product_id",),
+        id_fields=("product_id", "trade_id"),
+    )
+    provider = MemoryStagingProvider(catalog=catalog)
+    session = provider.allocate_session(StagingContext(source=source.name, resources=(staged,)))
+    options = {"linger_s": 0.05, "backoff_initial_s": 0.01, "backoff_max_s": 0.05, **settings}
+    runtime = SourceRuntime(
+        source, session, settings=RuntimeSettings(**options), jitter=lambda: 0.5
+    )
+    asyncio.run(asyncio.wait_for(runtime.run(), timeout=20))
+    records = []
+    for batch in session.reader().iter_batches(10_000, idle_timeout_s=0.2):
+        records.extend(batch.records)
+    letters = provider.broker.fetch(Partition(staged.dlq.name, 0), 0, 10_000)
+    return runtime, records, letters
+
+
+def frames(*numbers: int) -> list[str]:
+    return [json.dumps({"i": n}) for n in numbers]
+
+
+def test_every_emitted_record_is_staged_with_the_newest_checkpoint() -> None:
+    """Records are staged in order, and the last carrier holds the last checkpoint."""
+
+    async def script(ctx: SourceContext) -> None:
+        for frame in frames(*range(40)):
+            await ctx.emit_raw(frame)
+        ctx._runtime.stop()
+
+    runtime, records, _ = run(build(script), batch_rows=16)
+    assert sorted(r.record["trade_id"] for r in records) == [1_000_000 + i for i in range(40)]
+    carried = [r.checkpoint for r in records if r.checkpoint is not None]
+    assert {"i": 39} in carried and runtime.stats.writes >= 3
+
+
+def test_stop_stages_what_was_received() -> None:
+    """Records still in the buffer at stop are staged before run() returns."""
+
+    async def script(ctx: SourceContext) -> None:
+        for frame in frames(1, 2, 3):
+            await ctx.emit_raw(frame)
+        ctx._runtime.stop()
+
+    _, records, _ = run(build(script), batch_rows=1000, linger_s=30)
+    assert len(records) == 3
+
+
+def test_bad_frames_are_dead_lettered_and_counted() -> None:
+    """Non-JSON, NaN, too deep, and frames process() chokes on go to the DLQ; the rest stage."""
+
+    def process(message: Any, _at: int) -> Any:
+        if message["i"] == 13:
+            raise KeyError("price")
+        return [row_of(message)]
+
+    async def script(ctx: SourceContext) -> None:
+        for frame in [*frames(1), "{nope", '{"i": NaN}', "[" * 64 + "]" * 64, *frames(13, 2)]:
+            await ctx.emit_raw(frame)
+        ctx._runtime.stop()
+
+    runtime, records, letters = run(build(script, process))
+    assert [r.record["trade_id"] for r in records] == [1_000_001, 1_000_002]
+    assert runtime.stats.dead_letters == 4 and len(letters) == 4
+    reasons = [dict(letter.headers())["ingest_dlq_reason"].decode() for letter in letters]
+    assert "KeyError" in reasons[3] and "nested 64 deep" in reasons[2]
+    assert letters[0].value == b"{nope"
+    labels = {"source": runtime.source.name, "resource": "trades"}
+    assert runtime.metrics.value("source_dead_letters_total", labels) == 4
+
+
+def test_a_record_the_schema_refuses_is_dead_lettered_and_the_rest_staged() -> None:
+    """A row that does not fit the Avro schema is quarantined with its frame."""
+
+    def process(message: Any, _at: int) -> Any:
+        row = row_of(message)
+        if message["i"] == 5:
+            row["side"] = "sideways"
+        return [row]
+
+    async def script(ctx: SourceContext) -> None:
+        for frame in frames(4, 5, 6):
+            await ctx.emit_raw(frame)
+        ctx._runtime.stop()
+
+    _, records, letters = run(build(script, process))
+    assert [r.record["trade_id"] for r in records] == [1_000_004, 1_000_006]
+    assert letters[0].value == b'{"i": 5}'
+    assert "side" in dict(letters[0].headers())["ingest_dlq_reason"].decode()
+
+
+def test_a_wrong_process_result_stops_the_worker_with_names() -> None:
+    """process() returning a bare dict is a wiring mistake: SourceDefinitionError."""
+
+    async def script(ctx: SourceContext) -> None:
+        await ctx.emit_raw(frames(1)[0])
+
+    with pytest.raises(SourceDefinitionError, match=r"resource trades: process\(\) returned"):
+        run(build(script, lambda message, _at: {"not": "a list"}))
+
+
+def test_an_event_for_an_unknown_resource_stops_the_worker() -> None:
+    """emit_raw naming an undeclared resource fails with its name and value."""
+
+    async def script(ctx: SourceContext) -> None:
+        await ctx.emit_raw({"i": 1}, resource="quotes")
+
+    with pytest.raises(UnknownResourceError, match="'quotes' with value"):
+        run(build(script))
+
+
+def test_dropped_sessions_reconnect_with_backoff_and_lose_nothing() -> None:
+    """A session that fails is started again after a delay; its records stay buffered."""
+    sessions: list[int] = []
+
+    async def script(ctx: SourceContext) -> None:
+        sessions.append(1)
+        n = len(sessions)
+        await ctx.emit_raw(frames(n)[0])
+        if n < 5:
+            raise ConnectionLostError("dropped", url="ws://test", reason="test")
+        ctx._runtime.stop()
+
+    runtime, records, _ = run(build(script))
+    assert len(sessions) == 5 and runtime.stats.sessions == 5
+    assert sorted(r.record["trade_id"] for r in records) == [1_000_000 + i for i in range(1, 6)]
+    reconnects = runtime.metrics.value("source_reconnects_total", {"source": runtime.source.name})
+    assert reconnects == 4
+
+
+def test_helpers_are_cancelled_when_the_session_ends() -> None:
+    """Tasks spawned by a session do not outlive it (no leaked tasks across reconnects)."""
+    cancelled: list[int] = []
+    sessions: list[int] = []
+
+    async def helper() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(1)
+            raise
+
+    async def script(ctx: SourceContext) -> None:
+        sessions.append(1)
+        ctx.spawn(helper(), "sleeper")
+        await asyncio.sleep(0.01)
+        if len(sessions) < 3:
+            raise ConnectionLostError("dropped", url="ws://test", reason="test")
+        ctx._runtime.stop()
+
+    run(build(script))
+    assert len(cancelled) == 3
+
+
+def test_ignored_messages_are_counted_not_staged() -> None:
+    """Messages no resource recognises (acks, pings) are counted as ignored."""
+
+    async def script(ctx: SourceContext) -> None:
+        await ctx.emit_raw('{"type": "pong"}')
+        await ctx.emit_raw(frames(1)[0])
+        ctx._runtime.stop()
+
+    runtime, records, letters = run(build(script))
+    assert runtime.stats.ignored == 1 and len(records) == 1 and letters == []

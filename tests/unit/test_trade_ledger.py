@@ -1,0 +1,126 @@
+"""The Coinbase trade ledger: duplicates, gaps, heartbeats, backfill resolution, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+from source_workers.connectors.coinbase.trades import TradeLedger, parse_time_us, trade_row
+
+P = "BTC-USD"
+
+
+def test_contiguous_trades_move_the_checkpoint() -> None:
+    """Trades in order are accepted and the checkpoint follows the newest."""
+    ledger = TradeLedger()
+    assert all(ledger.accept(P, i, 100 + i, 0.0) for i in range(10, 15))
+    assert ledger.checkpoint() == {"products": {P: {"trade_id": 14, "sequence": 114}}}
+
+
+def test_duplicates_are_dropped() -> None:
+    """A trade id seen before is a duplicate."""
+    ledger = TradeLedger()
+    ledger.accept(P, 10, None, 0.0)
+    ledger.accept(P, 11, None, 0.0)
+    assert not ledger.accept(P, 11, None, 0.0) and not ledger.accept(P, 10, None, 0.0)
+    assert ledger.stats.duplicates == 2
+
+
+def test_a_jump_opens_a_gap_that_holds_the_checkpoint_back() -> None:
+    """Missing ids are a gap; the checkpoint stays below it until it is filled."""
+    ledger = TradeLedger()
+    ledger.accept(P, 10, None, 0.0)
+    ledger.accept(P, 14, None, 0.0)
+    assert ledger.open_gaps() == {P: [(11, 13)]}
+    assert ledger.checkpoint()["products"][P]["trade_id"] == 10
+    assert ledger.accept(P, 12, None, 0.0)  # a late (reordered) trade fills part of it
+    assert ledger.open_gaps() == {P: [(11, 11), (13, 13)]}
+    ledger.accept(P, 11, None, 0.0)
+    ledger.accept(P, 13, None, 0.0)
+    assert ledger.open_gaps() == {} and ledger.checkpoint()["products"][P]["trade_id"] == 14
+
+
+def test_heartbeat_ahead_of_the_newest_trade_reveals_missed_trades() -> None:
+    """last_trade_id beyond what we saw opens a gap up to it."""
+    ledger = TradeLedger()
+    ledger.accept(P, 10, 5, 0.0)
+    ledger.heartbeat(P, 13, 9, 1.0)
+    assert ledger.open_gaps() == {P: [(11, 13)]}
+    assert ledger.checkpoint()["products"][P] == {"trade_id": 10, "sequence": 9}
+
+
+def test_gaps_are_due_after_the_grace_period_once() -> None:
+    """A gap is offered for backfill once it has been open for the grace period."""
+    ledger = TradeLedger()
+    ledger.accept(P, 10, None, 0.0)
+    ledger.accept(P, 20, None, 5.0)
+    assert ledger.due(6.0, grace_s=2.0) == []
+    due = ledger.due(7.0, grace_s=2.0)
+    assert [(p, g.first, g.last) for p, g in due] == [(P, 11, 19)]
+    assert ledger.due(8.0, grace_s=2.0) == []  # being filled
+    ledger.retry_later(P, 11, 19, at=9.0)
+    assert len(ledger.due(11.0, grace_s=2.0)) == 1
+
+
+def test_resolving_a_backfill_gives_up_what_rest_lacked() -> None:
+    """After a backfill, ids still missing are counted and the checkpoint moves past them."""
+    ledger = TradeLedger()
+    ledger.accept(P, 10, None, 0.0)
+    ledger.accept(P, 20, None, 0.0)
+    for trade_id in (11, 12, 13, 15, 16, 17, 18, 19):
+        ledger.accept(P, trade_id, None, 0.0)
+    assert ledger.resolve(P, 11, 19) == 1
+    assert ledger.stats.missing_resolved == 1
+    assert ledger.checkpoint()["products"][P]["trade_id"] == 20
+
+
+def test_restore_starts_from_the_checkpoint_and_sees_the_hole() -> None:
+    """After a restart the first live trade ahead of the checkpoint is a gap."""
+    ledger = TradeLedger()
+    ledger.restore({"products": {P: {"trade_id": 100, "sequence": 7}}})
+    assert not ledger.accept(P, 100, None, 0.0)
+    ledger.accept(P, 150, 9, 0.0)
+    assert ledger.open_gaps() == {P: [(101, 149)]}
+    assert ledger.checkpoint()["products"][P] == {"trade_id": 100, "sequence": 9}
+
+
+def test_products_are_independent() -> None:
+    """A gap in one product does not hold back another's checkpoint."""
+    ledger = TradeLedger()
+    ledger.accept(P, 1, None, 0.0)
+    ledger.accept(P, 5, None, 0.0)
+    ledger.accept("ETH-USD", 7, None, 0.0)
+    ledger.accept("ETH-USD", 8, None, 0.0)
+    products = ledger.checkpoint()["products"]
+    assert products[P]["trade_id"] == 1 and products["ETH-USD"]["trade_id"] == 8
+
+
+def test_trade_rows_from_feed_and_rest() -> None:
+    """A feed match and a REST trade become the same row, REST without order ids."""
+    rest = {
+        "time": "2026-11-22T03:00:00.5Z",
+        "trade_id": 5,
+        "price": "1.25",
+        "size": "2",
+        "side": "buy",
+    }
+    row = trade_row(rest, P, None)
+    assert row["time"] == parse_time_us("2026-11-22T03:00:00.500000Z")
+    assert row["maker_order_id"] is None and str(row["price"]) == "1.25"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("price", "NaN"), ("price", 1.5), ("side", "up"), ("trade_id", -1), ("time", "yesterday")],
+)
+def test_bad_trade_fields_are_refused(field: str, value: object) -> None:
+    """A malformed field raises ValueError naming it (the runtime dead-letters the frame)."""
+    message = {
+        "time": "2026-11-22T03:00:00Z",
+        "trade_id": 5,
+        "price": "1",
+        "size": "2",
+        "side": "buy",
+    }
+    message[field] = value
+    with pytest.raises(ValueError):
+        trade_row(message, P, None)
