@@ -63,9 +63,6 @@ from staging.protocol import StagingSession
 
 log = logging.getLogger(__name__)
 
-_MAX_LETTER_BYTES = 256 * 1024
-"""A dead-lettered frame is cut to this many bytes (the reason says so)."""
-
 
 def _now_us() -> int:
     return time.time_ns() // 1_000

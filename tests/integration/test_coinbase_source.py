@@ -1,0 +1,421 @@
+"""The Coinbase source against the test exchange, the real broker and (for the kill test) chDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from durable_ingest.config import KafkaSettings, RuntimeSettings
+from source_workers.connectors.coinbase.pipeline import build
+from source_workers.connectors.coinbase.source import CoinbaseSettings
+from source_workers.runtime import RuntimeStats, SourceRuntime
+from staging.checkpoints import partition_entries, resume_point
+from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
+from staging.protocol import StagingContext
+from staging.resource import StagedResource, TopicSpec
+from staging.schemas import SchemaCatalog
+from tests.helpers import unique
+from tests.integration.conftest import Spawn
+from tests.servers.coinbase import CoinbaseExchange
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTS = ["BTC-USD", "ETH-USD"]
+
+
+@pytest.fixture
+def exchange() -> Iterator[CoinbaseExchange]:
+    with CoinbaseExchange(PRODUCTS) as server:
+        yield server
+
+
+def matches(catalog: SchemaCatalog, source: str) -> StagedResource:
+    return StagedResource.define(
+        source=source,
+        name="matches",
+        schema=catalog.load("coinbase/matches.avsc"),
+        key=("product_id",),
+        id_fields=("product_id", "trade_id"),
+        time_field="time",
+    )
+
+
+def staged_ids(
+    kafka: KafkaSettings, source: str, expect: int | None = None
+) -> list[tuple[str, int]]:
+    """Every (product, trade id) staged for ``source``, read by a fresh group."""
+    catalog = SchemaCatalog.default()
+    provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
+    context = StagingContext(
+        source=source, resources=(matches(catalog, source),), group_id=unique("g")
+    )
+    found: list[tuple[str, int]] = []
+    with provider.allocate_session(context) as session:
+        reader = session.reader()
+        for batch in reader.iter_batches(5_000, poll_timeout_s=0.5, idle_timeout_s=3):
+            found += [(r.record["product_id"], r.record["trade_id"]) for r in batch.records]
+            if expect is not None and len(found) >= expect:
+                break
+    return found
+
+
+def dead_letters(kafka: KafkaSettings, source: str) -> list[dict[str, str]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "group.id": unique("dlq"),
+            "enable.auto.commit": False,
+        }
+    )
+    topic = f"ingest.{source}.matches.dlq"
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    letters = []
+    deadline = time.monotonic() + 5
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or []}
+            letters.append(
+                {**headers, "value": (message.value() or b"").decode("utf-8", "replace")}
+            )
+            deadline = time.monotonic() + 1
+    finally:
+        consumer.close()
+    return letters
+
+
+class InProcess:
+    """The runtime in a thread of its own, against the real broker."""
+
+    def __init__(self, kafka: KafkaSettings, exchange: CoinbaseExchange, **runtime: Any) -> None:
+        self.source = unique("cb")
+        catalog = SchemaCatalog.default()
+        provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
+        context = StagingContext(source=self.source, resources=(matches(catalog, self.source),))
+        self.session = provider.allocate_session(context)
+        options = {
+            "linger_s": 0.05,
+            "idle_timeout_s": 2.0,
+            "backoff_initial_s": 0.05,
+            "backoff_max_s": 0.3,
+            **runtime,
+        }
+        self.runtime = SourceRuntime(
+            build(self.source),
+            self.session,
+            settings=RuntimeSettings(**options),
+            connector_settings=CoinbaseSettings(
+                ws_url=exchange.ws_url,
+                rest_url=exchange.rest_url,
+                products=tuple(PRODUCTS),
+                backfill_grace_s=0.3,
+                rest_min_interval_s=0.0,
+                rest_page_size=7,
+            ),
+        )
+        self.stats: RuntimeStats | None = None
+        self.tasks_left = -1
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self.stats = await self.runtime.run()
+            self.tasks_left = len(asyncio.all_tasks()) - 1
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> InProcess:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> RuntimeStats:
+        self.runtime.stop()
+        self._thread.join(30)
+        self.session.close()
+        assert self.error is None, self.error
+        assert self.stats is not None
+        return self.stats
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 20, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def subscribed(exchange: CoinbaseExchange, count: int = 1) -> Callable[[], bool]:
+    return lambda: len(exchange.subscribe_messages) >= count and exchange.open_connections >= 1
+
+
+def expected(exchange: CoinbaseExchange, since: dict[str, int]) -> list[tuple[str, int]]:
+    """Every trade the exchange made from each product's first live trade on."""
+    return sorted(
+        (p, i) for p, ids in exchange.all_trade_ids().items() for i in ids if i >= since.get(p, 0)
+    )
+
+
+def test_every_trade_is_staged_once_gaps_filled_from_rest(
+    kafka: KafkaSettings, exchange: CoinbaseExchange
+) -> None:
+    """Skipped, duplicated and reordered feed trades end up staged exactly once; bad frames are
+    dead-lettered and counted."""
+    first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}  # sent as last_match
+    exchange.faults.skip_live = set(range(1003, 1013))  # a gap REST must fill
+    exchange.faults.duplicate = {1015, 1016}
+    exchange.faults.reorder = {1020}
+    exchange.faults.malformed_after = {
+        1021: ["{broken", '{"type": "match", "price": NaN}', "[" * 80 + "]" * 80]
+    }
+    with InProcess(kafka, exchange) as worker:
+        wait_for(subscribed(exchange), what="subscription")
+        for _ in range(30):
+            for product in PRODUCTS:
+                exchange.trade(product)
+        want = expected(exchange, first)
+        wait_for(lambda: worker.runtime.stats.records_staged >= len(want), what="staging")
+        stats = worker.stop()
+    got = staged_ids(kafka, worker.source, expect=len(want))
+    assert sorted(got) == want  # every trade, once
+    assert stats.dead_letters == 6  # three bad frames after trade 1021 of each product
+    letters = dead_letters(kafka, worker.source)
+    assert [letter["value"][:7] for letter in letters] == ["{broken", '{"type"', "[[[[[[["] * 2
+    assert "nested 80 deep" in letters[2]["ingest_dlq_reason"]
+    assert exchange.rest_requests >= 2  # the gap of 10 with pages of 7
+
+
+def test_disconnect_storm_reconnects_without_leaking(
+    kafka: KafkaSettings, exchange: CoinbaseExchange
+) -> None:
+    """Twenty dropped connections: every trade staged, one socket open, no task left behind."""
+    first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}
+    exchange.faults.disconnect_after = set(range(1002, 1042, 2))
+    with InProcess(kafka, exchange) as worker:
+        for _ in range(40):
+            wait_for(subscribed(exchange), what="a connection")
+            exchange.trade("BTC-USD")
+            time.sleep(0.02)
+        exchange.faults.disconnect_after = set()
+        wait_for(subscribed(exchange, 20), what="reconnects")
+        exchange.trade("BTC-USD")  # reveals any trade missed while reconnecting
+        want = expected(exchange, first)
+        wait_for(lambda: worker.runtime.stats.records_staged >= len(want), 30, "staging")
+        assert exchange.open_connections == 1
+        stats = worker.stop()
+    assert stats.sessions >= 20
+    assert worker.tasks_left == 0
+    wait_for(lambda: exchange.open_connections == 0, 5, "the last socket to close")
+    assert sorted(staged_ids(kafka, worker.source, expect=len(want))) == want
+
+
+def test_silence_is_a_dead_socket_and_rest_429s_are_waited_out(
+    kafka: KafkaSettings, exchange: CoinbaseExchange
+) -> None:
+    """A silent feed is dropped after the idle timeout; trades made meanwhile come from REST
+    even through 429 answers."""
+    first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}
+    with InProcess(kafka, exchange, idle_timeout_s=1.0) as worker:
+        wait_for(subscribed(exchange), what="subscription")
+        exchange.faults.silent = True
+        exchange.trade("BTC-USD", 12)
+        wait_for(lambda: exchange.connections_opened >= 2, 10, "a reconnect after silence")
+        exchange.faults.rest_429 = 3
+        exchange.faults.silent = False
+        exchange.trade("BTC-USD", 2)
+        want = expected(exchange, first)
+        wait_for(lambda: worker.runtime.stats.records_staged >= len(want), 30, "staging")
+        stats = worker.stop()
+    assert stats.sessions >= 2 and exchange.faults.rest_429 == 0
+    assert sorted(staged_ids(kafka, worker.source, expect=len(want))) == want
+
+
+# --- as users run it: separate processes ----------------------------------------
+
+
+def config(tmp: Path, kafka: KafkaSettings, source: str, linger_s: float = 0.1) -> Path:
+    path = tmp / "ingest.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            data_dir = "{tmp}"
+            [kafka]
+            bootstrap = "{kafka.bootstrap}"
+            session_timeout_ms = 6000
+            heartbeat_interval_ms = 1000
+            [sources.{source}]
+            connector = "coinbase"
+            [sources.{source}.runtime]
+            linger_s = {linger_s}
+            idle_timeout_s = 5
+            backoff_initial_s = 0.1
+            backoff_max_s = 1
+            """
+        )
+    )
+    return path
+
+
+def env_for(path: Path, exchange: CoinbaseExchange) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "COINBASE_"))}
+    env.update(
+        INGEST_CONFIG=str(path),
+        COINBASE_WS_URL=exchange.ws_url,
+        COINBASE_REST_URL=exchange.rest_url,
+        COINBASE_PRODUCTS=",".join(PRODUCTS),
+        COINBASE_BACKFILL_GRACE_S="0.3",
+        COINBASE_REST_MIN_INTERVAL_S="0",
+    )
+    return env
+
+
+def test_sigterm_stages_what_was_received_and_exits_0(
+    tmp_path: Path, kafka: KafkaSettings, exchange: CoinbaseExchange, spawn: Spawn
+) -> None:
+    """SIGTERM: stop reading, stage the buffered trades, close the socket, exit 0."""
+    source = unique("cb")
+    env = env_for(config(tmp_path, kafka, source, linger_s=60), exchange)
+    first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}
+    process = spawn([sys.executable, "-m", "source_workers", source], cwd=ROOT, env=env)
+    wait_for(subscribed(exchange), 30, "the source to subscribe")
+    exchange.trade("BTC-USD", 40)
+    time.sleep(0.5)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err[-3000:]
+    assert time.monotonic() - started < 15
+    want = expected(exchange, first)
+    assert sorted(staged_ids(kafka, source, expect=len(want))) == want
+    wait_for(lambda: exchange.open_connections == 0, 5, "the socket to close")
+
+
+def test_unknown_product_stops_with_one_line(
+    tmp_path: Path, kafka: KafkaSettings, exchange: CoinbaseExchange
+) -> None:
+    """A product the exchange refuses ends the worker with a one-line error and exit 2."""
+    source = unique("cb")
+    env = env_for(config(tmp_path, kafka, source), exchange)
+    env["COINBASE_PRODUCTS"] = "BTC-USD,NOPE-USD"
+    done = subprocess.run(
+        [sys.executable, "-m", "durable_ingest.cli", "source", "run", source],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "NOPE-USD is not a valid product" in done.stderr.strip().splitlines()[-1]
+
+
+COUNT = textwrap.dedent(
+    """
+    import json, sys
+    from durable_ingest.config import settings_from
+    from durable_ingest.warehouse import open_warehouse
+    client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
+    table = sys.argv[2]
+    rows = client.query(f"SELECT product_id, trade_id FROM default.{table} FINAL").result_rows
+    raw = client.command(f"SELECT uniqExact(product_id, trade_id) FROM default.{table}")
+    print(json.dumps({"final": [list(r) for r in rows], "distinct": raw}))
+    """
+)
+
+
+def test_kill_9_and_restart_lose_nothing_in_clickhouse(
+    tmp_path: Path, kafka: KafkaSettings, exchange: CoinbaseExchange, spawn: Spawn
+) -> None:
+    """kill -9 of the source mid-stream, trades while it is down, a restart: after the sink
+    runs, every trade id is in ClickHouse exactly once."""
+    source = unique("cb")
+    path = config(tmp_path, kafka, source)
+    env = env_for(path, exchange)
+    first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}
+    sink = spawn([sys.executable, "-m", "sink_workers", "--source", source], cwd=ROOT, env=env)
+    command = [sys.executable, "-m", "source_workers", source]
+    worker = spawn(command, cwd=ROOT, env=env)
+    wait_for(subscribed(exchange), 60, "the source to subscribe")
+    for _ in range(20):
+        exchange.trade("BTC-USD", 5)
+        exchange.trade("ETH-USD", 2)
+        time.sleep(0.05)
+    store = KafkaCheckpointStore(
+        KafkaSettings(bootstrap=kafka.bootstrap),
+        TopicSpec("ingest._checkpoints", partitions=1, retention_ms=-1, compacted=True),
+    )
+    try:
+        wait_for(
+            lambda: resume_point(partition_entries(store, source, "matches")) is not None,
+            60,
+            "a checkpoint confirmed by the sink",
+        )
+        for _ in range(10):  # mid-stream
+            exchange.trade("BTC-USD", 5)
+        worker.kill()
+        worker.wait(10)
+        exchange.trade("BTC-USD", 30)  # made while the source is down: only REST has them
+        exchange.trade("ETH-USD", 9)
+        restarted = spawn(command, cwd=ROOT, env=env)
+        wait_for(subscribed(exchange, 2), 60, "the restarted source to subscribe")
+        for _ in range(10):
+            exchange.trade("BTC-USD", 3)
+            exchange.trade("ETH-USD", 1)
+            time.sleep(0.05)
+        want = expected(exchange, first)
+        last = {p: ids[-1] for p, ids in exchange.all_trade_ids().items()}
+        wait_for(
+            lambda: all(
+                (resume_point(partition_entries(store, source, "matches")) or {})
+                .get("products", {})
+                .get(p, {})
+                .get("trade_id")
+                == last[p]
+                for p in PRODUCTS
+            ),
+            90,
+            "the sink to confirm the last trade of every product",
+        )
+    finally:
+        store.close()
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(30) == 0
+    sink.send_signal(signal.SIGTERM)
+    _, err = sink.communicate(timeout=60)
+    assert sink.returncode == 0, err[-3000:]
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT, str(tmp_path), f"{source}_matches"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(tuple(r) for r in table["final"]) == want
+    assert table["distinct"] == len(want)
