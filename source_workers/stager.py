@@ -69,6 +69,7 @@ class Stager:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"stage-{source}")
         self._lock = asyncio.Lock()
         self._writing: asyncio.Future[None] | None = None
+        self._background: asyncio.Future[None] | None = None
         self._labels = {name: {"source": source, "resource": name} for name in resources}
 
     async def add(
@@ -79,10 +80,26 @@ class Stager:
         checkpoint: Checkpoint | None,
         now: float,
     ) -> None:
-        """Buffer a message's records; stage the buffer if it is due."""
+        """Buffer a message's records; stage the buffer if it is due.
+
+        The write runs in the background while more messages are processed;
+        once a second batch is full behind a write still under way, this
+        waits for it (backpressure). A failure of a background write is raised
+        here, on the next message.
+        """
+        background = self._background
+        if background is not None and background.done():
+            self._background = None
+            background.result()  # raises what the write raised (a StopError)
         buffer = self._buffers[name]
         buffer.add(records, frame, checkpoint, now)
-        if buffer.due(now):
+        if not buffer.due(now):
+            return
+        if self._background is None:
+            self._background = asyncio.ensure_future(self._flush(name))
+        elif len(buffer) >= 2 * self.settings.batch_rows:
+            await asyncio.shield(self._background)
+            self._background = None
             await self._flush(name)
 
     async def flush_due(self) -> None:
@@ -130,6 +147,9 @@ class Stager:
         )
 
     async def flush_all(self) -> None:
+        if self._background is not None:
+            background, self._background = self._background, None
+            await background
         if self._writing is not None and not self._writing.done():
             await asyncio.gather(self._writing, return_exceptions=True)
         for name in self._buffers:

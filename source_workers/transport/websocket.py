@@ -12,7 +12,9 @@ runtime is stopping. Every websockets exception is translated here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,7 +36,13 @@ class StreamStopped(Exception):
 
 
 class WebSocketStream:
-    """One open provider websocket."""
+    """One open provider websocket.
+
+    Reading is the library's own ``recv`` (no task per frame); a watchdog task
+    closes the connection when it went silent for ``idle_timeout_s`` or when
+    the runtime stops, which ends the read with ConnectionLostError (silence)
+    or StreamStopped (stop).
+    """
 
     def __init__(
         self, connection: ClientConnection, url: str, idle_timeout_s: float, stop: asyncio.Event
@@ -43,6 +51,27 @@ class WebSocketStream:
         self.url = masked_url(url)
         self._idle_timeout_s = idle_timeout_s
         self._stop = stop
+        self._last_frame = time.monotonic()
+        self._ended: str | None = None
+        self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        interval = min(1.0, self._idle_timeout_s / 4)
+        while True:
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+            except TimeoutError:
+                silent = time.monotonic() - self._last_frame
+                if silent >= self._idle_timeout_s:
+                    self._ended = "idle"
+                    self._connection.transport.abort()
+                    return
+                continue
+            self._ended = "stopped"
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._connection.close(), timeout=2)
+            self._connection.transport.abort()
+            return
 
     async def send_json(self, message: Any) -> None:
         try:
@@ -52,28 +81,20 @@ class WebSocketStream:
 
     async def recv(self) -> str | bytes:
         """The next frame; raises ConnectionLostError, or StreamStopped when stopping."""
-        if self._stop.is_set():
+        if self._ended == "stopped" or self._stop.is_set():
             raise StreamStopped
-        receive = asyncio.ensure_future(self._connection.recv())
-        stopping = asyncio.ensure_future(self._stop.wait())
         try:
-            done, _ = await asyncio.wait(
-                {receive, stopping},
-                timeout=self._idle_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            stopping.cancel()
-            if not receive.done():
-                receive.cancel()
-        if receive in done:
-            try:
-                return receive.result()
-            except ConnectionClosed as exc:
-                raise self._lost(_closed(exc)) from None
-        if stopping in done:
-            raise StreamStopped
-        raise self._lost(f"no frame for {self._idle_timeout_s:g} s (idle timeout)")
+            frame = await self._connection.recv()
+        except ConnectionClosed as exc:
+            if self._ended == "stopped" or self._stop.is_set():
+                raise StreamStopped from None
+            if self._ended == "idle":
+                raise self._lost(
+                    f"no frame for {self._idle_timeout_s:g} s (idle timeout)"
+                ) from None
+            raise self._lost(_closed(exc)) from None
+        self._last_frame = time.monotonic()
+        return frame
 
     def __aiter__(self) -> Self:
         return self
@@ -85,7 +106,12 @@ class WebSocketStream:
             raise StopAsyncIteration from None
 
     async def close(self) -> None:
-        await self._connection.close()
+        self._watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watchdog
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._connection.close(), timeout=2)
+        self._connection.transport.abort()
 
     async def __aenter__(self) -> Self:
         return self

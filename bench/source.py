@@ -1,0 +1,253 @@
+"""Benchmark: one Coinbase source process, raw websocket frames to staged records.
+
+Prints, from the same run and interleaved (medians of ``--repeats``):
+
+* raw limits: JSON parse only (``json.loads`` of every frame), Avro encode only
+  (fastavro ``schemaless_writer`` of every row), produce only (an idempotent,
+  ``acks=all`` producer sending pre-encoded values);
+* ours: the real Coinbase connector in the Durable Runtime, fed by a local
+  websocket server that sends the frames as fast as it can, staging through the
+  Kafka staging writer until every trade is acknowledged.
+
+The aim is at least 60% of the slowest raw stage. Usage:
+``.venv/bin/python bench/source.py [--records N] [--repeats R]`` (embedded
+broker, or ``INGEST_KAFKA_BOOTSTRAP``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+_BENCH = str(Path(__file__).resolve().parent)
+if sys.path and sys.path[0] == _BENCH:
+    sys.path.pop(0)
+
+import fastavro  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
+from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
+
+from durable_ingest.config import KafkaSettings, RuntimeSettings  # noqa: E402
+from source_workers.connectors.coinbase.pipeline import build  # noqa: E402
+from source_workers.connectors.coinbase.source import CoinbaseSettings  # noqa: E402
+from source_workers.runtime import SourceRuntime  # noqa: E402
+from staging.kafka import KafkaStagingProvider  # noqa: E402
+from staging.protocol import StagingContext  # noqa: E402
+from staging.resource import StagedResource  # noqa: E402
+from staging.schemas import SchemaCatalog  # noqa: E402
+
+sys.path.append(_BENCH)
+import benchlib  # noqa: E402
+
+
+def frames_of(rows: list[dict[str, Any]]) -> list[str]:
+    """Coinbase ``match`` frames for the trades, with trade ids contiguous per product."""
+    next_id: dict[str, int] = {}
+    frames = []
+    for i, row in enumerate(rows):
+        product = row["product_id"]
+        trade_id = next_id.get(product, 1)
+        next_id[product] = trade_id + 1
+        frames.append(
+            json.dumps(
+                {
+                    "type": "match",
+                    "trade_id": trade_id,
+                    "maker_order_id": row["maker_order_id"],
+                    "taker_order_id": row["taker_order_id"],
+                    "side": row["side"],
+                    "size": str(row["size"]),
+                    "price": str(row["price"]),
+                    "product_id": product,
+                    "sequence": 1_000 + 3 * i,
+                    "time": row["time"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                }
+            )
+        )
+    return frames
+
+
+def raw_parse(frames: Sequence[str]) -> float:
+    loads = json.loads
+    return benchlib.timed(len(frames), lambda: [loads(f) for f in frames])
+
+
+def raw_encode(parsed: Any, rows: Sequence[dict[str, Any]]) -> tuple[float, list[bytes]]:
+    values: list[bytes] = []
+
+    def run() -> None:
+        buf = io.BytesIO()
+        for row in rows:
+            buf.seek(0)
+            buf.truncate()
+            fastavro.schemaless_writer(buf, parsed, row)
+            values.append(buf.getvalue())
+
+    return benchlib.timed(len(rows), run), values
+
+
+def raw_produce(bootstrap: str, values: Sequence[bytes]) -> float:
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+        }
+    )
+    topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
+
+    def run() -> None:
+        for value in values:
+            while True:
+                try:
+                    producer.produce(topic, value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        if producer.flush(60):
+            raise RuntimeError("raw produce did not finish")
+
+    producer.produce(topic, b"warmup")
+    producer.flush(30)
+    return benchlib.timed(len(values), run)
+
+
+async def serve_frames(frames: list[str]) -> None:
+    """Answer every subscribe with the frames, as fast as possible (the provider's side)."""
+
+    async def handler(connection: ServerConnection) -> None:
+        await connection.recv()
+        await connection.send(json.dumps({"type": "subscriptions", "channels": []}))
+        for frame in frames:
+            await connection.send(frame)
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
+        print(next(iter(server.sockets)).getsockname()[1], flush=True)
+        await asyncio.get_running_loop().create_future()
+
+
+class FrameServer:
+    """The frame server in its own process, as a provider would be (no shared GIL)."""
+
+    def __init__(self, records: int) -> None:
+        self.records = records
+        self.port = 0
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> FrameServer:
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-frames", str(self.records)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        self.port = int(self._process.stdout.readline())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+
+
+def ours(bootstrap: str, frames: list[str], catalog: SchemaCatalog) -> float:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    resource = StagedResource.define(
+        source=name,
+        name="matches",
+        schema=catalog.load(benchlib.SCHEMA_PATH),
+        key=("product_id",),
+        id_fields=benchlib.ID_FIELDS,
+        time_field="time",
+        partitions=benchlib.PARTITIONS,
+    )
+    provider = KafkaStagingProvider(
+        KafkaSettings(bootstrap=bootstrap), catalog=catalog, max_record_bytes=1_000_000
+    )
+    products = tuple(sorted({json.loads(f)["product_id"] for f in frames[:1000]}))
+    with (
+        FrameServer(len(frames)) as server,
+        provider.allocate_session(StagingContext(source=name, resources=(resource,))) as session,
+    ):
+        runtime = SourceRuntime(
+            build(name),
+            session,
+            settings=RuntimeSettings(batch_rows=5_000, linger_s=0.2),
+            connector_settings=CoinbaseSettings(
+                ws_url=f"ws://127.0.0.1:{server.port}/",
+                rest_url="http://127.0.0.1:9",
+                products=products,
+                backfill_grace_s=3600,
+            ),
+        )
+
+        async def main() -> float:
+            task = asyncio.create_task(runtime.run())
+            while runtime.stats.frames == 0:
+                await asyncio.sleep(0.001)
+            started = time.perf_counter()
+            while runtime.stats.records_staged < len(frames):
+                await asyncio.sleep(0.002)
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the runtime stopped early")
+            elapsed = time.perf_counter() - started
+            runtime.stop()
+            await task
+            return len(frames) / elapsed
+
+        return asyncio.run(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = benchlib.arg_parser(__doc__ or "", "unused (the runtime stages 5000-row batches)")
+    parser.add_argument("--serve-frames", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_frames:
+        asyncio.run(serve_frames(frames_of(benchlib.build_trades(args.serve_frames))))
+        return 0
+    catalog = SchemaCatalog.default()
+    schema = catalog.load(benchlib.SCHEMA_PATH)
+    rows = benchlib.build_trades(args.records)
+    frames = frames_of(rows)
+    results: dict[str, list[float]] = {k: [] for k in ("parse", "encode", "produce", "ours")}
+    with benchlib.kafka_bootstrap() as (bootstrap, broker_pid):
+        for _ in range(args.repeats):
+            results["parse"].append(raw_parse(frames))
+            rate, values = raw_encode(schema.parsed, rows)
+            results["encode"].append(rate)
+            results["produce"].append(raw_produce(bootstrap, values))
+            results["ours"].append(ours(bootstrap, frames, catalog))
+        medians = {k: benchlib.median(v) for k, v in results.items()}
+        slowest = min(medians["parse"], medians["encode"], medians["produce"])
+        print(benchlib.versions_line(f"{args.records:,} trades, {args.repeats} repeats"))
+        for key, label in (
+            ("parse", "raw JSON parse only"),
+            ("encode", "raw Avro encode only"),
+            ("produce", "raw produce only"),
+            ("ours", "ours: frames -> staged (Coinbase connector)"),
+        ):
+            runs = ", ".join(f"{r:,.0f}" for r in results[key])
+            print(f"{label:45s} {medians[key]:>11,.0f} rec/s   (runs: {runs})")
+        print(
+            f"ours / slowest raw stage: {medians['ours'] / slowest:.2f} (aim: >= 0.60); "
+            f"ours / one-thread bound (1 / sum of raw stage costs): "
+            f"{medians['ours'] * sum(1 / medians[k] for k in ('parse', 'encode', 'produce')):.2f}"
+        )
+        print(benchlib.peak_rss_line(broker_pid))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
