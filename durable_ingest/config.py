@@ -308,10 +308,11 @@ def connector_settings(
     into ``ws_url``. Raises :class:`ConfigError` naming the variable, never its value.
     """
     env = os.environ if env is None else env
+    names = {(info.alias or field): field for field, info in model.model_fields.items()}
     data = {
-        field: env[f"{prefix}_{field.upper()}"]
-        for field in model.model_fields
-        if f"{prefix}_{field.upper()}" in env
+        alias: env[f"{prefix}_{alias.upper()}"]
+        for alias in names
+        if f"{prefix}_{alias.upper()}" in env
     }
     try:
         return model.model_validate(data)
@@ -319,7 +320,7 @@ def connector_settings(
         lines = []
         for item in exc.errors(include_input=False, include_url=False):
             loc = [str(part) for part in item["loc"]]
-            name = f"{prefix}_{loc[0].upper()}" if loc else prefix
+            name = f"{prefix}_{loc[0].upper()}" if loc else f"{prefix} settings"
             lines.append(f"{name}: {item['msg']}")
         raise ConfigError(f"invalid {prefix.lower()} settings: " + "; ".join(lines)) from None
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from durable_ingest.errors import ConfigError
 
-CONNECTORS = ("coinbase",)
+CONNECTORS = ("coinbase", "supabase")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,3 +16,16 @@ def masked_url(url: str) -> str:
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
+
+
+def secret_values(url: str) -> list[str]:
+    """The values :func:`masked_url` hides, to scrub them from a library's log lines."""
+    parts = urlsplit(url)
+    found = [
+        v
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if v and any(word in k.lower() for word in _SECRET_PARAMS)
+    ]
+    if "@" in parts.netloc:
+        found.append(parts.netloc.rpartition("@")[0])
+    return found

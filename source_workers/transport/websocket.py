@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from types import TracebackType
 from typing import Any, Self
@@ -28,7 +29,24 @@ from websockets.exceptions import (
 )
 
 from durable_ingest.errors import ConnectionLostError, ProviderRefusedError
-from source_workers.transport.urls import masked_url
+from source_workers.transport.urls import masked_url, secret_values
+
+
+class _ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The websockets library logs request lines (with the URL's query) at DEBUG:
+    replace the URL's secret values before anything is written."""
+
+    def __init__(self, logger: logging.Logger, secrets: list[str]) -> None:
+        super().__init__(logger, {})
+        self._secrets = [s for s in secrets if s]
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        self.logger.log(level, "%s", text, **kwargs)
 
 
 class StreamStopped(Exception):
@@ -157,6 +175,7 @@ async def open_stream(
             close_timeout=2,
             additional_headers=headers,
             user_agent_header="durable-ingest",
+            logger=_ScrubbingLogger(logging.getLogger("websockets.client"), secret_values(url)),
         )
     except InvalidURI:
         raise ProviderRefusedError(

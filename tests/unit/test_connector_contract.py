@@ -7,6 +7,7 @@ import importlib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from durable_ingest.config import ResourceSettings
 from source_workers.authoring import Source
@@ -39,7 +40,7 @@ def test_pipeline_composes_a_valid_source(name: str) -> None:
     pipeline = load_connector(name).pipeline
     source = pipeline.build(name)
     assert isinstance(source, Source) and source.name == name
-    assert isinstance(pipeline.ENV_PREFIX, str) and pipeline.SETTINGS() is not None
+    assert isinstance(pipeline.ENV_PREFIX, str) and issubclass(pipeline.SETTINGS, BaseModel)
     catalog = SchemaCatalog.default()
     for resource in source.resources:
         settings = ResourceSettings(**resource.staging_defaults())

@@ -1,0 +1,1 @@
+"""Supabase Realtime: ``postgres_changes`` of configured tables, over Phoenix channels."""

@@ -1,0 +1,30 @@
+"""Composition of the Supabase connector: source, resources, settings, defaults.
+
+Resources ``projects`` and ``time_entries`` (topics ``ingest.<source>.<table>``,
+tables ``<source>_<table>``, change logs keyed by ``(id, commit_timestamp,
+operation)``). The checkpoint per resource is the newest commit timestamp
+staged. SUPABASE_TABLES may name a subset of the resources.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from source_workers.authoring import Source, define_source
+from source_workers.connectors.supabase.resources import projects, time_entries
+from source_workers.connectors.supabase.source import Realtime, SupabaseSettings, start
+
+SETTINGS = SupabaseSettings
+ENV_PREFIX = "SUPABASE"
+
+
+def build(name: str = "supabase") -> Source:
+    """A fresh Supabase source (its own protocol state) called ``name``."""
+    built = [projects.resource(), time_entries.resource()]
+    realtime = Realtime({resource.name: changes for resource, changes in built})
+    return define_source(
+        name=name,
+        resources=[resource for resource, _ in built],
+        start=partial(start, realtime=realtime),
+        control=realtime.control,
+    )

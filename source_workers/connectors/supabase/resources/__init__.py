@@ -1,0 +1,1 @@
+"""The Supabase resources, one per example table."""

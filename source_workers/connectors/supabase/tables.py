@@ -1,0 +1,61 @@
+"""What every Supabase table resource shares: parse its table's changes, map them to rows.
+
+``parse`` takes a ``postgres_changes`` message of its table (or a PostgREST
+row the backfill fetched, ``{"event": "rest_row", ...}``); ``process`` maps it
+with a :class:`ChangeMapper` and returns the row with the newest commit
+timestamp as the checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from source_workers.authoring import Output, Resource, define_resource
+from source_workers.connectors.supabase.changes import ChangeMapper, CommitMark
+from staging.schemas import SchemaCatalog
+
+
+class TableChanges:
+    def __init__(self, table: str, schema_path: str) -> None:
+        self.table = table
+        fields = SchemaCatalog.default().load(schema_path).parsed["fields"]
+        self.mapper = ChangeMapper(table, fields)
+        self.mark = CommitMark()
+        self.time_column = "updated_at"
+        """The PostgREST backfill's column (set from SUPABASE_BACKFILL_COLUMN)."""
+
+    def parse(self, raw: Any) -> dict[str, Any] | None:
+        if not isinstance(raw, dict):
+            return None
+        event = raw.get("event")
+        if event == "postgres_changes":
+            payload = raw.get("payload")
+            data = payload.get("data") if isinstance(payload, dict) else None
+            if not isinstance(data, dict):
+                raise ValueError("postgres_changes without payload.data")
+            return data if data.get("table") == self.table else None
+        if event == "rest_row" and raw.get("table") == self.table:
+            return raw
+        return None
+
+    def process(self, data: dict[str, Any], _received_at_us: int) -> Output:
+        if data.get("event") == "rest_row":
+            row = self.mapper.snapshot(data.get("row"), self.time_column)  # type: ignore[arg-type]
+        else:
+            row = self.mapper.change(data)
+        return Output((row,), self.mark.see(row["commit_timestamp"]))
+
+
+def table_resource(table: str, schema_path: str) -> tuple[Resource, TableChanges]:
+    changes = TableChanges(table, schema_path)
+    resource = define_resource(
+        name=table,
+        target="clickhouse",
+        schema=schema_path,
+        key=("id",),
+        id_fields=("id", "commit_timestamp", "operation"),
+        time_field="commit_timestamp",
+        parse=changes.parse,
+        process=changes.process,
+    )
+    return resource, changes

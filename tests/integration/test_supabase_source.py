@@ -1,0 +1,255 @@
+"""The Supabase source against the test Realtime + PostgREST server and the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable_ingest.config import KafkaSettings, RuntimeSettings
+from durable_ingest.errors import ConfigError, ProviderRefusedError
+from source_workers.connectors.supabase.pipeline import build
+from source_workers.connectors.supabase.source import SupabaseSettings
+from source_workers.runtime import RuntimeStats, SourceRuntime
+from staging.kafka import KafkaStagingProvider
+from staging.protocol import StagingContext
+from staging.resource import StagedResource
+from staging.schemas import SchemaCatalog
+from tests.helpers import unique
+from tests.integration.test_coinbase_source import wait_for
+from tests.servers.supabase import SupabaseServer
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = ("projects", "time_entries")
+
+
+@pytest.fixture
+def supabase() -> Iterator[SupabaseServer]:
+    with SupabaseServer() as server:
+        yield server
+
+
+def resources(source: str) -> tuple[StagedResource, ...]:
+    catalog = SchemaCatalog.default()
+    return tuple(
+        StagedResource.define(
+            source=source,
+            name=table,
+            schema=catalog.load(f"supabase/{table}.avsc"),
+            key=("id",),
+            id_fields=("id", "commit_timestamp", "operation"),
+            time_field="commit_timestamp",
+        )
+        for table in TABLES
+    )
+
+
+def staged(kafka: KafkaSettings, source: str, expect: int) -> list[tuple[str, str, int]]:
+    """(table, operation, id) of every staged change, read by a fresh group."""
+    provider = KafkaStagingProvider(
+        kafka, catalog=SchemaCatalog.default(), max_record_bytes=1_000_000
+    )
+    context = StagingContext(source=source, resources=resources(source), group_id=unique("g"))
+    found = []
+    with provider.allocate_session(context) as session:
+        for batch in session.reader().iter_batches(5_000, poll_timeout_s=0.5, idle_timeout_s=3):
+            found += [
+                (r.topic.rsplit(".", 1)[1], r.record["operation"], r.record["id"])
+                for r in batch.records
+            ]
+            if len(found) >= expect:
+                break
+    return sorted(found)
+
+
+class Worker:
+    def __init__(self, kafka: KafkaSettings, supabase: SupabaseServer, **options: Any) -> None:
+        self.source = unique("sb")
+        provider = KafkaStagingProvider(
+            kafka, catalog=SchemaCatalog.default(), max_record_bytes=1_000_000
+        )
+        self.session = provider.allocate_session(
+            StagingContext(source=self.source, resources=resources(self.source))
+        )
+        settings = SupabaseSettings.model_validate(
+            {"url": supabase.url, "service_role_key": supabase.key, **options}
+        )
+        self.runtime = SourceRuntime(
+            build(self.source),
+            self.session,
+            settings=RuntimeSettings(linger_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2),
+            connector_settings=settings,
+        )
+        self.error: BaseException | None = None
+        self.stats: RuntimeStats | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.stats = asyncio.run(self.runtime.run())
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> Worker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.runtime.stop()
+        self._thread.join(30)
+        self.session.close()
+
+    def finished(self, timeout_s: float = 30) -> BaseException | None:
+        self._thread.join(timeout_s)
+        return self.error
+
+
+def test_inserts_updates_and_deletes_become_change_rows(
+    kafka: KafkaSettings, supabase: SupabaseServer
+) -> None:
+    """Every change of both tables is staged once with its operation; bad frames are
+    dead-lettered and counted."""
+    with Worker(kafka, supabase) as worker:
+        wait_for(lambda: supabase.joined_channels == 1, 20, "the join")
+        supabase.insert("projects", id=1, name="Apollo", client="NASA", archived=False)
+        supabase.insert("time_entries", id=10, project_id=1, description="design", minutes=90)
+        supabase.update("projects", 1, name="Apollo 11")
+        supabase.send_raw(
+            '{"topic": "realtime:durable-ingest", "event": "postgres_changes", "payload": {"data": {"table": "projects", "type": "MERGE"}}}'
+        )
+        supabase.send_raw("{oops")
+        supabase.delete("time_entries", 10)
+        wait_for(lambda: worker.runtime.stats.records_staged >= 4, 20, "staging")
+    assert worker.runtime.stats.dead_letters == 2
+    assert staged(kafka, worker.source, 4) == [
+        ("projects", "INSERT", 1),
+        ("projects", "UPDATE", 1),
+        ("time_entries", "DELETE", 10),
+        ("time_entries", "INSERT", 10),
+    ]
+
+
+def test_channel_errors_rejoin_and_backfill_recovers_missed_changes(
+    kafka: KafkaSettings, supabase: SupabaseServer
+) -> None:
+    """phx_error, phx_close and a dropped socket rejoin; changes made while away come back
+    through PostgREST as SNAPSHOT rows."""
+    with Worker(kafka, supabase, backfill=True) as worker:
+        wait_for(lambda: supabase.joined_channels == 1, 20, "the join")
+        supabase.insert("projects", id=1, name="a")
+        wait_for(lambda: worker.runtime.stats.records_staged >= 1, 20, "the first change")
+        for fault in (
+            lambda: supabase.channel_event("phx_error"),
+            lambda: supabase.channel_event("phx_close"),
+            supabase.disconnect,
+        ):
+            joins = supabase.joins
+            fault()
+            wait_for(
+                lambda j=joins: supabase.joins > j and supabase.joined_channels == 1, 20, "a rejoin"
+            )
+        supabase.disconnect()
+        supabase.insert("projects", id=2, name="made while away")  # Realtime never sends it
+        wait_for(lambda: supabase.joined_channels == 1, 20, "a rejoin")
+        supabase.insert("time_entries", id=5, minutes=3)
+        wait_for(lambda: worker.runtime.stats.records_staged >= 4, 20, "live and backfilled rows")
+    rows = staged(kafka, worker.source, 4)
+    assert ("projects", "INSERT", 1) in rows and ("time_entries", "INSERT", 5) in rows
+    assert ("projects", "SNAPSHOT", 2) in rows
+    assert supabase.rest_requests >= 2
+
+
+def test_unanswered_heartbeats_reconnect(kafka: KafkaSettings, supabase: SupabaseServer) -> None:
+    """A heartbeat not answered before the next is due ends the session; it reconnects."""
+    supabase.answer_heartbeats = False
+    with Worker(kafka, supabase, heartbeat_interval_s=0.3) as worker:
+        wait_for(lambda: supabase.joins >= 2, 20, "a reconnect")
+        supabase.answer_heartbeats = True
+        wait_for(lambda: supabase.joined_channels == 1, 20, "the rejoin")
+        supabase.insert("projects", id=3, name="after")
+        wait_for(lambda: worker.runtime.stats.records_staged >= 1, 20, "staging")
+    assert worker.runtime.stats.sessions >= 2
+
+
+@pytest.mark.parametrize("fault", ["join", "expired", "table"])
+def test_refusals_stop_the_worker(
+    kafka: KafkaSettings, supabase: SupabaseServer, fault: str
+) -> None:
+    """A refused key, an expired token and an unknown table stop the worker with the reason."""
+    options: dict[str, Any] = {}
+    if fault == "join":
+        supabase.join_error = "Invalid JWT Token"
+    if fault == "table":
+        supabase.rows.pop("time_entries")  # not in the database (or not replicated)
+    worker = Worker(kafka, supabase, **options)
+    with worker:
+        if fault == "expired":
+            wait_for(lambda: supabase.joined_channels == 1, 20, "the join")
+            supabase.expire_token()
+        error = worker.finished()
+    assert isinstance(error, ProviderRefusedError)
+    words = {"join": "Invalid JWT", "expired": "Token has expired", "table": "Unable to subscribe"}
+    assert words[fault] in str(error)
+
+
+def test_tables_must_be_resources(kafka: KafkaSettings, supabase: SupabaseServer) -> None:
+    """SUPABASE_TABLES naming a table the connector has no resource for is refused by name."""
+    worker = Worker(kafka, supabase, tables="projects,invoices")
+    with worker:
+        error = worker.finished()
+    assert isinstance(error, ConfigError) and "'invoices' is not a resource" in str(error)
+
+
+def test_bad_key_and_missing_settings_are_one_line_and_the_key_never_shows(
+    tmp_path: Path, kafka: KafkaSettings, supabase: SupabaseServer
+) -> None:
+    """A wrong key ends in one line, exit 2, and the key is in no output; so does a missing URL."""
+    source = unique("sb")
+    config = tmp_path / "ingest.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            data_dir = "{tmp_path}"
+            [kafka]
+            bootstrap = "{kafka.bootstrap}"
+            [sources.{source}]
+            connector = "supabase"
+            """
+        )
+    )
+    secret = "sk-wrong-" + unique("k")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "SUPABASE_"))}
+    env.update(
+        INGEST_CONFIG=str(config), SUPABASE_URL=supabase.url, SUPABASE_SERVICE_ROLE_KEY=secret
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "durable_ingest.cli",
+        "--log-level",
+        "DEBUG",
+        "source",
+        "run",
+        source,
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "HTTP 401" in done.stderr.strip().splitlines()[-1]
+    assert secret not in done.stderr + done.stdout
+    env.pop("SUPABASE_URL")
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2 and "SUPABASE_URL must be set" in done.stderr
+    assert secret not in done.stderr + done.stdout
