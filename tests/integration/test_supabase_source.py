@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -253,3 +254,70 @@ def test_bad_key_and_missing_settings_are_one_line_and_the_key_never_shows(
     )
     assert done.returncode == 2 and "SUPABASE_URL must be set" in done.stderr
     assert secret not in done.stderr + done.stdout
+
+
+QUERY = textwrap.dedent(
+    """
+    import json, sys
+    from durable_ingest.config import settings_from
+    from durable_ingest.warehouse import open_warehouse
+    client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
+    rows = client.query(
+        f"SELECT id, toString(operation), name FROM default.{sys.argv[2]} FINAL "
+        "ORDER BY commit_timestamp"
+    ).result_rows
+    print(json.dumps([list(r) for r in rows]))
+    """
+)
+
+
+def test_changes_reach_clickhouse_as_a_change_log(
+    tmp_path: Path, kafka: KafkaSettings, supabase: SupabaseServer
+) -> None:
+    """The sink writes the connector's resources with their default settings: one row per change."""
+    with Worker(kafka, supabase) as worker:
+        wait_for(lambda: supabase.joined_channels == 1, 20, "the join")
+        supabase.insert("projects", id=7, name="first")
+        supabase.update("projects", 7, name="second")
+        supabase.delete("projects", 7)
+        wait_for(lambda: worker.runtime.stats.records_staged >= 3, 20, "staging")
+    config = tmp_path / "ingest.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            data_dir = "{tmp_path}"
+            [kafka]
+            bootstrap = "{kafka.bootstrap}"
+            session_timeout_ms = 6000
+            heartbeat_interval_ms = 1000
+            [sources.{worker.source}]
+            connector = "supabase"
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "SUPABASE_"))}
+    env["INGEST_CONFIG"] = str(config)
+    sink = subprocess.run(
+        [sys.executable, "-m", "sink_workers", "--source", worker.source, "--idle-exit", "4"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert sink.returncode == 0, sink.stderr[-3000:]
+    done = subprocess.run(
+        [sys.executable, "-c", QUERY, str(tmp_path), f"{worker.source}_projects"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
+        [7, "INSERT", "first"],
+        [7, "UPDATE", "second"],
+        [7, "DELETE", None],
+    ]
