@@ -6,8 +6,10 @@ Prints, from the same run and interleaved (medians of ``--repeats``):
   (fastavro ``schemaless_writer`` of every row), produce only (an idempotent,
   ``acks=all`` producer sending pre-encoded values);
 * ours: the real Coinbase connector in the Durable Runtime, fed by a local
-  websocket server that sends the frames as fast as it can, staging through the
-  Kafka staging writer until every trade is acknowledged.
+  websocket server (in a separate process) that sends the frames as fast as it
+  can, staging through the Kafka staging writer until every trade is
+  acknowledged; and the same with the frames handed to ``emit_raw`` in-process,
+  which shows what the websocket costs.
 
 The aim is at least 60% of the slowest raw stage. Usage:
 ``.venv/bin/python bench/source.py [--records N] [--repeats R]`` (embedded
@@ -161,7 +163,11 @@ class FrameServer:
             self._process.wait(10)
 
 
-def ours(bootstrap: str, frames: list[str], catalog: SchemaCatalog) -> float:
+def ours(
+    bootstrap: str, frames: list[str], catalog: SchemaCatalog, *, socket: bool = True
+) -> float:
+    """Frames to staged records; ``socket=False`` hands the frames to ``emit_raw``
+    in-process (the same connector and runtime, no websocket), to show its cost."""
     name = f"bench_{uuid.uuid4().hex[:10]}"
     resource = StagedResource.define(
         source=name,
@@ -221,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema = catalog.load(benchlib.SCHEMA_PATH)
     rows = benchlib.build_trades(args.records)
     frames = frames_of(rows)
-    results: dict[str, list[float]] = {k: [] for k in ("parse", "encode", "produce", "ours")}
+    results: dict[str, list[float]] = {
+        k: [] for k in ("parse", "encode", "produce", "ours", "no_socket")
+    }
     with benchlib.kafka_bootstrap() as (bootstrap, broker_pid):
         for _ in range(args.repeats):
             results["parse"].append(raw_parse(frames))
@@ -229,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["encode"].append(rate)
             results["produce"].append(raw_produce(bootstrap, values))
             results["ours"].append(ours(bootstrap, frames, catalog))
+            results["no_socket"].append(ours(bootstrap, frames, catalog, socket=False))
         medians = {k: benchlib.median(v) for k, v in results.items()}
         slowest = min(medians["parse"], medians["encode"], medians["produce"])
         print(benchlib.versions_line(f"{args.records:,} trades, {args.repeats} repeats"))
@@ -237,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("encode", "raw Avro encode only"),
             ("produce", "raw produce only"),
             ("ours", "ours: frames -> staged (Coinbase connector)"),
+            ("no_socket", "  the same without the websocket (in-process)"),
         ):
             runs = ", ".join(f"{r:,.0f}" for r in results[key])
             print(f"{label:45s} {medians[key]:>11,.0f} rec/s   (runs: {runs})")

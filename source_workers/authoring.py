@@ -11,7 +11,8 @@ decides, in the Durable Runtime's single processing task:
 * ``process(payload, received_at_us)``: return ``None`` (drop), a sequence of
   records, or ``Output(records, checkpoint)`` (a ``(records, checkpoint)``
   tuple is accepted too). The checkpoint says where the source would resume
-  once these records, and all before them, are written.
+  once these records, and all before them, are written; it may be a function
+  returning it, called when the records are staged.
 
 Anything else returned is a wiring mistake and raises
 :class:`SourceDefinitionError` naming the source, the resource and the value.
@@ -48,7 +49,10 @@ class Output:
     """What ``process`` returns when the records move the checkpoint."""
 
     records: Sequence[Record]
-    checkpoint: Checkpoint | None = None
+    checkpoint: Checkpoint | Callable[[], Checkpoint] | None = None
+    """The checkpoint, or a function that returns it: called when the records are
+    staged, so a connector whose checkpoint costs something to build (a map of
+    every product) can return the same bound method for every message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +182,9 @@ def define_source(
     )
 
 
-def normalize(source: str, resource: str, value: Any) -> tuple[Sequence[Record], Checkpoint | None]:
+def normalize(
+    source: str, resource: str, value: Any
+) -> tuple[Sequence[Record], Checkpoint | Callable[[], Checkpoint] | None]:
     """``process``'s result as (records, checkpoint); any other shape is refused."""
     if value is None:
         return (), None
@@ -195,7 +201,7 @@ def normalize(source: str, resource: str, value: Any) -> tuple[Sequence[Record],
     for record in records:
         if not isinstance(record, Mapping):
             raise _bad_shape(source, resource, record, "each record must be a mapping")
-    if checkpoint is not None and not isinstance(checkpoint, Mapping):
+    if checkpoint is not None and not (isinstance(checkpoint, Mapping) or callable(checkpoint)):
         raise _bad_shape(source, resource, checkpoint, "the checkpoint must be a mapping")
     return records, checkpoint
 

@@ -10,11 +10,14 @@ passed in. Pure code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from durable_ingest.errors import SourceDefinitionError
 from staging.envelope import Checkpoint
+
+LazyCheckpoint = Checkpoint | Callable[[], Checkpoint]
 
 Record = Any
 
@@ -42,15 +45,16 @@ class ResourceBuffer:
     linger_s: float
     rows: list[Record] = field(default_factory=list)
     frames: list[bytes | str] = field(default_factory=list)
-    checkpoint: Checkpoint | None = None
-    """The newest checkpoint from process(); it waits for rows to travel with."""
+    checkpoint: LazyCheckpoint | None = None
+    """The newest checkpoint from process() (or the function that gives it); it
+    waits for rows to travel with."""
     oldest_at: float | None = None
 
     def add(
         self,
         records: Sequence[Record],
         frame: bytes | str,
-        checkpoint: Checkpoint | None,
+        checkpoint: LazyCheckpoint | None,
         now: float,
     ) -> None:
         if records:
@@ -75,10 +79,18 @@ class ResourceBuffer:
     def take(self) -> Pending:
         """Everything waiting, as one batch; the checkpoint goes with it.
 
-        A checkpoint with no rows waiting stays (it cannot travel alone).
+        A checkpoint with no rows waiting stays (it cannot travel alone). A
+        checkpoint function is called now: every row it describes is in the batch.
         """
         if not self.rows:
             return Pending([], [], None)
-        pending = Pending(self.rows, self.frames, self.checkpoint)
+        checkpoint = self.checkpoint
+        if checkpoint is not None and not isinstance(checkpoint, Mapping):
+            checkpoint = checkpoint()
+            if not isinstance(checkpoint, Mapping):
+                raise SourceDefinitionError(
+                    f"a checkpoint function returned {checkpoint!r}, not a mapping", source=""
+                )
+        pending = Pending(self.rows, self.frames, checkpoint)
         self.rows, self.frames, self.checkpoint, self.oldest_at = [], [], None, None
         return pending

@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING
 from durable_ingest.config import RuntimeSettings
 from durable_ingest.errors import BackoffError, RecordTooLargeError, RetryError, SchemaMismatchError
 from durable_ingest.metrics import Metrics
-from source_workers.buffer import Pending, ResourceBuffer
+from source_workers.buffer import LazyCheckpoint, Pending, ResourceBuffer
 from source_workers.frames import frame_bytes
 from staging.deadletters import DeadLetter
-from staging.envelope import Checkpoint
 from staging.protocol import StagingSession
 
 if TYPE_CHECKING:
@@ -77,7 +76,7 @@ class Stager:
         name: str,
         records: Sequence[object],
         frame: str | bytes,
-        checkpoint: Checkpoint | None,
+        checkpoint: LazyCheckpoint | None,
         now: float,
     ) -> None:
         """Buffer a message's records; stage the buffer if it is due.

@@ -214,3 +214,26 @@ def test_ignored_messages_are_counted_not_staged() -> None:
 
     runtime, records, letters = run(build(script))
     assert runtime.stats.ignored == 1 and len(records) == 1 and letters == []
+
+
+def test_a_checkpoint_function_is_called_when_its_rows_are_staged() -> None:
+    """Output(records, fn): fn is called once per write, after every row it covers arrived."""
+    calls: list[int] = []
+    seen: list[int] = []
+
+    def checkpoint() -> dict[str, int]:
+        calls.append(1)
+        return {"last": seen[-1]}
+
+    def process(message: Any, _at: int) -> Any:
+        seen.append(message["i"])
+        return Output([row_of(message)], checkpoint)
+
+    async def script(ctx: SourceContext) -> None:
+        for frame in frames(*range(10)):
+            await ctx.emit_raw(frame)
+        ctx._runtime.stop()
+
+    runtime, records, _ = run(build(script, process), batch_rows=1000, linger_s=30)
+    assert runtime.stats.writes == 1 and len(calls) == 1
+    assert {r.checkpoint["last"] for r in records if r.checkpoint is not None} == {9}
