@@ -247,7 +247,13 @@ class SinkWorker:
             self._checkpoints.save(
                 source,
                 partition_slot(carried.resource, carried.partition),
-                partition_entry(carried.checkpoint, carried.write_time, carried.partitions),
+                partition_entry(
+                    carried.checkpoint,
+                    carried.write_time,
+                    carried.partitions,
+                    seq=carried.seq,
+                    prev=carried.prev,
+                ),
             )
             self.stats.checkpoints_saved += 1
             self.metrics.set(

@@ -48,14 +48,23 @@ def partition_slot(resource: str, partition: int) -> str:
 
 
 def partition_entry(
-    checkpoint: Mapping[str, Any], write_time: str, partitions: tuple[int, ...]
+    checkpoint: Mapping[str, Any],
+    write_time: str,
+    partitions: tuple[int, ...],
+    *,
+    seq: int | None = None,
+    prev: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """What a sink saves for a partition after writing a carrying record."""
-    return {
+    entry: dict[str, Any] = {
         "checkpoint": dict(checkpoint),
         "write_time": write_time,
         "partitions": list(partitions),
     }
+    if seq is not None:
+        entry["seq"] = seq
+        entry["prev"] = {str(p): q for p, q in sorted((prev or {}).items())}
+    return entry
 
 
 def partition_entries(
@@ -72,13 +81,19 @@ def partition_entries(
 
 
 def resume_point(entries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The newest checkpoint whose whole write is in the warehouse, or None.
+    """The newest checkpoint whose write, and every write before it, is in the warehouse.
 
-    An entry's write is complete when every partition it touched has an
-    entry from that write or a newer one (per partition, records are written
-    in offset order, so a newer carrier there means the older write's records
-    there are written too).
+    With write sequences (every entry has ``seq``): a write is complete when
+    every partition it touched has an entry from it or a later write, and every
+    partition it did not touch has an entry at least as new as the last earlier
+    write there (``prev``). Per partition, records are written in offset order,
+    so a newer carrier there means the older writes' records there are written.
+
+    Entries saved before sequences existed are judged by ``write_time`` and
+    the touched partitions only.
     """
+    if entries and all("seq" in entry for entry in entries.values()):
+        return _resume_by_sequence(entries)
     best: Mapping[str, Any] | None = None
     for entry in entries.values():
         time = entry["write_time"]
@@ -86,5 +101,19 @@ def resume_point(entries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | N
             q in entries and entries[q]["write_time"] >= time for q in entry["partitions"]
         )
         if complete and (best is None or time > best["write_time"]):
+            best = entry
+    return dict(best["checkpoint"]) if best is not None else None
+
+
+def _resume_by_sequence(entries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
+    best: Mapping[str, Any] | None = None
+    for entry in entries.values():
+        seq = entry["seq"]
+        touched = all(q in entries and entries[q]["seq"] >= seq for q in entry["partitions"])
+        earlier = all(
+            int(q) in entries and entries[int(q)]["seq"] >= s
+            for q, s in dict(entry.get("prev") or {}).items()
+        )
+        if touched and earlier and (best is None or seq > best["seq"]):
             best = entry
     return dict(best["checkpoint"]) if best is not None else None

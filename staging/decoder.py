@@ -17,7 +17,15 @@ import fastavro
 
 from durable_ingest.errors import CorruptRecordError, UnknownSchemaError
 from staging.codec import HEADER_SIZE, MAGIC
-from staging.envelope import H_CHECKPOINT, H_CHECKPOINT_PARTITIONS, H_ID, H_INGESTTIME, H_TYPE
+from staging.envelope import (
+    H_CHECKPOINT,
+    H_CHECKPOINT_PARTITIONS,
+    H_CHECKPOINT_PREV,
+    H_CHECKPOINT_SEQ,
+    H_ID,
+    H_INGESTTIME,
+    H_TYPE,
+)
 from staging.schemas import SchemaCatalog, StagedSchema
 
 RawHeaders = Sequence[tuple[str, bytes | None]]
@@ -126,6 +134,8 @@ class StagedRecord(NamedTuple):
             if raw is not None and name in (
                 H_CHECKPOINT,
                 H_CHECKPOINT_PARTITIONS,
+                H_CHECKPOINT_SEQ,
+                H_CHECKPOINT_PREV,
                 H_INGESTTIME,
                 H_TYPE,
             ):
@@ -138,6 +148,12 @@ class StagedRecord(NamedTuple):
                 raise ValueError("not a JSON object")
             parts = found.get(H_CHECKPOINT_PARTITIONS, str(self.partition).encode()).decode()
             partitions = tuple(sorted(int(p) for p in parts.split(",")))
+            seq = int(found[H_CHECKPOINT_SEQ]) if H_CHECKPOINT_SEQ in found else None
+            prev_text = found.get(H_CHECKPOINT_PREV, b"").decode()
+            prev = {
+                int(p): int(q)
+                for p, _, q in (item.partition(":") for item in prev_text.split(",") if item)
+            }
         except ValueError as exc:
             raise corrupt(
                 self.topic,
@@ -152,6 +168,8 @@ class StagedRecord(NamedTuple):
             checkpoint=value,
             write_time=found.get(H_INGESTTIME, b"").decode("ascii", "replace"),
             partitions=partitions,
+            seq=seq,
+            prev=prev,
         )
 
 
@@ -164,6 +182,10 @@ class Carried(NamedTuple):
     """``ce_ingesttime`` of the write: RFC 3339 with fixed width, so it sorts as text."""
     partitions: tuple[int, ...]
     """Every partition the write touched; each carries this checkpoint at its end of the write."""
+    seq: int | None = None
+    """The write's sequence number (None: staged before sequences existed)."""
+    prev: dict[int, int] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
+    """For each partition the write did not touch: the writer's last earlier write there."""
 
 
 class EnvelopeDecoder:

@@ -36,6 +36,7 @@ import fastavro
 
 from durable_ingest.errors import CheckpointError, RecordTooLargeError, SchemaMismatchError
 from staging.resource import StagedResource
+from staging.rowcheck import decimal_limits, failing_field, logical_fields
 from staging.schemas import StagedSchema
 
 SPECVERSION = "1.0"
@@ -49,6 +50,11 @@ H_INGESTTIME = "ce_ingesttime"
 H_CHECKPOINT = "ce_checkpoint"
 H_CHECKPOINT_PARTITIONS = "ce_checkpointpartitions"
 """Beside ``ce_checkpoint``: the partitions the write touched, e.g. ``0,2``."""
+H_CHECKPOINT_SEQ = "ce_checkpointseq"
+"""Beside ``ce_checkpoint``: the write's sequence number, increasing per writer."""
+H_CHECKPOINT_PREV = "ce_checkpointprev"
+"""Beside ``ce_checkpoint``: for each partition this write did not touch, the
+sequence of the writer's last earlier write that did, e.g. ``1:17,2:16``."""
 H_CONTENT_TYPE = "content-type"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -173,14 +179,17 @@ class EnvelopeEncoder:
         self._type = (H_TYPE, resource.name.encode())
         self._content_type = (H_CONTENT_TYPE, CONTENT_TYPE.encode())
         self._specversion = specversion
-        self._decimal_limits = _decimal_limits(schema)
-        self._uuid_fields = _logical_fields(schema, "uuid")
+        self._decimal_limits = decimal_limits(schema)
+        self._uuid_fields = logical_fields(schema, "uuid")
         self._int_fields = [
             f["name"]
             for f in schema.parsed["fields"]
             if "int" in (f["type"] if isinstance(f["type"], list) else [f["type"]])
         ]
         self._identity_fields = tuple(dict.fromkeys((*resource.key, *resource.id_fields)))
+        self._write_seq = 0
+        self._last_write: dict[int, int] = {}
+        """Per partition, the sequence of the last write that touched it."""
 
     def encode_batch(
         self,
@@ -249,7 +258,7 @@ class EnvelopeEncoder:
                 OverflowError,
                 decimal.InvalidOperation,
             ) as exc:
-                raise self._mismatch(index, _failing_field(parsed, row), str(exc)) from exc
+                raise self._mismatch(index, failing_field(parsed, row), str(exc)) from exc
             value = buf.getvalue()
             if single_key is not None:
                 key = str(row[single_key]).encode()
@@ -288,16 +297,34 @@ class EnvelopeEncoder:
             # write is in the warehouse (see staging.checkpoints.resume_point).
             last_of = {p: i for i, p in enumerate(partitions)}
             touched = ",".join(str(p) for p in sorted(last_of)).encode()
+            # The write's sequence (wall-clock microseconds, but always above the
+            # previous one) and, for partitions it did not touch, the last earlier
+            # write that did: resume_point then knows which earlier writes must be
+            # in the warehouse before this one counts as complete.
+            seq = max(ingest_time_us, self._write_seq + 1)
+            prev = ",".join(
+                f"{p}:{q}" for p, q in sorted(self._last_write.items()) if p not in last_of
+            ).encode()
+            self._write_seq = seq
+            for p in last_of:
+                self._last_write[p] = seq
+            seq_bytes = str(seq).encode()
             extra = (
                 len(H_CHECKPOINT)
                 + len(checkpoint_bytes)
                 + len(H_CHECKPOINT_PARTITIONS)
                 + len(touched)
-                + 2 * _PER_HEADER_OVERHEAD
+                + len(H_CHECKPOINT_SEQ)
+                + len(seq_bytes)
+                + len(H_CHECKPOINT_PREV)
+                + len(prev)
+                + 4 * _PER_HEADER_OVERHEAD
             )
             for index in sorted(last_of.values()):
                 all_headers[index].append((H_CHECKPOINT, checkpoint_bytes))
                 all_headers[index].append((H_CHECKPOINT_PARTITIONS, touched))
+                all_headers[index].append((H_CHECKPOINT_SEQ, seq_bytes))
+                all_headers[index].append((H_CHECKPOINT_PREV, prev))
                 if sizes[index] + extra > limit:
                     raise self._too_large(index, event_ids[index], sizes[index] + extra)
         return EncodedBatch(keys, values, all_headers, event_ids, partitions)
@@ -357,38 +384,6 @@ class EnvelopeEncoder:
             field=field,
             row_index=index,
         )
-
-
-def _decimal_limits(schema: StagedSchema) -> list[tuple[str, decimal.Decimal]]:
-    """(field, exclusive bound) for each decimal field: |value| < 10^(precision-scale)."""
-    limits = []
-    for field in schema.parsed["fields"]:
-        for branch in field["type"] if isinstance(field["type"], list) else [field["type"]]:
-            if isinstance(branch, dict) and branch.get("logicalType") == "decimal":
-                digits = int(branch["precision"]) - int(branch.get("scale", 0))
-                limits.append((field["name"], decimal.Decimal(10) ** digits))
-    return limits
-
-
-def _logical_fields(schema: StagedSchema, logical: str) -> list[str]:
-    """Top-level fields (or their nullable branch) of one logical type."""
-    names = []
-    for field in schema.parsed["fields"]:
-        for branch in field["type"] if isinstance(field["type"], list) else [field["type"]]:
-            if isinstance(branch, dict) and branch.get("logicalType") == logical:
-                names.append(field["name"])
-    return names
-
-
-def _failing_field(parsed: Any, row: Mapping[str, Any]) -> str | None:
-    """Name of the first top-level field whose value the schema rejects."""
-    from fastavro.validation import validate
-
-    for field in parsed["fields"]:
-        name = field["name"]
-        if name in row and not validate(row[name], field["type"], raise_errors=False):
-            return str(name)
-    return None
 
 
 def encode_value(schema: StagedSchema, record: Mapping[str, Any]) -> bytes:

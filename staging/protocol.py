@@ -132,6 +132,8 @@ class StagedBatch:
                         carried.checkpoint,
                         carried.write_time,
                         carried.partitions,
+                        carried.seq,
+                        carried.prev,
                     )
                 )
         return tuple(sorted(found, key=lambda c: (c.topic, c.partition)))
@@ -150,6 +152,10 @@ class CarriedCheckpoint:
     """When the write that produced it was staged (RFC 3339, sorts as text)."""
     partitions: tuple[int, ...]
     """Every partition that write touched."""
+    seq: int | None = None
+    """The write's sequence number (None: staged before sequences existed)."""
+    prev: dict[int, int] = field(default_factory=dict)
+    """For partitions the write did not touch: the last earlier write there."""
 
 
 class RecordWriter(Protocol):

@@ -14,6 +14,7 @@ PURE = (
     "staging/schemas.py",
     "staging/resource.py",
     "staging/envelope.py",
+    "staging/rowcheck.py",
     "staging/decoder.py",
     "staging/offsets.py",
     "staging/protocol.py",

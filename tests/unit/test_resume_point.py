@@ -39,3 +39,69 @@ def test_untouched_partitions_do_not_hold_anything_back() -> None:
     """Partitions a write never touched (no keys there) do not matter for it."""
     entries = {1: partition_entry({"id": 3}, T3, (1,)), 0: partition_entry({"id": 1}, T1, (0,))}
     assert resume_point(entries) == {"id": 3}
+
+
+def entry(
+    checkpoint: int, seq: int, touched: tuple[int, ...], prev: dict[int, int]
+) -> dict[str, object]:
+    return partition_entry({"id": checkpoint}, T1, touched, seq=seq, prev=prev)
+
+
+def test_an_earlier_write_in_another_partition_holds_a_later_one_back() -> None:
+    """W1 touched 0 and 2, W2 only 0: W2 is not a resume point until W1 is written in 2."""
+    w1 = entry(1, 10, (0, 2), {})
+    w2 = entry(2, 11, (0,), {2: 10})
+    older = entry(0, 5, (2,), {})
+    assert resume_point({0: w2, 2: older}) == {"id": 0}  # W1 is not in partition 2 yet
+    assert resume_point({0: w2, 2: w1}) == {"id": 2}
+
+
+def test_sequences_survive_a_wall_clock_step_back() -> None:
+    """Sequences order writes even if their wall-clock write times went backwards."""
+    w1 = partition_entry({"id": 1}, T3, (0,), seq=100, prev={})
+    w2 = partition_entry({"id": 2}, T1, (0, 1), seq=101, prev={})
+    assert resume_point({0: w2, 1: w2}) == {"id": 2}
+    assert resume_point({0: w1, 1: w2}) == {"id": 1}
+
+
+def test_the_encoder_stamps_sequence_and_earlier_writes() -> None:
+    """Carriers hold the write's sequence and, per untouched partition, the last earlier write."""
+    from staging.decoder import FixedHeaders, StagedRecord
+    from staging.envelope import EnvelopeEncoder
+    from staging.resource import StagedResource
+    from staging.schemas import SchemaCatalog
+    from tests.helpers import trade
+
+    catalog = SchemaCatalog.default()
+    resource = StagedResource.define(
+        source="s",
+        name="r",
+        schema=catalog.load("coinbase/matches.avsc"),
+        key=("product_id",),
+        id_fields=("product_id", "trade_id"),
+        partitions=8,
+    )
+    encoder = EnvelopeEncoder(resource, max_record_bytes=1_000_000)
+    first = encoder.encode_batch(
+        [trade(0, "BTC-USD"), trade(1, "ETH-USD")], ingest_time_us=50, checkpoint={"n": 1}
+    )
+    second = encoder.encode_batch([trade(2, "BTC-USD")], ingest_time_us=40, checkpoint={"n": 2})
+
+    def carried(batch: object, index: int) -> object:
+        envelope = batch[index]  # type: ignore[index]
+        record = StagedRecord(
+            "t",
+            envelope.partition,
+            0,
+            envelope.key,
+            None,
+            {},
+            FixedHeaders(tuple(envelope.headers)),
+        )
+        return record.carried()
+
+    a = carried(first, 1)
+    b = carried(second, 0)
+    assert a.seq == 50 and b.seq == 51  # never backwards, even with the clock at 40
+    btc, eth = first.partitions[0], first.partitions[1]
+    assert btc != eth and b.prev == {eth: 50}
