@@ -57,7 +57,10 @@ def malformed(
 
 def decode_frame(source: str, frame: str | bytes, limits: FrameLimits) -> Any:
     """The JSON value of one frame; raises :class:`MalformedFrameError`."""
-    size = len(frame) if isinstance(frame, bytes | bytearray) else len(frame.encode("utf-8"))
+    if isinstance(frame, bytes | bytearray):
+        size = len(frame)
+    else:  # UTF-8 takes at most 4 bytes a character: encode only when it could matter
+        size = len(frame) if len(frame) * 4 <= limits.max_bytes else len(frame.encode("utf-8"))
     if size > limits.max_bytes:
         raise malformed(source, frame[:4096], f"{size} bytes, over the limit of {limits.max_bytes}")
     if isinstance(frame, bytes | bytearray):

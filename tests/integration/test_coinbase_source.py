@@ -419,3 +419,28 @@ def test_kill_9_and_restart_lose_nothing_in_clickhouse(
     table = json.loads(done.stdout.strip().splitlines()[-1])
     assert sorted(tuple(r) for r in table["final"]) == want
     assert table["distinct"] == len(want)
+
+
+def test_oversized_frames_are_dead_lettered_or_drop_the_connection(
+    kafka: KafkaSettings, exchange: CoinbaseExchange
+) -> None:
+    """A frame over max_frame_bytes is dead-lettered (cut, with the reason); one over four times
+    the limit makes the library close the socket before buffering it, and the source reconnects
+    and backfills what it missed."""
+    first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}
+    big = json.dumps({"type": "match", "pad": "x" * 5_000})
+    huge = json.dumps({"type": "match", "pad": "x" * 20_000})
+    exchange.faults.malformed_after = {1002: [big], 1004: [huge]}
+    with InProcess(kafka, exchange, max_frame_bytes=4_096) as worker:
+        wait_for(subscribed(exchange), what="subscription")
+        exchange.trade("BTC-USD", 6)
+        wait_for(lambda: exchange.connections_opened >= 2, 20, "a reconnect after the huge frame")
+        wait_for(subscribed(exchange, 2), 20, "the resubscription")
+        exchange.trade("BTC-USD", 2)
+        want = expected(exchange, first)
+        wait_for(lambda: worker.runtime.stats.records_staged >= len(want), 30, "staging")
+        stats = worker.stop()
+    assert sorted(staged_ids(kafka, worker.source, expect=len(want))) == want
+    letters = dead_letters(kafka, worker.source)
+    assert stats.dead_letters == 1 and len(letters) == 1
+    assert "over the limit of 4096" in letters[0]["ingest_dlq_reason"]

@@ -65,3 +65,25 @@ def test_workflow_is_an_entry_point(name: str) -> None:
     """workflow.py exposes main()."""
     module = importlib.import_module(f"source_workers.connectors.{name}.workflow")
     assert callable(module.main)
+
+
+def test_unknown_connector_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """`ingest source run nope` names the known connectors and exits 2."""
+    from durable_ingest.cli import main
+
+    assert main(["source", "run", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no connector 'nope'" in err[0] and "coinbase" in err[0]
+
+
+def test_connector_defaults_fill_in_undeclared_resources() -> None:
+    """A source running a connector gets its resources' staging settings from the definitions."""
+    from durable_ingest.compose import with_connector_defaults
+    from durable_ingest.config import settings_from
+
+    settings = settings_from({"sources": {"crm": {"connector": "supabase"}}})
+    resources = with_connector_defaults(settings).sources["crm"].resources
+    assert set(resources) == {"projects", "time_entries"}
+    assert resources["projects"].id_fields == ["id", "commit_timestamp", "operation"]
+    added = with_connector_defaults(settings_from({}), "coinbase")
+    assert added.sources["coinbase"].resources["matches"].key == ["product_id"]
