@@ -76,6 +76,13 @@ class ResourceBuffer:
             return True
         return self.oldest_at is not None and now - self.oldest_at >= self.linger_s
 
+    def put_back(self, pending: Pending) -> None:
+        """A batch that could not be staged goes back in front of what came since."""
+        self.rows[:0] = pending.rows
+        self.frames[:0] = pending.frames
+        if self.checkpoint is None:
+            self.checkpoint = pending.checkpoint
+
     def take(self) -> Pending:
         """Everything waiting, as one batch; the checkpoint goes with it.
 

@@ -63,6 +63,9 @@ from staging.protocol import StagingSession
 
 log = logging.getLogger(__name__)
 
+_LETTERS_BOUND = 1_000
+"""Dead letters waiting at most; processing waits while more are being sent."""
+
 
 def _now_us() -> int:
     return time.time_ns() // 1_000
@@ -137,9 +140,13 @@ class SourceRuntime:
     def stop(self) -> None:
         """Stop reading, stage what was received, return from :meth:`run`. Thread-safe."""
         if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self.stopping_event.set)
+            self._loop.call_soon_threadsafe(self._begin_stop)
         else:
-            self.stopping_event.set()
+            self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        self.stager.begin_stop()
+        self.stopping_event.set()
 
     def connected(self) -> None:
         """A provider connection opened (the backoff resets once it stays up)."""
@@ -217,6 +224,8 @@ class SourceRuntime:
 
     async def dispatch(self, raw: Any, resource: str | None = None) -> None:
         """One message through parse and process of its resources; may stage."""
+        if self.stager.letters_waiting >= _LETTERS_BOUND:
+            await self.stager.send_letters()  # backpressure: dead letters do not pile up
         self.stats.frames += 1
         received_us = self._wall_us()
         now = self._clock()
@@ -272,9 +281,16 @@ class SourceRuntime:
 
     async def _flush_loop(self) -> None:
         interval = max(0.01, self.settings.linger_s / 2)
-        while True:
-            await asyncio.sleep(interval)
-            await self.stager.flush_due()
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                await self.stager.flush_due()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - staging broke: end the session and the worker
+            self._failure = exc
+            if self._session_task is not None and not self._session_task.done():
+                self._session_task.cancel()
 
 
 def _as_frame(value: Any) -> str:

@@ -69,6 +69,9 @@ class Stager:
         self._lock = asyncio.Lock()
         self._writing: asyncio.Future[None] | None = None
         self._background: asyncio.Future[None] | None = None
+        self.broken: BaseException | None = None
+        """What ended staging: a write that failed for good, or a give-up at shutdown."""
+        self._stop_deadline: float | None = None
         self._labels = {name: {"source": source, "resource": name} for name in resources}
 
     async def add(
@@ -83,23 +86,35 @@ class Stager:
 
         The write runs in the background while more messages are processed;
         once a second batch is full behind a write still under way, this
-        waits for it (backpressure). A failure of a background write is raised
-        here, on the next message.
+        waits for it (backpressure). A write that failed for good (in the
+        background or in the flusher) is raised here, on the next message.
         """
-        background = self._background
-        if background is not None and background.done():
-            self._background = None
-            background.result()  # raises what the write raised (a StopError)
+        self.check()
         buffer = self._buffers[name]
         buffer.add(records, frame, checkpoint, now)
         if not buffer.due(now):
             return
-        if self._background is None:
+        if self._background is None or self._background.done():
             self._background = asyncio.ensure_future(self._flush(name))
+            self._background.add_done_callback(_retrieve)
         elif len(buffer) >= 2 * self.settings.batch_rows:
             await asyncio.shield(self._background)
-            self._background = None
+            self.check()
             await self._flush(name)
+
+    def check(self) -> None:
+        """Raise the error that ended staging, if one did (not a shutdown give-up)."""
+        if self.broken is not None and not isinstance(self.broken, GaveUp):
+            raise self.broken
+
+    def begin_stop(self) -> None:
+        """Stopping began: writes still failing give up half the shutdown budget from now."""
+        if self._stop_deadline is None:
+            self._stop_deadline = self._clock() + self.settings.shutdown_timeout_s / 2
+
+    @property
+    def letters_waiting(self) -> int:
+        return len(self._letters)
 
     async def flush_due(self) -> None:
         now = self._clock()
@@ -107,7 +122,8 @@ class Stager:
             if buffer.due(now):
                 await self._flush(name)
         if self._letters:
-            await self._send_letters()
+            await self.send_letters()
+        self.check()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -146,32 +162,45 @@ class Stager:
         )
 
     async def flush_all(self) -> None:
-        if self._background is not None:
-            background, self._background = self._background, None
-            await background
-        if self._writing is not None and not self._writing.done():
-            await asyncio.gather(self._writing, return_exceptions=True)
+        """Stage everything received (at stop); then raise what broke staging, if anything."""
+        self.begin_stop()
+        pending = [f for f in (self._background, self._writing) if f is not None and not f.done()]
+        await asyncio.gather(*pending, return_exceptions=True)
         for name in self._buffers:
-            await self._flush(name, final=True)
+            await self._flush(name)
         if self._letters:
-            await self._send_letters(final=True)
+            await self.send_letters()
+        left = sum(len(b) for b in self._buffers.values())
+        if left:
+            log.error(
+                "source %s: %d received records were not staged (%s); no checkpoint covers "
+                "them, so a restart fetches them again from the provider where it can",
+                self._source,
+                left,
+                self.broken,
+            )
+        self.check()
 
-    async def _flush(self, name: str, final: bool = False) -> None:
+    async def _flush(self, name: str) -> None:
         async with self._lock:
-            if self._writing is not None and not self._writing.done():
-                await asyncio.shield(self._writing)
+            if self.broken is not None:
+                return  # nothing more is staged: no later checkpoint may cover what failed
             pending = self._buffers[name].take()
             if not pending.rows:
                 return
-            self._writing = asyncio.ensure_future(self._write(name, pending, final))
+            self._writing = asyncio.ensure_future(self._write(name, pending))
+            self._writing.add_done_callback(_retrieve)
             await asyncio.shield(self._writing)
 
-    async def _write(self, name: str, pending: Pending, final: bool) -> None:
-        """Stage one batch: retried until acknowledged; refused rows dead-lettered."""
+    async def _write(self, name: str, pending: Pending) -> None:
+        """Stage one batch: retried until acknowledged; refused rows dead-lettered.
+
+        Any other failure, and a give-up at shutdown, breaks staging: no later
+        write of this process is staged, so no later checkpoint can cover these rows.
+        """
         writer = self._writers[name]
         loop = asyncio.get_running_loop()
         delay = self.settings.backoff_initial_s
-        deadline = self._clock() + self.settings.shutdown_timeout_s / 2
         while pending.rows:
             rows, checkpoint = pending.rows, pending.checkpoint
             try:
@@ -184,15 +213,9 @@ class Stager:
                 pending = pending.without(exc.row_index)
                 continue
             except (RetryError, BackoffError) as exc:
-                if (final or self._stopping.is_set()) and self._clock() > deadline:
-                    log.error(
-                        "source %s, resource %s: giving up on %d unstaged rows at shutdown "
-                        "(%s); their checkpoint did not move, so a restart fetches them again",
-                        self._source,
-                        name,
-                        len(rows),
-                        exc,
-                    )
+                if self._stop_deadline is not None and self._clock() >= self._stop_deadline:
+                    self.broken = GaveUp(f"staging still failing at shutdown: {exc}")
+                    self._buffers[name].put_back(pending)
                     return
                 log.warning(
                     "source %s, resource %s: staging failed (%s); retrying in %.1f s",
@@ -204,6 +227,17 @@ class Stager:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.backoff_max_s)
                 continue
+            except BaseException as exc:
+                self.broken = exc
+                self._buffers[name].put_back(pending)
+                log.error(
+                    "source %s, resource %s: staging failed for good (%s); nothing more is "
+                    "staged by this process",
+                    self._source,
+                    name,
+                    exc,
+                )
+                raise
             self.stats.records_staged += len(rows)
             self.stats.writes += 1
             labels = self._labels[name]
@@ -216,7 +250,8 @@ class Stager:
         if pending.checkpoint is not None and self._buffers[name].checkpoint is None:
             self._buffers[name].checkpoint = pending.checkpoint  # nothing left to carry it yet
 
-    async def _send_letters(self, final: bool = False) -> None:
+    async def send_letters(self) -> None:
+        """Stage the waiting dead letters; on failure they wait again (at shutdown: logged)."""
         async with self._lock:
             letters, self._letters = self._letters, []
             if not letters:
@@ -224,19 +259,32 @@ class Stager:
             loop = asyncio.get_running_loop()
             sender = self._session.dead_letters()
             delay = self.settings.backoff_initial_s
-            deadline = self._clock() + self.settings.shutdown_timeout_s / 2
-            while True:
-                try:
-                    await loop.run_in_executor(self._executor, sender.send, letters)
-                    return
-                except (RetryError, BackoffError) as exc:
-                    if (final or self._stopping.is_set()) and self._clock() > deadline:
-                        log.error(
-                            "source %s: %d dead letters not staged at shutdown: %s",
-                            self._source,
-                            len(letters),
-                            exc,
-                        )
+            try:
+                while True:
+                    try:
+                        await loop.run_in_executor(self._executor, sender.send, letters)
                         return
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.settings.backoff_max_s)
+                    except (RetryError, BackoffError) as exc:
+                        if self._stop_deadline is not None and self._clock() >= self._stop_deadline:
+                            log.error(
+                                "source %s: %d dead letters not staged at shutdown: %s",
+                                self._source,
+                                len(letters),
+                                exc,
+                            )
+                            return
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, self.settings.backoff_max_s)
+            except BaseException:
+                self._letters[:0] = letters  # kept for the next attempt
+                raise
+
+
+class GaveUp(Exception):
+    """Staging was given up at shutdown (the dependency stayed down)."""
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a background write's exception as seen: :meth:`Stager.check` raises it."""
+    if not future.cancelled():
+        future.exception()

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from durable_ingest.config import RuntimeSettings
-from durable_ingest.errors import ConnectionLostError, SourceDefinitionError, UnknownResourceError
+from durable_ingest.errors import (
+    BrokerUnavailableError,
+    ConnectionLostError,
+    DeliveryRejectedError,
+    SourceDefinitionError,
+    UnknownResourceError,
+)
 from source_workers.authoring import Output, Source, define_resource, define_source
 from source_workers.context import SourceContext
 from source_workers.runtime import SourceRuntime
+from source_workers.stager import GaveUp
 from staging.memory import MemoryStagingProvider
 from staging.offsets import Partition
 from staging.protocol import StagingContext
@@ -44,7 +52,56 @@ def build(script: Script, process: Callable[[Any, int], Any] | None = None) -> S
     return define_source(name=unique("src"), resources=[resource], start=script)
 
 
-def run(source: Source, **settings: Any) -> tuple[SourceRuntime, list[Any], list[Any]]:
+class FaultySession:
+    """A real in-memory session whose writers and dead-letter sender fail on demand."""
+
+    def __init__(
+        self,
+        inner: Any,
+        faults: Callable[[int], BaseException | None],
+        letter_faults: Callable[[int], BaseException | None],
+    ) -> None:
+        self.inner, self.faults, self.letter_faults = inner, faults, letter_faults
+        self.calls = 0
+        self.letter_calls = 0
+
+    def writer(self, name: str | None = None) -> Any:
+        inner, session = self.inner.writer(name), self
+
+        class Writer:
+            def write_batch(self, rows: Any, *, checkpoint: Any = None) -> Any:
+                session.calls += 1
+                error = session.faults(session.calls)
+                if error is not None:
+                    raise error
+                return inner.write_batch(rows, checkpoint=checkpoint)
+
+        return Writer()
+
+    def dead_letters(self) -> Any:
+        inner, session = self.inner.dead_letters(), self
+
+        class Sender:
+            def send(self, letters: Any) -> None:
+                session.letter_calls += 1
+                error = session.letter_faults(session.letter_calls)
+                if error is not None:
+                    raise error
+                inner.send(letters)
+
+        return Sender()
+
+
+def never(_n: int) -> BaseException | None:
+    return None
+
+
+def run(
+    source: Source,
+    faults: Callable[[int], BaseException | None] = never,
+    letter_faults: Callable[[int], BaseException | None] = never,
+    **settings: Any,
+) -> tuple[SourceRuntime, list[Any], list[Any]]:
     """Run until the script stops the runtime; return staged records and dead letters."""
     catalog = SchemaCatalog.default()
     staged = StagedResource.define(
@@ -56,15 +113,22 @@ def run(source: Source, **settings: Any) -> tuple[SourceRuntime, list[Any], list
     )
     provider = MemoryStagingProvider(catalog=catalog)
     session = provider.allocate_session(StagingContext(source=source.name, resources=(staged,)))
+    faulty: Any = FaultySession(session, faults, letter_faults)
+    expect_error = settings.pop("expect_error", False)
     options = {"linger_s": 0.05, "backoff_initial_s": 0.01, "backoff_max_s": 0.05, **settings}
-    runtime = SourceRuntime(
-        source, session, settings=RuntimeSettings(**options), jitter=lambda: 0.5
-    )
-    asyncio.run(asyncio.wait_for(runtime.run(), timeout=20))
+    runtime = SourceRuntime(source, faulty, settings=RuntimeSettings(**options), jitter=lambda: 0.5)
+    error: Exception | None = None
+    try:
+        asyncio.run(asyncio.wait_for(runtime.run(), timeout=20))
+    except Exception as exc:
+        if not expect_error:
+            raise
+        error = exc
     records = []
     for batch in session.reader().iter_batches(10_000, idle_timeout_s=0.2):
         records.extend(batch.records)
     letters = provider.broker.fetch(Partition(staged.dlq.name, 0), 0, 10_000)
+    setattr(runtime, "error", error)  # noqa: B010 - for the tests that expect one
     return runtime, records, letters
 
 
@@ -237,3 +301,60 @@ def test_a_checkpoint_function_is_called_when_its_rows_are_staged() -> None:
     runtime, records, _ = run(build(script, process), batch_rows=1000, linger_s=30)
     assert runtime.stats.writes == 1 and len(calls) == 1
     assert {r.checkpoint["last"] for r in records if r.checkpoint is not None} == {9}
+
+
+def test_a_write_refused_for_good_stops_and_no_later_checkpoint_covers_it() -> None:
+    """DeliveryRejectedError in a background or flusher write: the worker stops with it and
+    nothing after the failed batch is staged (its checkpoint would cover the lost rows)."""
+
+    async def script(ctx: SourceContext) -> None:
+        for frame in frames(*range(3)):
+            await ctx.emit_raw(frame)
+        await asyncio.sleep(0.3)  # the flusher's write fails meanwhile
+        for frame in frames(*range(3, 7)):
+            await ctx.emit_raw(frame)
+        ctx._runtime.stop()
+
+    def refuse_first(n: int) -> BaseException | None:
+        return DeliveryRejectedError("refused", topic="t", code="X", failed=1) if n == 1 else None
+
+    with pytest.raises(DeliveryRejectedError):
+        run(build(script), refuse_first, batch_rows=100)
+    runtime, records, _ = run(build(script), refuse_first, batch_rows=100, expect_error=True)
+    assert records == [] and isinstance(getattr(runtime, "error"), DeliveryRejectedError)  # noqa: B009
+
+
+def test_writes_failing_at_stop_are_retried_within_the_budget_then_given_up() -> None:
+    """A broker outage across SIGTERM: retries go on until half the shutdown budget after the
+    stop; once given up, nothing later is staged (no checkpoint past the lost rows)."""
+
+    def down(_n: int) -> BaseException | None:
+        return BrokerUnavailableError("down", bootstrap="k")
+
+    async def script(ctx: SourceContext) -> None:
+        for frame in frames(*range(3)):
+            await ctx.emit_raw(frame)
+        await asyncio.sleep(0.2)
+        for frame in frames(3, 4):
+            await ctx.emit_raw(frame)
+        ctx._runtime.stop()
+
+    started = time.monotonic()
+    runtime, records, _ = run(build(script), down, batch_rows=3, shutdown_timeout_s=1.0)
+    assert records == [] and isinstance(runtime.stager.broken, GaveUp)
+    assert time.monotonic() - started < 5
+
+
+def test_dead_letters_whose_send_failed_are_sent_later() -> None:
+    """A failed dead-letter send keeps the letters for the next attempt."""
+
+    async def script(ctx: SourceContext) -> None:
+        await ctx.emit_raw("{bad")
+        await asyncio.sleep(0.3)
+        ctx._runtime.stop()
+
+    def flaky(n: int) -> BaseException | None:
+        return BrokerUnavailableError("down", bootstrap="k") if n <= 2 else None
+
+    runtime, _, letters = run(build(script), letter_faults=flaky)
+    assert len(letters) == 1 and runtime.stats.dead_letters == 1
