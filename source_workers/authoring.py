@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from durable_ingest.errors import SourceDefinitionError, UnknownResourceError
 from staging.envelope import Checkpoint
@@ -42,6 +42,14 @@ StartFn = Callable[["SourceContext"], Awaitable[None]]
 ControlFn = Callable[[Any], bool]
 
 _DAY_MS = 24 * 3600 * 1000
+
+
+class Internal(NamedTuple):
+    """A message a connector's own code emits (a REST row, a backfill's end), never a
+    decoded provider frame: JSON cannot produce one, so a provider cannot forge it."""
+
+    kind: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ source and the reason:
 * frames over ``max_bytes`` (the websocket transport also refuses them at the
   protocol level, before they are buffered whole);
 * bytes that are not UTF-8, or text that is not JSON;
-* ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON, and poison for ClickHouse);
+* ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON, and poison for ClickHouse),
+  and numbers such as ``1e999`` that overflow to infinity;
 * nesting deeper than ``max_depth`` (counted only when the frame has more
   brackets than that, so an ordinary frame pays two ``str.count`` calls).
 
@@ -17,6 +18,7 @@ Pure code.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -33,7 +35,14 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not allowed")
 
 
-_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} overflows to infinity")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def frame_bytes(frame: str | bytes) -> bytes:

@@ -5,8 +5,10 @@ runtime's event loop keeps serving the websocket. :meth:`HttpClient.get_json`
 returns the decoded body and the response headers, or raises:
 
 * :class:`RateLimitedError` for 429 and 503 (with ``Retry-After`` when given);
-* :class:`ConnectionLostError` for other 5xx, timeouts and refused connections;
-* :class:`ProviderRefusedError` for other 4xx (a wrong product, a bad key);
+* :class:`ConnectionLostError` for other 5xx, timeouts, refused connections and
+  broken responses (truncated bodies, bad status lines);
+* :class:`ProviderRefusedError` for other 4xx (a wrong product, a bad key) and
+  for redirects, which are never followed (the key headers would go along);
 * :class:`MalformedFrameError` for a body over the size limit or not JSON.
 
 The caller decides how long to keep retrying; this module never sleeps.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -37,18 +40,33 @@ class HttpResponse:
     body: Any
 
 
+MAX_RETRY_AFTER_S = 300.0
+"""A provider's ``Retry-After`` is followed up to this long."""
+
+
 def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None if absent or bad."""
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date, capped at
+    :data:`MAX_RETRY_AFTER_S`); None if absent or unreadable."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
     try:
+        if value.isascii() and value.isdecimal():
+            return min(float(value), MAX_RETRY_AFTER_S)
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, when.timestamp() - now)
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER_S)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would send the key headers to any host."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects())
 
 
 class HttpClient:
@@ -81,7 +99,7 @@ class HttpClient:
                 reason="bad url",
             )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:  # noqa: S310
+            with _opener.open(request, timeout=self._timeout_s) as response:
                 status = response.status
                 response_headers = {k.lower(): v for k, v in response.headers.items()}
                 body = response.read(self._limits.max_bytes + 1)
@@ -96,6 +114,13 @@ class HttpClient:
                     status=status,
                     retry_after_s=retry_after,
                 ) from None
+            if 300 <= status < 400:
+                raise ProviderRefusedError(
+                    f"source {self._source}: {shown} redirected (HTTP {status}); redirects are "
+                    "not followed, so credentials never go to another host: set the final URL",
+                    source=self._source,
+                    reason=f"HTTP {status}",
+                ) from None
             if status >= 500 or status == 408:
                 raise ConnectionLostError(
                     f"{shown}: HTTP {status}", url=shown, reason=f"HTTP {status}"
@@ -105,11 +130,18 @@ class HttpClient:
                 source=self._source,
                 reason=f"HTTP {status}",
             ) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise ConnectionLostError(
                 f"{shown}: request failed: {reason}", url=shown, reason=str(reason)
             ) from None
+        expected = response_headers.get("content-length", "")
+        if expected.isdecimal() and len(body) < int(expected) <= self._limits.max_bytes:
+            raise ConnectionLostError(
+                f"{shown}: body cut short ({len(body)} of {expected} bytes)",
+                url=shown,
+                reason="truncated body",
+            )
         if len(body) > self._limits.max_bytes:
             raise malformed(
                 self._source, body[:4096], f"HTTP body over {self._limits.max_bytes} bytes"

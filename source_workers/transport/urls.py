@@ -29,3 +29,9 @@ def secret_values(url: str) -> list[str]:
     if "@" in parts.netloc:
         found.append(parts.netloc.rpartition("@")[0])
     return found
+
+
+def is_loopback(url: str) -> bool:
+    """True when the URL's host is this machine (127.0.0.0/8, ::1, localhost)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")

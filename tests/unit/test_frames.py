@@ -49,3 +49,10 @@ def test_brackets_inside_strings_do_not_count_as_depth() -> None:
 def test_depth_at_the_limit_is_accepted() -> None:
     """Exactly max_depth levels pass."""
     assert decode_frame("s", "[" * 8 + "]" * 8, LIMITS) == [[[[[[[[]]]]]]]]
+
+
+def test_numbers_that_overflow_to_infinity_are_refused() -> None:
+    """1e999 is valid JSON text but not a finite number: refused like NaN."""
+    with pytest.raises(MalformedFrameError, match="overflows to infinity"):
+        decode_frame("s", '{"x": 1e999}', LIMITS)
+    assert decode_frame("s", '{"x": 1.5e3}', LIMITS) == {"x": 1500.0}

@@ -48,16 +48,19 @@ def test_heartbeat_ahead_of_the_newest_trade_reveals_missed_trades() -> None:
     assert ledger.checkpoint()["products"][P] == {"trade_id": 10, "sequence": 9}
 
 
-def test_gaps_are_due_after_the_grace_period_once() -> None:
-    """A gap is offered for backfill once it has been open for the grace period."""
+def test_gaps_are_due_after_the_grace_period() -> None:
+    """A gap is offered for backfill once it has been open for the grace period, and again
+    later after a backfill that did not finish."""
     ledger = TradeLedger()
     ledger.accept(P, 10, None, 0.0)
     ledger.accept(P, 20, None, 5.0)
     assert ledger.due(6.0, grace_s=2.0) == []
     due = ledger.due(7.0, grace_s=2.0)
     assert [(p, g.first, g.last) for p, g in due] == [(P, 11, 19)]
+    due[0][1].filling = True
     assert ledger.due(8.0, grace_s=2.0) == []  # being filled
-    ledger.retry_later(P, 11, 19, at=9.0)
+    assert ledger.retry_later(P, 11, 19, at=9.0) == 1
+    assert ledger.due(10.0, grace_s=2.0) == []
     assert len(ledger.due(11.0, grace_s=2.0)) == 1
 
 
@@ -124,3 +127,51 @@ def test_bad_trade_fields_are_refused(field: str, value: object) -> None:
     message[field] = value
     with pytest.raises(ValueError):
         trade_row(message, P, None)
+
+
+def test_implausible_jumps_within_a_session_are_refused() -> None:
+    """A heartbeat or mid-session trade far past the newest is refused; a session's first
+    trade may jump (the hole after a reconnect)."""
+    ledger = TradeLedger(max_jump=100)
+    ledger.restore({"products": {P: {"trade_id": 10, "sequence": None}}})
+    ledger.new_session()
+    assert ledger.accept(P, 500, None, 0.0)  # first of the session: a gap 11..499
+    with pytest.raises(ValueError, match="implausible"):
+        ledger.accept(P, 10**15, None, 0.0)
+    with pytest.raises(ValueError, match="implausible"):
+        ledger.heartbeat(P, 10**15, None, 0.0)
+    assert ledger.accept(P, 501, None, 0.0) and ledger.checkpoint()["products"][P]["trade_id"] == 10
+
+
+def test_a_trade_arriving_after_its_range_was_given_up_is_still_taken() -> None:
+    """Late feed trades in a resolved range are new, not duplicates."""
+    ledger = TradeLedger()
+    ledger.accept(P, 10, None, 0.0)
+    ledger.accept(P, 20, None, 0.0)
+    ledger.resolve(P, 11, 19)
+    assert ledger.accept(P, 15, None, 0.0) and not ledger.accept(P, 15, None, 0.0)
+
+
+def test_due_gaps_are_not_marked_until_filling_starts_and_new_sessions_reset_them() -> None:
+    """Only the gap being filled is marked; a new session offers every gap again."""
+    ledger = TradeLedger()
+    ledger.accept(P, 1, None, 0.0)
+    ledger.accept(P, 5, None, 0.0)
+    ledger.accept("ETH-USD", 1, None, 0.0)
+    ledger.accept("ETH-USD", 9, None, 0.0)
+    due = ledger.due(10.0, grace_s=0)
+    assert len(due) == 2 and len(ledger.due(10.0, grace_s=0)) == 2
+    due[0][1].filling = True
+    assert len(ledger.due(10.0, grace_s=0)) == 1
+    ledger.new_session()
+    assert len(ledger.due(10.0, grace_s=0)) == 2
+
+
+def test_feed_frames_cannot_imitate_internal_messages() -> None:
+    """A feed frame typed backfill_done or rest_trade is not recognised (dead-lettered)."""
+    from source_workers.authoring import Internal
+    from source_workers.connectors.coinbase.resources.matches import parse
+
+    assert parse({"type": "backfill_done", "product_id": P, "first": 1, "last": 9}) is None
+    assert parse({"type": "rest_trade", "product_id": P}) is None
+    assert parse(Internal("backfill_done", {"product_id": P}))["type"] == "backfill_done"

@@ -3,8 +3,9 @@
 ``GET {COINBASE_REST_URL}/products/{product}/trades?limit=N&after=ID`` returns
 up to N trades with ids below ``ID``, newest first; the ``cb-after`` header is
 the cursor of the next (older) page. A gap ``first..last`` is filled by paging
-down from ``after=last+1`` until a page reaches ``first`` or comes back
-empty. Each trade in the gap is emitted (``type: rest_trade``) through the
+down from ``after=last+1`` (``cb-after`` is not needed) by the lowest trade id of each page until a page
+reaches ``first`` or comes back empty (REST behind the feed: tried again, five
+times, before what it lacks is given up). Each trade in the gap is emitted (``type: rest_trade``) through the
 runtime like a feed message, so the ledger drops what the feed already
 delivered; then ``backfill_done`` resolves what REST did not have.
 
@@ -20,11 +21,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from durable_ingest.errors import ConnectionLostError, MalformedFrameError, RateLimitedError
+from source_workers.authoring import Internal
 from source_workers.connectors.coinbase.trades import TradeLedger, trade_id_of
 from source_workers.context import SourceContext
 
 _RETRY_S = 5.0
 """An unfinished backfill is offered again after this long."""
+_TRIES = 5
+"""Backfills of a gap before what REST did not return is given up."""
 
 if TYPE_CHECKING:
     from source_workers.connectors.coinbase.source import CoinbaseSettings
@@ -36,12 +40,15 @@ async def backfill_loop(
     """For the whole session: fill every gap once it has been open for the grace period."""
     while not ctx.stopping:
         for product, gap in ledger.due(time.monotonic(), settings.backfill_grace_s):
-            first, last = gap.first, gap.last
+            if gap.filling:
+                continue  # split from a gap filled earlier in this round
+            first, last, attempts = gap.first, gap.last, gap.attempts
+            gap.filling = True
             done = False
             try:
-                done = await fill(ctx, product, first, last, settings)
+                done = await fill(ctx, product, first, last, settings, final=attempts + 1 >= _TRIES)
             finally:
-                if not done:  # stopped, failed or cancelled: the gap is offered again
+                if not done:  # stopped, failed, cancelled or REST behind: offered again
                     ledger.retry_later(product, first, last, time.monotonic() + _RETRY_S)
         if not await ctx.sleep(0.1):
             return
@@ -52,9 +59,20 @@ class _BadPage(ValueError):
 
 
 async def fill(
-    ctx: SourceContext, product: str, first: int, last: int, settings: CoinbaseSettings
+    ctx: SourceContext,
+    product: str,
+    first: int,
+    last: int,
+    settings: CoinbaseSettings,
+    *,
+    final: bool = True,
 ) -> bool:
-    """Fetch and emit the trades of ``first..last``; True once the gap is resolved."""
+    """Fetch and emit the trades of ``first..last``; True once the gap is resolved.
+
+    When REST ends (an empty page) before reaching ``first`` it may be behind the
+    feed: the gap is left open to be tried again, unless this is the ``final`` try,
+    after which what REST did not return is given up (counted).
+    """
     labels = {"source": ctx.source, "product": product}
     if last - first + 1 > settings.max_backfill_trades:
         skipped_to = last - settings.max_backfill_trades
@@ -69,7 +87,7 @@ async def fill(
             skipped_to,
         )
         await ctx.emit_raw(
-            {"type": "backfill_done", "product_id": product, "first": first, "last": skipped_to},
+            Internal("backfill_done", {"product_id": product, "first": first, "last": skipped_to}),
             "matches",
         )
         ctx.metrics.inc("coinbase_trades_given_up_total", skipped_to - first + 1, labels)
@@ -78,9 +96,10 @@ async def fill(
     url = f"{settings.rest_url}/products/{product}/trades"
     after = last + 1
     fetched = 0
+    reached = False
     while after > first and not ctx.stopping:
         try:
-            page, cursor = await _page(ctx, url, after, settings)
+            page = await _page(ctx, url, after, settings)
             ids = [_trade_id(trade) for trade in page]
         except (_BadPage, MalformedFrameError) as exc:
             # Quarantine the page (the resource does not recognise it: a dead letter)
@@ -92,21 +111,31 @@ async def fill(
             )
             return False
         lowest = min(ids, default=after)
+        reached = lowest <= first
         for trade, trade_id in zip(page, ids, strict=True):
             if first <= trade_id <= last:
                 fetched += 1
                 await ctx.emit_raw(
-                    {**trade, "type": "rest_trade", "product_id": product}, "matches"
+                    Internal("rest_trade", {**trade, "product_id": product}), "matches"
                 )
         if not page or lowest >= after:
             break
-        after = cursor if cursor is not None and cursor < after else lowest
+        after = lowest  # by trade id: a cursor header is not trusted to go down
         if not await ctx.sleep(settings.rest_min_interval_s):
             return False
     if ctx.stopping:
         return False  # the gap stays open, ahead of the checkpoint: a restart refills it
+    if not reached and after > first and not final:
+        ctx.log.info(
+            "coinbase %s: REST has nothing below %d yet (behind the feed?); trying %d..%d later",
+            product,
+            after,
+            first,
+            min(after - 1, last),
+        )
+        return False
     await ctx.emit_raw(
-        {"type": "backfill_done", "product_id": product, "first": first, "last": last}, "matches"
+        Internal("backfill_done", {"product_id": product, "first": first, "last": last}), "matches"
     )
     ctx.metrics.inc("coinbase_trades_backfilled_total", fetched, labels)
     ctx.log.info("coinbase %s: backfill %d..%d fetched %d trades", product, first, last, fetched)
@@ -122,9 +151,7 @@ def _trade_id(trade: Any) -> int:
         raise _BadPage(str(exc)) from None
 
 
-async def _page(
-    ctx: SourceContext, url: str, after: int, settings: CoinbaseSettings
-) -> tuple[list[Any], int | None]:
+async def _page(ctx: SourceContext, url: str, after: int, settings: CoinbaseSettings) -> list[Any]:
     delay = max(settings.rest_min_interval_s, 0.25)
     for attempt in range(1, settings.rest_max_attempts + 1):
         try:
@@ -139,12 +166,11 @@ async def _page(
             ctx.metrics.inc("coinbase_rest_retries_total", 1, {"source": ctx.source})
             ctx.log.warning("coinbase REST: %s; retrying in %.2f s", exc, wait)
             if not await ctx.sleep(wait):
-                return [], None
+                return []
             delay = min(delay * 2, 30.0)
             continue
         body = response.body
         if not isinstance(body, list):
             raise _BadPage(f"REST trades body is a {type(body).__name__}, not a list")
-        cursor = response.headers.get("cb-after")
-        return body, int(cursor) if cursor and cursor.isdigit() else None
-    return [], None
+        return body
+    return []

@@ -102,8 +102,10 @@ def subscribe_message(products: tuple[str, ...]) -> dict[str, Any]:
 async def start(ctx: SourceContext, *, ledger: TradeLedger) -> None:
     """One session: connect, subscribe, backfill gaps alongside, emit every frame."""
     settings: CoinbaseSettings = ctx.settings
+    ledger.max_jump = settings.max_backfill_trades
     if not ledger.products:
         ledger.restore(ctx.checkpoint("matches"))
+    ledger.new_session()
     async with await ctx.connect(settings.ws_url) as stream:
         await stream.send_json(subscribe_message(settings.products))
         ctx.spawn(backfill_loop(ctx, ledger, settings), "backfill")

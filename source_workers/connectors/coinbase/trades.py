@@ -99,6 +99,8 @@ class Gap:
     found_at: float
     filling: bool = False
     """A backfill for it is under way."""
+    attempts: int = 0
+    """Backfills of it that did not finish."""
 
     def __lt__(self, other: Gap) -> bool:
         return self.first < other.first
@@ -110,6 +112,10 @@ class ProductState:
     """Highest trade id accepted."""
     sequence: int | None = None
     gaps: list[Gap] = field(default_factory=list)
+    given_up: list[tuple[int, int]] = field(default_factory=list)
+    """The last ranges resolved as missing: a trade arriving late there is still taken."""
+    fresh: bool = True
+    """No trade seen yet in this session: its first trade may jump far ahead."""
 
     @property
     def contiguous(self) -> int:
@@ -129,9 +135,20 @@ class LedgerStats:
 class TradeLedger:
     """Per product: accepted trade ids, open gaps, and the checkpoint they allow."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_jump: int = 2_000_000) -> None:
         self.products: dict[str, ProductState] = {}
         self.stats = LedgerStats()
+        self.max_jump = max_jump
+        """Within a session, a trade id or heartbeat this far past the newest is refused
+        (a bogus frame would otherwise blind the ledger); a session's first trade per
+        product may jump further (the hole after a reconnect or restart)."""
+
+    def new_session(self) -> None:
+        """A connection (re)started: gaps are offered again, first trades may jump."""
+        for state in self.products.values():
+            state.fresh = True
+            for gap in state.gaps:
+                gap.filling = False
 
     def restore(self, checkpoint: dict[str, Any] | None) -> None:
         """Start from a confirmed checkpoint: ``{"products": {p: {"trade_id", "sequence"}}}``."""
@@ -149,6 +166,12 @@ class TradeLedger:
             self.products[product] = ProductState(high=trade_id, sequence=sequence)
             self.stats.accepted += 1
             return True
+        if trade_id > state.high + self.max_jump and not state.fresh:
+            raise ValueError(
+                f"trade_id {trade_id} is {trade_id - state.high} past the newest {product} "
+                f"trade {state.high} (over max_backfill_trades): refused as implausible"
+            )
+        state.fresh = False
         if sequence is not None:
             if state.sequence is not None and sequence < state.sequence:
                 self.stats.reordered += 1
@@ -165,6 +188,14 @@ class TradeLedger:
                 _punch(state.gaps, index, trade_id)
                 self.stats.accepted += 1
                 return True
+        for index, (first, last) in enumerate(state.given_up):
+            if first <= trade_id <= last:  # late, after REST gave up on it: still take it
+                del state.given_up[index]
+                state.given_up[index:index] = [
+                    r for r in ((first, trade_id - 1), (trade_id + 1, last)) if r[0] <= r[1]
+                ]
+                self.stats.accepted += 1
+                return True
         self.stats.duplicates += 1
         return False
 
@@ -173,6 +204,11 @@ class TradeLedger:
         state = self.products.get(product)
         if state is None:
             return  # nothing to compare with yet; the next match starts the product
+        if last_trade_id > state.high + self.max_jump:
+            raise ValueError(
+                f"heartbeat last_trade_id {last_trade_id} is {last_trade_id - state.high} past "
+                f"the newest {product} trade {state.high}: refused as implausible"
+            )
         if last_trade_id > state.high:
             self._open(state, state.high + 1, last_trade_id, now)
             state.high = last_trade_id
@@ -181,14 +217,13 @@ class TradeLedger:
 
     def due(self, now: float, grace_s: float) -> list[tuple[str, Gap]]:
         """Gaps open for ``grace_s`` (a late or reordered trade may still fill them) and
-        not being filled; marks them as being filled."""
-        found = []
-        for product, state in self.products.items():
-            for gap in state.gaps:
-                if not gap.filling and now - gap.found_at >= grace_s:
-                    gap.filling = True
-                    found.append((product, gap))
-        return found
+        not being filled. The caller marks each one ``filling`` as it starts on it."""
+        return [
+            (product, gap)
+            for product, state in self.products.items()
+            for gap in state.gaps
+            if not gap.filling and now - gap.found_at >= grace_s
+        ]
 
     def resolve(self, product: str, first: int, last: int) -> int:
         """A backfill of ``first..last`` ended: what is still missing there is given up.
@@ -205,6 +240,10 @@ class TradeLedger:
                 kept.append(gap)
                 continue
             given_up += min(gap.last, last) - max(gap.first, first) + 1
+            state.given_up = [
+                *state.given_up[-63:],
+                (max(gap.first, first), min(gap.last, last)),
+            ]
             if gap.first < first:
                 kept.append(Gap(gap.first, first - 1, gap.found_at))
             if gap.last > last:
@@ -213,12 +252,19 @@ class TradeLedger:
         self.stats.missing_resolved += given_up
         return given_up
 
-    def retry_later(self, product: str, first: int, last: int, at: float) -> None:
-        """A backfill of ``first..last`` did not finish: offer its gaps again from ``at``."""
+    def retry_later(self, product: str, first: int, last: int, at: float) -> int:
+        """A backfill of ``first..last`` did not finish: offer its gaps again from ``at``.
+
+        Returns how many times these gaps have been tried.
+        """
+        tries = 0
         for gap in self.products[product].gaps if product in self.products else ():
             if gap.last >= first and gap.first <= last:
                 gap.filling = False
                 gap.found_at = at
+                gap.attempts += 1
+                tries = max(tries, gap.attempts)
+        return tries
 
     def open_gaps(self) -> dict[str, list[tuple[int, int]]]:
         return {p: [(g.first, g.last) for g in s.gaps] for p, s in self.products.items() if s.gaps}
@@ -242,7 +288,7 @@ def _punch(gaps: list[Gap], index: int, trade_id: int) -> None:
     gap = gaps[index]
     pieces = []
     if gap.first < trade_id:
-        pieces.append(Gap(gap.first, trade_id - 1, gap.found_at, gap.filling))
+        pieces.append(Gap(gap.first, trade_id - 1, gap.found_at, gap.filling, gap.attempts))
     if trade_id < gap.last:
-        pieces.append(Gap(trade_id + 1, gap.last, gap.found_at, gap.filling))
+        pieces.append(Gap(trade_id + 1, gap.last, gap.found_at, gap.filling, gap.attempts))
     gaps[index : index + 1] = pieces

@@ -35,6 +35,7 @@ from durable_ingest.errors import ConfigError, ConnectionLostError, ProviderRefu
 from source_workers.connectors.supabase.backfill import backfill_tables
 from source_workers.connectors.supabase.tables import TableChanges
 from source_workers.context import SourceContext
+from source_workers.transport.urls import is_loopback
 from source_workers.transport.websocket import WebSocketStream
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class SupabaseSettings(BaseModel):
     def _complete(self) -> SupabaseSettings:
         if not self.url or not self.url.startswith(("http://", "https://")):
             raise ValueError("SUPABASE_URL must be set to the project's http(s) URL")
+        if self.url.startswith("http://") and not is_loopback(self.url):
+            raise ValueError(
+                "SUPABASE_URL must be https:// (the key would travel in clear text); "
+                "http:// is accepted for this machine only"
+            )
         if self.service_role_key is None and self.anon_key is None:
             raise ValueError("set SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_ANON_KEY)")
         for name in (self.db_schema, self.backfill_column, *self.tables):

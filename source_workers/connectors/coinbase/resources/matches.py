@@ -1,9 +1,10 @@
 """Resource ``matches``: every Coinbase trade once, keyed by product and trade id.
 
 ``parse`` recognises feed ``match`` and ``last_match`` messages, ``heartbeat``
-messages (which reveal missed trades through ``last_trade_id``), trades that
-the backfill fetched over REST (``rest_trade``) and the backfill's end marker
-(``backfill_done``). ``process`` asks the :class:`TradeLedger` whether a trade
+messages (which reveal missed trades through ``last_trade_id``), and the
+backfill's own :class:`Internal` messages: trades fetched over REST
+(``rest_trade``) and the end of a backfill (``backfill_done``), which no feed
+frame can imitate. ``process`` asks the :class:`TradeLedger` whether a trade
 is new, returns its row, and returns the ledger's contiguous checkpoint.
 """
 
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from source_workers.authoring import Output, Resource, define_resource
+from source_workers.authoring import Internal, Output, Resource, define_resource
 from source_workers.connectors.coinbase.trades import TradeLedger, trade_id_of, trade_row
 
-_TYPES = frozenset(("match", "last_match", "heartbeat", "rest_trade", "backfill_done"))
+_FEED = frozenset(("match", "last_match", "heartbeat"))
+_INTERNAL = frozenset(("rest_trade", "backfill_done"))
 
 
 def parse(raw: Any) -> dict[str, Any] | None:
-    if isinstance(raw, dict) and raw.get("type") in _TYPES:
+    if isinstance(raw, Internal):
+        return {**raw.data, "type": raw.kind} if raw.kind in _INTERNAL else None
+    if isinstance(raw, dict) and raw.get("type") in _FEED:
         return raw
     return None
 
@@ -36,20 +40,17 @@ class Matches:
         if not isinstance(product, str) or not product:
             raise ValueError(f"product_id {product!r} is not a product")
         ledger = self.ledger
-        if kind == "heartbeat":
-            ledger.heartbeat(
-                product,
-                trade_id_of(message["last_trade_id"]),
-                message.get("sequence"),
-                self._clock(),
-            )
-            return Output((), ledger.checkpoint())
-        if kind == "backfill_done":
-            ledger.resolve(product, int(message["first"]), int(message["last"]))
-            return Output((), ledger.checkpoint())
         sequence = message.get("sequence") if kind != "rest_trade" else None
         if sequence is not None and (not isinstance(sequence, int) or isinstance(sequence, bool)):
             raise ValueError(f"sequence {sequence!r} is not an integer")
+        if kind == "heartbeat":
+            ledger.heartbeat(
+                product, trade_id_of(message["last_trade_id"]), sequence, self._clock()
+            )
+            return Output((), ledger.checkpoint)
+        if kind == "backfill_done":
+            ledger.resolve(product, int(message["first"]), int(message["last"]))
+            return Output((), ledger.checkpoint)
         row = trade_row(message, product, sequence)
         if not ledger.accept(product, row["trade_id"], sequence, self._clock()):
             return None
