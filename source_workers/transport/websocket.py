@@ -57,9 +57,9 @@ class WebSocketStream:
     """One open provider websocket.
 
     Reading is the library's own ``recv`` (no task per frame); a watchdog task
-    closes the connection when it went silent for ``idle_timeout_s`` or when
-    the runtime stops, which ends the read with ConnectionLostError (silence)
-    or StreamStopped (stop).
+    closes the connection when a ``recv`` waited ``idle_timeout_s`` without a
+    frame, or when the runtime stops, which ends the read with
+    ConnectionLostError (silence) or StreamStopped (stop).
     """
 
     def __init__(
@@ -69,7 +69,10 @@ class WebSocketStream:
         self.url = masked_url(url)
         self._idle_timeout_s = idle_timeout_s
         self._stop = stop
-        self._last_frame = time.monotonic()
+        self._waiting_since: float | None = None
+        """When the current ``recv`` started waiting (None: not waiting). Silence is
+        counted only while waiting, so time spent processing (backpressure from
+        staging) never looks like a dead socket."""
         self._ended: str | None = None
         self._watchdog = asyncio.ensure_future(self._watch())
 
@@ -79,8 +82,8 @@ class WebSocketStream:
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
             except TimeoutError:
-                silent = time.monotonic() - self._last_frame
-                if silent >= self._idle_timeout_s:
+                waiting = self._waiting_since
+                if waiting is not None and time.monotonic() - waiting >= self._idle_timeout_s:
                     self._ended = "idle"
                     self._connection.transport.abort()
                     return
@@ -101,6 +104,7 @@ class WebSocketStream:
         """The next frame; raises ConnectionLostError, or StreamStopped when stopping."""
         if self._ended == "stopped" or self._stop.is_set():
             raise StreamStopped
+        self._waiting_since = time.monotonic()
         try:
             frame = await self._connection.recv()
         except ConnectionClosed as exc:
@@ -111,7 +115,8 @@ class WebSocketStream:
                     f"no frame for {self._idle_timeout_s:g} s (idle timeout)"
                 ) from None
             raise self._lost(_closed(exc)) from None
-        self._last_frame = time.monotonic()
+        finally:
+            self._waiting_since = None
         return frame
 
     def __aiter__(self) -> Self:

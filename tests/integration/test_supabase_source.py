@@ -169,6 +169,36 @@ def test_channel_errors_rejoin_and_backfill_recovers_missed_changes(
     assert supabase.rest_requests >= 2
 
 
+def test_backfill_pages_through_every_row_missed(
+    kafka: KafkaSettings, supabase: SupabaseServer
+) -> None:
+    """25 rows changed while away come back through pages of 4, and the checkpoint is held
+    at the backfill's progress until it is done."""
+    with Worker(kafka, supabase, backfill=True, backfill_page_size=4) as worker:
+        wait_for(lambda: supabase.joined_channels == 1, 20, "the join")
+        supabase.insert("projects", id=1, name="first")
+        wait_for(lambda: worker.runtime.stats.records_staged >= 1, 20, "the first change")
+        supabase.disconnect()
+        for i in range(2, 27):
+            supabase.insert("projects", id=i, name=f"away {i}")
+        wait_for(lambda: worker.runtime.stats.records_staged >= 27, 30, "the backfill")
+        mark = worker.runtime.source.resource("projects").process.__self__.mark  # type: ignore[attr-defined]
+        assert mark.cap_us is None  # released once everything was read
+    rows = staged(kafka, worker.source, 27)
+    assert {r[2] for r in rows if r[1] == "SNAPSHOT"} >= set(range(2, 27))
+
+
+def test_an_unanswered_join_reconnects(kafka: KafkaSettings, supabase: SupabaseServer) -> None:
+    """Connected but never joined is not left alone: the join times out and is tried again."""
+    supabase.answer_joins = False
+    with Worker(kafka, supabase, join_timeout_s=0.5) as worker:
+        wait_for(lambda: supabase.joins >= 2, 20, "a second join")
+        supabase.answer_joins = True
+        wait_for(lambda: supabase.joined_channels == 1, 20, "the join")
+        supabase.insert("projects", id=4, name="joined")
+        wait_for(lambda: worker.runtime.stats.records_staged >= 1, 20, "staging")
+
+
 def test_unanswered_heartbeats_reconnect(kafka: KafkaSettings, supabase: SupabaseServer) -> None:
     """A heartbeat not answered before the next is due ends the session; it reconnects."""
     supabase.answer_heartbeats = False

@@ -13,8 +13,8 @@ holding ``type``, ``commit_timestamp``, ``record``, ``old_record``,
 header.
 
 Faults: disconnects, ``phx_error``, ``phx_close``, an expired token (a
-``system`` error then ``phx_close``), a join error, unanswered heartbeats,
-malformed frames.
+``system`` error then ``phx_close``), a join error, unanswered joins and
+heartbeats, malformed frames.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class SupabaseServer:
         self._lock = threading.Lock()
         self.answer_heartbeats = True
         self.join_error: str | None = None
+        self.answer_joins = True
         self.joins = 0
         self.heartbeats = 0
         self.rest_requests = 0
@@ -241,6 +242,8 @@ class SupabaseServer:
         self, connection: ServerConnection, topic: str, payload: dict[str, Any], ref: Any
     ) -> None:
         self.joins += 1
+        if not self.answer_joins:
+            return
         if self.join_error is not None or payload.get("access_token") != self.key:
             reason = self.join_error or "Invalid JWT Token"
             await connection.send(

@@ -156,3 +156,37 @@ def test_settings_need_a_url_and_a_key_and_hide_the_key() -> None:
     with pytest.raises(ValueError, match="SERVICE_ROLE_KEY"):
         SupabaseSettings.model_validate({"url": "https://x.supabase.co"})
     assert "sekret" not in repr(settings(service_role_key="sekret"))
+
+
+def test_a_backfill_holds_the_checkpoint_at_its_progress() -> None:
+    """Live changes during a backfill do not move the checkpoint past unread rows."""
+    mark = CommitMark()
+    mark.see(pg_time_us("2026-11-22T09:00:00Z"))
+    assert mark.hold() == pg_time_us("2026-11-22T09:00:00Z")
+    live = mark.see(pg_time_us("2026-11-22T10:00:00Z"))
+    assert live == {"commit_timestamp": "2026-11-22T09:00:00.000000Z"}
+    mark.cap_us = pg_time_us("2026-11-22T09:30:00Z")  # the backfill read up to here
+    assert mark.hold() == pg_time_us("2026-11-22T09:30:00Z")  # a resumed backfill keeps it
+    mark.release()
+    assert mark.checkpoint() == {"commit_timestamp": "2026-11-22T10:00:00.000000Z"}
+
+
+def test_join_errors_with_odd_responses_are_still_recognised() -> None:
+    """A join error whose response is a plain string is read, not crashed on."""
+    realtime = Realtime({})
+    join = realtime.join_message(settings())
+    reply = {
+        "event": "phx_reply",
+        "topic": join["topic"],
+        "ref": join["ref"],
+        "payload": {"status": "error", "response": "Invalid JWT Token"},
+    }
+    with pytest.raises(ProviderRefusedError, match="Invalid JWT"):
+        realtime.control(reply)
+
+
+def test_plain_http_is_only_for_this_machine() -> None:
+    """The key must not travel in clear text to another host."""
+    with pytest.raises(ValueError, match="https"):
+        settings(url="http://x.supabase.co")
+    assert settings(url="http://127.0.0.1:5432").url == "http://127.0.0.1:5432"

@@ -128,16 +128,34 @@ class ChangeMapper:
 
 
 class CommitMark:
-    """The newest commit timestamp staged, as the checkpoint."""
+    """The newest commit timestamp staged, as the checkpoint, held back while a
+    backfill has not read past it (``cap_us``): live changes must not move the
+    checkpoint past rows the backfill has still to read."""
 
     def __init__(self) -> None:
         self.newest_us: int | None = None
+        self.cap_us: int | None = None
 
     def restore(self, checkpoint: dict[str, Any] | None) -> None:
         if checkpoint and checkpoint.get("commit_timestamp"):
             self.newest_us = pg_time_us(checkpoint["commit_timestamp"])
 
+    def hold(self) -> int | None:
+        """A backfill starts (or resumes): cap the checkpoint where it reads from."""
+        if self.cap_us is None:
+            self.cap_us = self.newest_us
+        return self.cap_us
+
+    def release(self) -> None:
+        """The backfill read everything: the checkpoint follows the newest again."""
+        self.cap_us = None
+
     def see(self, commit_us: int) -> dict[str, Any]:
         if self.newest_us is None or commit_us > self.newest_us:
             self.newest_us = commit_us
-        return {"commit_timestamp": rfc3339(self.newest_us)}
+        return self.checkpoint()
+
+    def checkpoint(self) -> dict[str, Any]:
+        assert self.newest_us is not None
+        value = self.newest_us if self.cap_us is None else min(self.newest_us, self.cap_us)
+        return {"commit_timestamp": rfc3339(value)}

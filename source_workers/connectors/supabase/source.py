@@ -57,6 +57,7 @@ class SupabaseSettings(BaseModel):
     """``SUPABASE_SCHEMA``: the Postgres schema of the tables."""
     tables: tuple[str, ...] = ("projects", "time_entries")
     heartbeat_interval_s: float = Field(25.0, gt=0)
+    join_timeout_s: float = Field(10.0, gt=0)
     backfill: bool = False
     backfill_column: str = "updated_at"
     backfill_page_size: int = Field(1000, ge=1, le=10_000)
@@ -150,7 +151,10 @@ class Realtime:
                     self.joined.set()
                     log.info("supabase: joined %s", topic)
                     return True
-                reason = str((payload.get("response") or {}).get("reason", payload))
+                response = payload.get("response")
+                reason = str(
+                    response.get("reason", response) if isinstance(response, dict) else response
+                )
                 if any(word in reason.lower() for word in _REFUSED_WORDS):
                     raise ProviderRefusedError(
                         f"supabase refused the join: {reason}", source="supabase", reason=reason
@@ -186,6 +190,18 @@ class Realtime:
         return event in ("presence_state", "presence_diff", "broadcast")
 
 
+async def join_timeout(ctx: SourceContext, realtime: Realtime, timeout_s: float) -> None:
+    """A join not answered in time ends the session (connected but not joined loses changes)."""
+    try:
+        await asyncio.wait_for(realtime.joined.wait(), timeout=timeout_s)
+    except TimeoutError:
+        raise ConnectionLostError(
+            f"supabase: the join was not answered within {timeout_s:g} s",
+            url="supabase",
+            reason="join timeout",
+        ) from None
+
+
 async def heartbeats(
     ctx: SourceContext, stream: WebSocketStream, realtime: Realtime, every_s: float
 ) -> None:
@@ -216,9 +232,12 @@ async def start(ctx: SourceContext, *, realtime: Realtime) -> None:
         changes.time_column = settings.backfill_column
         if changes.mark.newest_us is None:
             changes.mark.restore(ctx.checkpoint(table))
+        if settings.backfill:
+            changes.mark.hold()  # before any live change: the checkpoint waits for the backfill
     async with await ctx.connect(settings.websocket_url) as stream:
         realtime.heartbeat_ref = None
         await stream.send_json(realtime.join_message(settings))
+        ctx.spawn(join_timeout(ctx, realtime, settings.join_timeout_s), "join timeout")
         ctx.spawn(heartbeats(ctx, stream, realtime, settings.heartbeat_interval_s), "heartbeat")
         if settings.backfill:
             ctx.spawn(backfill_tables(ctx, realtime.joined, realtime.tables, settings), "backfill")

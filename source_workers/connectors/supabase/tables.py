@@ -1,16 +1,16 @@
 """What every Supabase table resource shares: parse its table's changes, map them to rows.
 
 ``parse`` takes a ``postgres_changes`` message of its table (or a PostgREST
-row the backfill fetched, ``{"event": "rest_row", ...}``); ``process`` maps it
-with a :class:`ChangeMapper` and returns the row with the newest commit
-timestamp as the checkpoint.
+row the backfill fetched, an :class:`Internal` ``rest_row``); ``process`` maps
+it with a :class:`ChangeMapper` and returns the row with the newest commit
+timestamp (held back while a backfill is under way) as the checkpoint.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from source_workers.authoring import Output, Resource, define_resource
+from source_workers.authoring import Internal, Output, Resource, define_resource
 from source_workers.connectors.supabase.changes import ChangeMapper, CommitMark
 from staging.schemas import SchemaCatalog
 
@@ -24,7 +24,11 @@ class TableChanges:
         self.time_column = "updated_at"
         """The PostgREST backfill's column (set from SUPABASE_BACKFILL_COLUMN)."""
 
-    def parse(self, raw: Any) -> dict[str, Any] | None:
+    def parse(self, raw: Any) -> dict[str, Any] | Internal | None:
+        if isinstance(raw, Internal):
+            if raw.kind == "rest_row" and raw.data.get("table") == self.table:
+                return raw
+            return None
         if not isinstance(raw, dict):
             return None
         event = raw.get("event")
@@ -34,16 +38,18 @@ class TableChanges:
             if not isinstance(data, dict):
                 raise ValueError("postgres_changes without payload.data")
             return data if data.get("table") == self.table else None
-        if event == "rest_row" and raw.get("table") == self.table:
-            return raw
         return None
 
-    def process(self, data: dict[str, Any], _received_at_us: int) -> Output:
-        if data.get("event") == "rest_row":
-            row = self.mapper.snapshot(data.get("row"), self.time_column)  # type: ignore[arg-type]
-        else:
-            row = self.mapper.change(data)
+    def process(self, data: dict[str, Any] | Internal, _received_at_us: int) -> Output:
+        if isinstance(data, Internal):
+            return self.process_snapshot(data.data.get("row"))  # type: ignore[arg-type]
+        row = self.mapper.change(data)
         return Output((row,), self.mark.see(row["commit_timestamp"]))
+
+    def process_snapshot(self, row: dict[str, Any]) -> Output:
+        staged = self.mapper.snapshot(row, self.time_column)
+        self.mark.see(staged["commit_timestamp"])
+        return Output((staged,), self.mark.checkpoint)
 
 
 def table_resource(table: str, schema_path: str) -> tuple[Resource, TableChanges]:
