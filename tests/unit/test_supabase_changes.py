@@ -190,3 +190,16 @@ def test_plain_http_is_only_for_this_machine() -> None:
     with pytest.raises(ValueError, match="https"):
         settings(url="http://x.supabase.co")
     assert settings(url="http://127.0.0.1:5432").url == "http://127.0.0.1:5432"
+
+
+def test_a_change_with_payload_errors_is_refused() -> None:
+    """A change Realtime cut short (errors set) is not staged with false NULLs."""
+    with pytest.raises(ValueError, match="arrived with errors"):
+        mapper().change(
+            {
+                "type": "UPDATE",
+                "commit_timestamp": "2026-11-22T09:00:00Z",
+                "record": {"id": 1},
+                "errors": ["Error 413: Payload Too Large"],
+            }
+        )

@@ -109,6 +109,11 @@ class ChangeMapper:
 
     def change(self, data: dict[str, Any]) -> dict[str, Any]:
         """The row of one ``postgres_changes`` ``data`` object."""
+        errors = data.get("errors")
+        if errors:
+            # Realtime cut the payload (e.g. "Error 413: Payload Too Large"): the row
+            # holds only part of the columns; staging it would record false NULLs.
+            raise ValueError(f"the change arrived with errors {str(errors)[:200]!r}")
         operation = data.get("type") or data.get("eventType")
         if operation not in OPERATIONS:
             raise ValueError(f"change type {operation!r} is not INSERT, UPDATE or DELETE")
