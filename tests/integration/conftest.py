@@ -28,3 +28,22 @@ def spawn() -> Iterator[Spawn]:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=30)
+
+
+def python_json(code: str, *args: str, timeout_s: float = 120) -> Any:
+    """Run ``code`` in a fresh interpreter (e.g. to open the embedded warehouse after the
+    sink released it) and return the JSON its last output line holds."""
+    import json
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

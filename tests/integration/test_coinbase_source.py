@@ -28,7 +28,7 @@ from staging.protocol import StagingContext
 from staging.resource import StagedResource, TopicSpec
 from staging.schemas import SchemaCatalog
 from tests.helpers import unique
-from tests.integration.conftest import Spawn
+from tests.integration.conftest import Spawn, python_json
 from tests.servers.coinbase import CoinbaseExchange
 
 pytestmark = pytest.mark.integration
@@ -407,16 +407,7 @@ def test_kill_9_and_restart_lose_nothing_in_clickhouse(
     sink.send_signal(signal.SIGTERM)
     _, err = sink.communicate(timeout=60)
     assert sink.returncode == 0, err[-3000:]
-    done = subprocess.run(
-        [sys.executable, "-c", COUNT, str(tmp_path), f"{source}_matches"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    table = json.loads(done.stdout.strip().splitlines()[-1])
+    table = python_json(COUNT, str(tmp_path), f"{source}_matches")
     assert sorted(tuple(r) for r in table["final"]) == want
     assert table["distinct"] == len(want)
 
