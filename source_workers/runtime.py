@@ -158,7 +158,15 @@ class SourceRuntime:
     def helper_failed(self, error: BaseException) -> None:
         """A helper task failed: end the session (and, unless it can be retried, the worker)."""
         if not isinstance(error, BackoffError | RetryError):
+            self._fail(error)
+        elif self._session_task is not None and not self._session_task.done():
+            self._session_task.cancel()
+
+    def _fail(self, error: BaseException) -> None:
+        """End the worker with ``error``: the session, the reconnect wait, everything."""
+        if self._failure is None:
             self._failure = error
+        self._begin_stop()
         if self._session_task is not None and not self._session_task.done():
             self._session_task.cancel()
 
@@ -288,9 +296,7 @@ class SourceRuntime:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - staging broke: end the session and the worker
-            self._failure = exc
-            if self._session_task is not None and not self._session_task.done():
-                self._session_task.cancel()
+            self._fail(exc)
 
 
 def _as_frame(value: Any) -> str:

@@ -16,6 +16,7 @@ never moved, so a restart fetches them again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -185,6 +186,10 @@ class Stager:
         async with self._lock:
             if self.broken is not None:
                 return  # nothing more is staged: no later checkpoint may cover what failed
+            # Dead letters first: the write below may move the checkpoint past their frames.
+            await self._send_letters_locked()
+            if self.broken is not None:
+                return
             pending = self._buffers[name].take()
             if not pending.rows:
                 return
@@ -224,7 +229,7 @@ class Stager:
                     exc,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(delay * 2, self.settings.backoff_max_s)
                 continue
             except BaseException as exc:
@@ -253,31 +258,43 @@ class Stager:
     async def send_letters(self) -> None:
         """Stage the waiting dead letters; on failure they wait again (at shutdown: logged)."""
         async with self._lock:
-            letters, self._letters = self._letters, []
-            if not letters:
-                return
-            loop = asyncio.get_running_loop()
-            sender = self._session.dead_letters()
-            delay = self.settings.backoff_initial_s
-            try:
-                while True:
-                    try:
-                        await loop.run_in_executor(self._executor, sender.send, letters)
+            await self._send_letters_locked()
+
+    async def _pause(self, seconds: float) -> None:
+        """A retry delay: cut at the stop deadline, and woken by the stop."""
+        if self._stop_deadline is not None:
+            await asyncio.sleep(max(0.0, min(seconds, self._stop_deadline - self._clock())))
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def _send_letters_locked(self) -> None:
+        letters, self._letters = self._letters, []
+        if not letters:
+            return
+        loop = asyncio.get_running_loop()
+        sender = self._session.dead_letters()
+        delay = self.settings.backoff_initial_s
+        try:
+            while True:
+                try:
+                    await loop.run_in_executor(self._executor, sender.send, letters)
+                    return
+                except (RetryError, BackoffError) as exc:
+                    if self._stop_deadline is not None and self._clock() >= self._stop_deadline:
+                        self.broken = self.broken or GaveUp(f"dead letters not staged: {exc}")
+                        log.error(
+                            "source %s: %d dead letters not staged at shutdown: %s",
+                            self._source,
+                            len(letters),
+                            exc,
+                        )
                         return
-                    except (RetryError, BackoffError) as exc:
-                        if self._stop_deadline is not None and self._clock() >= self._stop_deadline:
-                            log.error(
-                                "source %s: %d dead letters not staged at shutdown: %s",
-                                self._source,
-                                len(letters),
-                                exc,
-                            )
-                            return
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, self.settings.backoff_max_s)
-            except BaseException:
-                self._letters[:0] = letters  # kept for the next attempt
-                raise
+                    await self._pause(delay)
+                    delay = min(delay * 2, self.settings.backoff_max_s)
+        except BaseException:
+            self._letters[:0] = letters  # kept for the next attempt
+            raise
 
 
 class GaveUp(Exception):

@@ -16,6 +16,7 @@ number of sink members, each saving only the partitions it owns.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from staging.envelope import Checkpoint
@@ -35,6 +36,9 @@ class CheckpointStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def checkpoint_key(source: str, resource: str) -> str:
@@ -83,37 +87,35 @@ def partition_entries(
 def resume_point(entries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
     """The newest checkpoint whose write, and every write before it, is in the warehouse.
 
-    With write sequences (every entry has ``seq``): a write is complete when
-    every partition it touched has an entry from it or a later write, and every
-    partition it did not touch has an entry at least as new as the last earlier
-    write there (``prev``). Per partition, records are written in offset order,
-    so a newer carrier there means the older writes' records there are written.
-
-    Entries saved before sequences existed are judged by ``write_time`` and
-    the touched partitions only.
+    A write is complete when every partition it touched has an entry from it or
+    a later write, and every partition it did not touch has an entry at least as
+    new as the last earlier write there (``prev``). Per partition, records are
+    written in offset order, so a newer carrier there means the older writes'
+    records there are written. Writes are ordered by ``seq``; an entry saved
+    before sequences existed counts with its write time in microseconds as its
+    sequence and no ``prev`` (what could be known then).
     """
-    if entries and all("seq" in entry for entry in entries.values()):
-        return _resume_by_sequence(entries)
+    seqs = {q: _seq_of(entry) for q, entry in entries.items()}
     best: Mapping[str, Any] | None = None
-    for entry in entries.values():
-        time = entry["write_time"]
-        complete = all(
-            q in entries and entries[q]["write_time"] >= time for q in entry["partitions"]
-        )
-        if complete and (best is None or time > best["write_time"]):
-            best = entry
-    return dict(best["checkpoint"]) if best is not None else None
-
-
-def _resume_by_sequence(entries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
-    best: Mapping[str, Any] | None = None
-    for entry in entries.values():
-        seq = entry["seq"]
-        touched = all(q in entries and entries[q]["seq"] >= seq for q in entry["partitions"])
+    best_seq = -1
+    for q, entry in entries.items():
+        seq = seqs[q]
+        touched = all(p in seqs and seqs[p] >= seq for p in entry["partitions"])
         earlier = all(
-            int(q) in entries and entries[int(q)]["seq"] >= s
-            for q, s in dict(entry.get("prev") or {}).items()
+            int(p) in seqs and seqs[int(p)] >= s for p, s in dict(entry.get("prev") or {}).items()
         )
-        if touched and earlier and (best is None or seq > best["seq"]):
-            best = entry
+        if touched and earlier and seq > best_seq:
+            best, best_seq = entry, seq
     return dict(best["checkpoint"]) if best is not None else None
+
+
+def _seq_of(entry: Mapping[str, Any]) -> int:
+    if "seq" in entry:
+        return int(entry["seq"])
+    return write_time_micros(str(entry["write_time"]))
+
+
+def write_time_micros(text: str) -> int:
+    """``2026-11-22T04:33:54.532427Z`` as microseconds since the epoch."""
+    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)

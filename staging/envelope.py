@@ -305,9 +305,6 @@ class EnvelopeEncoder:
             prev = ",".join(
                 f"{p}:{q}" for p, q in sorted(self._last_write.items()) if p not in last_of
             ).encode()
-            self._write_seq = seq
-            for p in last_of:
-                self._last_write[p] = seq
             seq_bytes = str(seq).encode()
             extra = (
                 len(H_CHECKPOINT)
@@ -327,6 +324,10 @@ class EnvelopeEncoder:
                 all_headers[index].append((H_CHECKPOINT_PREV, prev))
                 if sizes[index] + extra > limit:
                     raise self._too_large(index, event_ids[index], sizes[index] + extra)
+            # Remembered only once the write is sure to be produced as encoded.
+            self._write_seq = seq
+            for p in last_of:
+                self._last_write[p] = seq
         return EncodedBatch(keys, values, all_headers, event_ids, partitions)
 
     def _too_large(self, index: int, event_id: str, size: int) -> RecordTooLargeError:

@@ -175,8 +175,11 @@ async def open_stream(
             url,
             max_size=max_frame_bytes * 4,
             open_timeout=connect_timeout_s,
-            ping_interval=max(1.0, idle_timeout_s / 3),
-            ping_timeout=idle_timeout_s,
+            # No library keepalive: while processing waits on staging the library stops
+            # reading, misses the pong and would drop a healthy connection. The watchdog
+            # (silence while waiting for a frame) and the providers' heartbeats detect
+            # dead sockets instead.
+            ping_interval=None,
             close_timeout=2,
             additional_headers=headers,
             user_agent_header="durable-ingest",

@@ -172,12 +172,13 @@ def test_channel_errors_rejoin_and_backfill_recovers_missed_changes(
 def test_backfill_pages_through_every_row_missed(
     kafka: KafkaSettings, supabase: SupabaseServer
 ) -> None:
-    """25 rows changed while away come back through pages of 4, and the checkpoint is held
-    at the backfill's progress until it is done."""
+    """25 rows changed while away come back through pages of 4, after an unreadable answer
+    (the session is retried, the hold kept); the hold is released once all is read."""
     with Worker(kafka, supabase, backfill=True, backfill_page_size=4) as worker:
         wait_for(lambda: supabase.joined_channels == 1, 20, "the join")
         supabase.insert("projects", id=1, name="first")
         wait_for(lambda: worker.runtime.stats.records_staged >= 1, 20, "the first change")
+        supabase.rest_garbage = 1  # the first backfill answer is a proxy's error page
         supabase.disconnect()
         for i in range(2, 27):
             supabase.insert("projects", id=i, name=f"away {i}")

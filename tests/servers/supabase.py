@@ -9,8 +9,9 @@ PostgreSQL``, or an error for an unknown table); heartbeats on ``phoenix``
 answered with ``phx_reply``; changes as ``postgres_changes`` with ``data``
 holding ``type``, ``commit_timestamp``, ``record``, ``old_record``,
 ``schema``, ``table``. PostgREST: ``GET /rest/v1/<table>`` with ``select``,
-``<column>=gte.<ts>``, ``order``, ``limit``, ``offset`` and the ``apikey``
-header.
+``<column>=gte.<ts>``, the keyset form
+``or=(<column>.gt.<ts>,and(<column>.eq.<ts>,id.gt.<id>))``, ``order``,
+``limit``, ``offset`` and the ``apikey`` header.
 
 Faults: disconnects, ``phx_error``, ``phx_close``, an expired token (a
 ``system`` error then ``phx_close``), a join error, unanswered joins and
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import http
 import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +56,8 @@ class SupabaseServer:
         self.answer_heartbeats = True
         self.join_error: str | None = None
         self.answer_joins = True
+        self.rest_garbage = 0
+        """The next N PostgREST answers are an HTML error page (a proxy in the way)."""
         self.joins = 0
         self.heartbeats = 0
         self.rest_requests = 0
@@ -316,6 +320,11 @@ class SupabaseServer:
                 return _json(http.HTTPStatus.UNAUTHORIZED, {"message": "Invalid API key"})
             return None
         self.rest_requests += 1
+        if self.rest_garbage > 0:
+            self.rest_garbage -= 1
+            body = b"<html>502 Bad Gateway</html>"
+            headers = Headers({"Content-Type": "text/html", "Content-Length": str(len(body))})
+            return Response(200, "OK", headers, body)
         if request.headers.get("apikey") != self.key:
             return _json(http.HTTPStatus.UNAUTHORIZED, {"message": "Invalid API key"})
         table = parts.path.removeprefix("/rest/v1/")
@@ -326,6 +335,21 @@ class SupabaseServer:
         for name, values in query.items():
             if name in ("select", "order", "limit", "offset"):
                 continue
+            if name == "or":  # the keyset form only: (col.gt.X,and(col.eq.X,id.gt.Y))
+                match = re.fullmatch(
+                    r"\((\w+)\.gt\.([^,]+),and\((\w+)\.eq\.([^,]+),id\.gt\.(-?\d+)\)\)",
+                    values[0],
+                )
+                if match is None:
+                    return _json(http.HTTPStatus.BAD_REQUEST, {"message": "unsupported or"})
+                col, stamp, row_id = match.group(1), match.group(2), int(match.group(5))
+                rows = [
+                    r
+                    for r in rows
+                    if str(r.get(col, "")) > stamp
+                    or (str(r.get(col, "")) == stamp and r["id"] > row_id)
+                ]
+                continue
             op, _, value = values[0].partition(".")
             if op != "gte":
                 return _json(http.HTTPStatus.BAD_REQUEST, {"message": f"unsupported filter {op}"})
@@ -334,7 +358,12 @@ class SupabaseServer:
         rows.sort(key=lambda r: (str(r.get(order, "")), r["id"]))
         offset = int(query.get("offset", ["0"])[0])
         limit = int(query.get("limit", ["1000"])[0])
-        return _json(http.HTTPStatus.OK, rows[offset : offset + limit])
+        page = rows[offset : offset + limit]
+        select = query.get("select", ["*"])[0]
+        if select != "*":
+            names = select.split(",")
+            page = [{k: r.get(k) for k in names} for r in page]
+        return _json(http.HTTPStatus.OK, page)
 
 
 def _json(status: http.HTTPStatus, body: Any) -> Response:

@@ -105,3 +105,38 @@ def test_the_encoder_stamps_sequence_and_earlier_writes() -> None:
     assert a.seq == 50 and b.seq == 51  # never backwards, even with the clock at 40
     btc, eth = first.partitions[0], first.partitions[1]
     assert btc != eth and b.prev == {eth: 50}
+
+
+def test_entries_saved_before_sequences_still_hold_later_writes_back() -> None:
+    """A pre-upgrade entry counts by its write time: it does not switch the rule off."""
+    from staging.checkpoints import write_time_micros
+
+    old = partition_entry({"id": 0}, T1, (2,))  # no seq: saved by an older sink
+    w1_seq = write_time_micros(T2)
+    w2 = partition_entry({"id": 2}, T3, (0,), seq=w1_seq + 1, prev={2: w1_seq})
+    assert resume_point({0: w2, 2: old}) == {"id": 0}  # W1 is not in partition 2 yet
+
+
+def test_a_refused_carrier_leaves_no_phantom_earlier_write() -> None:
+    """When encoding fails on a carrier's size, the writer's history does not move."""
+    import pytest
+
+    from durable_ingest.errors import RecordTooLargeError
+    from staging.envelope import EnvelopeEncoder
+    from staging.resource import StagedResource
+    from staging.schemas import SchemaCatalog
+    from tests.helpers import trade
+
+    resource = StagedResource.define(
+        source="s",
+        name="r",
+        schema=SchemaCatalog.default().load("coinbase/matches.avsc"),
+        key=("product_id",),
+        id_fields=("product_id", "trade_id"),
+        partitions=8,
+    )
+    encoder = EnvelopeEncoder(resource, max_record_bytes=1_200)
+    with pytest.raises(RecordTooLargeError):
+        encoder.encode_batch([trade(0)], ingest_time_us=50, checkpoint={"pad": "x" * 900})
+    batch = encoder.encode_batch([trade(1, "ETH-USD")], ingest_time_us=60, checkpoint={"n": 1})
+    assert dict(batch.headers[0])["ce_checkpointprev"] == b""

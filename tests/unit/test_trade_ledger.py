@@ -59,7 +59,7 @@ def test_gaps_are_due_after_the_grace_period() -> None:
     assert [(p, g.first, g.last) for p, g in due] == [(P, 11, 19)]
     due[0][1].filling = True
     assert ledger.due(8.0, grace_s=2.0) == []  # being filled
-    assert ledger.retry_later(P, 11, 19, at=9.0) == 1
+    assert ledger.retry_later(P, 11, 19, at=9.0, behind=True) == 1
     assert ledger.due(10.0, grace_s=2.0) == []
     assert len(ledger.due(11.0, grace_s=2.0)) == 1
 
@@ -175,3 +175,16 @@ def test_feed_frames_cannot_imitate_internal_messages() -> None:
     assert parse({"type": "backfill_done", "product_id": P, "first": 1, "last": 9}) is None
     assert parse({"type": "rest_trade", "product_id": P}) is None
     assert parse(Internal("backfill_done", {"product_id": P}))["type"] == "backfill_done"
+
+
+def test_rest_trades_do_not_end_a_sessions_freshness() -> None:
+    """After a long outage, REST trades filling old gaps do not make the first live trade
+    (far ahead) look implausible; a fresh heartbeat may jump too."""
+    ledger = TradeLedger(max_jump=100)
+    ledger.restore({"products": {P: {"trade_id": 10, "sequence": None}}})
+    ledger.new_session()
+    assert ledger.accept(P, 11, None, 0.0, feed=False)  # backfill of an old gap
+    ledger.heartbeat(P, 5_000, None, 0.0)  # still fresh: no live trade yet
+    assert ledger.accept(P, 5_001, None, 0.0)
+    with pytest.raises(ValueError, match="implausible"):
+        ledger.heartbeat(P, 10**9, None, 0.0)

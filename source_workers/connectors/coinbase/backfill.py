@@ -42,14 +42,22 @@ async def backfill_loop(
         for product, gap in ledger.due(time.monotonic(), settings.backfill_grace_s):
             if gap.filling:
                 continue  # split from a gap filled earlier in this round
-            first, last, attempts = gap.first, gap.last, gap.attempts
+            first, last, behind = gap.first, gap.last, gap.behind
             gap.filling = True
-            done = False
+            outcome = "retry"
             try:
-                done = await fill(ctx, product, first, last, settings, final=attempts + 1 >= _TRIES)
+                outcome = await fill(
+                    ctx, product, first, last, settings, final=behind + 1 >= _TRIES
+                )
             finally:
-                if not done:  # stopped, failed, cancelled or REST behind: offered again
-                    ledger.retry_later(product, first, last, time.monotonic() + _RETRY_S)
+                if outcome != "done":  # stopped, failed, cancelled or REST behind: again
+                    ledger.retry_later(
+                        product,
+                        first,
+                        last,
+                        time.monotonic() + _RETRY_S,
+                        behind=outcome == "behind",
+                    )
         if not await ctx.sleep(0.1):
             return
 
@@ -66,12 +74,11 @@ async def fill(
     settings: CoinbaseSettings,
     *,
     final: bool = True,
-) -> bool:
-    """Fetch and emit the trades of ``first..last``; True once the gap is resolved.
-
-    When REST ends (an empty page) before reaching ``first`` it may be behind the
-    feed: the gap is left open to be tried again, unless this is the ``final`` try,
-    after which what REST did not return is given up (counted).
+) -> str:
+    """Fetch and emit the trades of ``first..last``: ``"done"`` once the gap is resolved,
+    ``"behind"`` when REST does not have trade ``last`` yet (it lags the feed; tried
+    again, and only on the ``final`` try is what REST lacks given up), ``"retry"``
+    when stopped or the page was bad.
     """
     labels = {"source": ctx.source, "product": product}
     if last - first + 1 > settings.max_backfill_trades:
@@ -94,9 +101,9 @@ async def fill(
         first = skipped_to + 1
     ctx.log.info("coinbase %s: backfilling trades %d..%d from REST", product, first, last)
     url = f"{settings.rest_url}/products/{product}/trades"
-    after = last + 1
+    after = last + 2  # the first page must show `last` itself, or REST is behind
     fetched = 0
-    reached = False
+    first_page = True
     while after > first and not ctx.stopping:
         try:
             page = await _page(ctx, url, after, settings)
@@ -109,9 +116,19 @@ async def fill(
             await ctx.emit_raw(
                 {"type": "rest_page", "after": after, "body": str(bad)[:65536]}, "matches"
             )
-            return False
+            return "retry"
+        if first_page and max(ids, default=0) < last and not final:
+            ctx.log.info(
+                "coinbase %s: REST does not have trade %d yet (behind the feed); "
+                "trying %d..%d later",
+                product,
+                last,
+                first,
+                last,
+            )
+            return "behind"
+        first_page = False
         lowest = min(ids, default=after)
-        reached = lowest <= first
         for trade, trade_id in zip(page, ids, strict=True):
             if first <= trade_id <= last:
                 fetched += 1
@@ -122,24 +139,15 @@ async def fill(
             break
         after = lowest  # by trade id: a cursor header is not trusted to go down
         if not await ctx.sleep(settings.rest_min_interval_s):
-            return False
+            return "retry"
     if ctx.stopping:
-        return False  # the gap stays open, ahead of the checkpoint: a restart refills it
-    if not reached and after > first and not final:
-        ctx.log.info(
-            "coinbase %s: REST has nothing below %d yet (behind the feed?); trying %d..%d later",
-            product,
-            after,
-            first,
-            min(after - 1, last),
-        )
-        return False
+        return "retry"  # the gap stays open, ahead of the checkpoint: a restart refills it
     await ctx.emit_raw(
         Internal("backfill_done", {"product_id": product, "first": first, "last": last}), "matches"
     )
     ctx.metrics.inc("coinbase_trades_backfilled_total", fetched, labels)
     ctx.log.info("coinbase %s: backfill %d..%d fetched %d trades", product, first, last, fetched)
-    return True
+    return "done"
 
 
 def _trade_id(trade: Any) -> int:

@@ -99,8 +99,8 @@ class Gap:
     found_at: float
     filling: bool = False
     """A backfill for it is under way."""
-    attempts: int = 0
-    """Backfills of it that did not finish."""
+    behind: int = 0
+    """Backfills of it that found REST behind the feed."""
 
     def __lt__(self, other: Gap) -> bool:
         return self.first < other.first
@@ -159,8 +159,13 @@ class TradeLedger:
                 high=int(state["trade_id"]), sequence=state.get("sequence")
             )
 
-    def accept(self, product: str, trade_id: int, sequence: int | None, now: float) -> bool:
-        """True for a new trade (stage it), False for a duplicate (drop it)."""
+    def accept(
+        self, product: str, trade_id: int, sequence: int | None, now: float, *, feed: bool = True
+    ) -> bool:
+        """True for a new trade (stage it), False for a duplicate (drop it).
+
+        ``feed``: from the live feed (a REST trade does not end a session's freshness).
+        """
         state = self.products.get(product)
         if state is None:
             self.products[product] = ProductState(high=trade_id, sequence=sequence)
@@ -171,7 +176,8 @@ class TradeLedger:
                 f"trade_id {trade_id} is {trade_id - state.high} past the newest {product} "
                 f"trade {state.high} (over max_backfill_trades): refused as implausible"
             )
-        state.fresh = False
+        if feed:
+            state.fresh = False
         if sequence is not None:
             if state.sequence is not None and sequence < state.sequence:
                 self.stats.reordered += 1
@@ -204,7 +210,7 @@ class TradeLedger:
         state = self.products.get(product)
         if state is None:
             return  # nothing to compare with yet; the next match starts the product
-        if last_trade_id > state.high + self.max_jump:
+        if last_trade_id > state.high + self.max_jump and not state.fresh:
             raise ValueError(
                 f"heartbeat last_trade_id {last_trade_id} is {last_trade_id - state.high} past "
                 f"the newest {product} trade {state.high}: refused as implausible"
@@ -252,19 +258,21 @@ class TradeLedger:
         self.stats.missing_resolved += given_up
         return given_up
 
-    def retry_later(self, product: str, first: int, last: int, at: float) -> int:
+    def retry_later(
+        self, product: str, first: int, last: int, at: float, *, behind: bool = False
+    ) -> int:
         """A backfill of ``first..last`` did not finish: offer its gaps again from ``at``.
 
-        Returns how many times these gaps have been tried.
+        ``behind``: it found REST behind the feed (counted). Returns the largest count.
         """
-        tries = 0
+        count = 0
         for gap in self.products[product].gaps if product in self.products else ():
             if gap.last >= first and gap.first <= last:
                 gap.filling = False
                 gap.found_at = at
-                gap.attempts += 1
-                tries = max(tries, gap.attempts)
-        return tries
+                gap.behind += int(behind)
+                count = max(count, gap.behind)
+        return count
 
     def open_gaps(self) -> dict[str, list[tuple[int, int]]]:
         return {p: [(g.first, g.last) for g in s.gaps] for p, s in self.products.items() if s.gaps}
@@ -288,7 +296,7 @@ def _punch(gaps: list[Gap], index: int, trade_id: int) -> None:
     gap = gaps[index]
     pieces = []
     if gap.first < trade_id:
-        pieces.append(Gap(gap.first, trade_id - 1, gap.found_at, gap.filling, gap.attempts))
+        pieces.append(Gap(gap.first, trade_id - 1, gap.found_at, gap.filling, gap.behind))
     if trade_id < gap.last:
-        pieces.append(Gap(trade_id + 1, gap.last, gap.found_at, gap.filling, gap.attempts))
+        pieces.append(Gap(trade_id + 1, gap.last, gap.found_at, gap.filling, gap.behind))
     gaps[index : index + 1] = pieces

@@ -61,6 +61,9 @@ class SupabaseSettings(BaseModel):
     backfill: bool = False
     backfill_column: str = "updated_at"
     backfill_page_size: int = Field(1000, ge=1, le=10_000)
+    backfill_margin_s: float = Field(60.0, ge=0)
+    """The backfill starts this long before the checkpoint (commit times and the
+    backfill column come from different clocks)."""
 
     @field_validator("tables", mode="before")
     @classmethod

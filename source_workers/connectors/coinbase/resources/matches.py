@@ -52,7 +52,8 @@ class Matches:
             ledger.resolve(product, int(message["first"]), int(message["last"]))
             return Output((), ledger.checkpoint)
         row = trade_row(message, product, sequence)
-        if not ledger.accept(product, row["trade_id"], sequence, self._clock()):
+        feed = kind != "rest_trade"
+        if not ledger.accept(product, row["trade_id"], sequence, self._clock(), feed=feed):
             return None
         return Output((row,), ledger.checkpoint)  # built when the rows are staged
 
