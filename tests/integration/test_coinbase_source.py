@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from durable_ingest.config import KafkaSettings, RuntimeSettings
+from durable_ingest.stack import free_port
 from source_workers.connectors.coinbase.pipeline import build
 from source_workers.connectors.coinbase.source import CoinbaseSettings
 from source_workers.runtime import RuntimeStats, SourceRuntime
@@ -295,14 +297,24 @@ def env_for(path: Path, exchange: CoinbaseExchange) -> dict[str, str]:
 def test_sigterm_stages_what_was_received_and_exits_0(
     tmp_path: Path, kafka: KafkaSettings, exchange: CoinbaseExchange, spawn: Spawn
 ) -> None:
-    """SIGTERM: stop reading, stage the buffered trades, close the socket, exit 0."""
+    """SIGTERM: stop reading, stage the buffered trades, close the socket, exit 0; meanwhile
+    /health and /metrics answer on the admin port."""
     source = unique("cb")
     env = env_for(config(tmp_path, kafka, source, linger_s=60), exchange)
     first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}
-    process = spawn([sys.executable, "-m", "source_workers", source], cwd=ROOT, env=env)
+    port = free_port()
+    process = spawn(
+        [sys.executable, "-m", "source_workers", source, "--admin-port", str(port)],
+        cwd=ROOT,
+        env=env,
+    )
     wait_for(subscribed(exchange), 30, "the source to subscribe")
     exchange.trade("BTC-USD", 40)
     time.sleep(0.5)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+        assert json.loads(response.read())["connected"] is True
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert f'ingest_source_connected{{source="{source}"}} 1' in response.read().decode()
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
