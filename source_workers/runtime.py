@@ -131,9 +131,6 @@ class SourceRuntime:
         self._session_task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._labels = {
-            r.name: {"source": source.name, "resource": r.name} for r in source.resources
-        }
 
     # --- life ---------------------------------------------------------------
 
