@@ -123,6 +123,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+GLOBAL_OPTIONS = ("--config", "--log-level")
+
+
+def split_global_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Leading ``--config F`` / ``--log-level L`` pairs, and the rest (for the
+    ``python -m sink_workers`` / ``source_workers`` entry points)."""
+    args = list(argv)
+    global_args: list[str] = []
+    while args and args[0] in GLOBAL_OPTIONS:
+        global_args += args[:2]
+        args = args[2:]
+    return global_args, args
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level),

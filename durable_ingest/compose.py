@@ -27,19 +27,17 @@ def with_connector_defaults(settings: Settings, name: str | None = None) -> Sett
     declaration whole; the connector's own definition fills in the others. With
     ``name``, the source ``name`` is added when it is a connector not configured.
     """
-    from source_workers.connectors import CONNECTORS, load_connector
+    from source_workers.connectors import CONNECTORS, connector_of, load_connector
 
     sources = dict(settings.sources)
     if name is not None and name not in sources and name in CONNECTORS:
         sources[name] = SourceSettings()
     changed = False
     for source_name, source_settings in sources.items():
-        connector = source_settings.connector or (
-            source_name if source_name in CONNECTORS else None
-        )
-        if connector is None:
-            continue
-        definition = load_connector(connector).pipeline.build(source_name)
+        if source_settings.connector is None and source_name not in CONNECTORS:
+            continue  # a source declared by hand, with no connector behind it
+        connector = load_connector(connector_of(source_name, source_settings.connector))
+        definition = connector.pipeline.build(source_name)
         resources = dict(source_settings.resources)
         for resource in definition.resources:
             if resource.name not in resources:

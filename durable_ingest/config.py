@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -317,12 +317,10 @@ def connector_settings(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for item in exc.errors(include_input=False, include_url=False):
-            loc = [str(part) for part in item["loc"]]
-            name = f"{prefix}_{loc[0].upper()}" if loc else f"{prefix} settings"
-            lines.append(f"{name}: {item['msg']}")
-        raise ConfigError(f"invalid {prefix.lower()} settings: " + "; ".join(lines)) from None
+        lines = _error_lines(
+            exc, lambda loc: f"{prefix}_{loc[0].upper()}" if loc else f"{prefix} settings"
+        )
+        raise ConfigError(f"invalid {prefix.lower()} settings: {lines}") from None
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -335,12 +333,17 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _error_lines(error: ValidationError, where: Callable[[list[str]], str]) -> str:
+    """Each error as ``<where>: <message>``, from field locations only (never values)."""
+    return "; ".join(
+        f"{where([str(part) for part in item['loc']])}: {item['msg']}"
+        for item in error.errors(include_input=False, include_url=False)
+    )
+
+
 def _describe(error: ValidationError, origin: str) -> str:
-    lines = []
-    for item in error.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in item["loc"]) or "settings"
-        lines.append(f"{where}: {item['msg']}")
-    return f"invalid configuration ({origin}): " + "; ".join(lines)
+    lines = _error_lines(error, lambda loc: ".".join(loc) or "settings")
+    return f"invalid configuration ({origin}): {lines}"
 
 
 def settings_from(data: Mapping[str, Any], origin: str = "settings") -> Settings:

@@ -2,11 +2,7 @@
 
 import sys
 
-from durable_ingest.cli import main
+from durable_ingest.cli import main, split_global_args
 
-args = sys.argv[1:]
-global_args: list[str] = []
-while args and args[0] in ("--config", "--log-level"):
-    global_args += args[:2]
-    args = args[2:]
+global_args, args = split_global_args(sys.argv[1:])
 sys.exit(main([*global_args, "sink", "run", *args]))

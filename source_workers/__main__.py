@@ -2,13 +2,10 @@
 
 import sys
 
+from durable_ingest.cli import split_global_args
 from source_workers.run import main_for
 
-args = sys.argv[1:]
-global_args: list[str] = []
-while args and args[0] in ("--config", "--log-level"):
-    global_args += args[:2]
-    args = args[2:]
+global_args, args = split_global_args(sys.argv[1:])
 if not args:
     print("usage: python -m source_workers [--config F] SOURCE [--admin-port P]", file=sys.stderr)
     sys.exit(2)

@@ -121,11 +121,7 @@ async def _run(runtime: SourceRuntime) -> RuntimeStats:
 
 def main_for(source: str, argv: Sequence[str]) -> int:
     """``ingest [global options] source run <source> [argv]``."""
-    from durable_ingest.cli import main
+    from durable_ingest.cli import main, split_global_args
 
-    args = list(argv)
-    global_args: list[str] = []
-    while args and args[0] in ("--config", "--log-level"):
-        global_args += args[:2]
-        args = args[2:]
+    global_args, args = split_global_args(argv)
     return main([*global_args, "source", "run", source, *args])

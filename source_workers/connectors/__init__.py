@@ -41,6 +41,11 @@ class Connector:
         return str(self.pipeline.ENV_PREFIX)
 
 
+def connector_of(source: str, configured: str | None) -> str:
+    """The connector a source runs: the one configured, else the source's own name."""
+    return configured or source
+
+
 def load_connector(name: str) -> Connector:
     """The connector called ``name``; raises ConfigError naming the known ones."""
     if name not in CONNECTORS:
