@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import json
 import subprocess
@@ -41,6 +42,7 @@ from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 from durable_ingest.config import KafkaSettings, RuntimeSettings  # noqa: E402
 from source_workers.connectors.coinbase.pipeline import build  # noqa: E402
 from source_workers.connectors.coinbase.source import CoinbaseSettings  # noqa: E402
+from source_workers.context import SourceContext  # noqa: E402
 from source_workers.runtime import SourceRuntime  # noqa: E402
 from staging.kafka import KafkaStagingProvider  # noqa: E402
 from staging.protocol import StagingContext  # noqa: E402
@@ -183,19 +185,29 @@ def ours(
     )
     products = tuple(sorted({json.loads(f)["product_id"] for f in frames[:1000]}))
     with (
-        FrameServer(len(frames)) as server,
+        FrameServer(len(frames) if socket else 1) as server,
         provider.allocate_session(StagingContext(source=name, resources=(resource,))) as session,
     ):
+        options = CoinbaseSettings(
+            ws_url=f"ws://127.0.0.1:{server.port}/",
+            rest_url="http://127.0.0.1:9",
+            products=products,
+            backfill_grace_s=3600,
+        )
+        source = build(name, options)
+        if not socket:
+
+            async def emit_all(ctx: SourceContext) -> None:
+                for frame in frames:
+                    await ctx.emit_raw(frame)
+                await ctx.sleep(3600)
+
+            source = dataclasses.replace(source, start=emit_all)
         runtime = SourceRuntime(
-            build(name),
+            source,
             session,
             settings=RuntimeSettings(batch_rows=5_000, linger_s=0.2),
-            connector_settings=CoinbaseSettings(
-                ws_url=f"ws://127.0.0.1:{server.port}/",
-                rest_url="http://127.0.0.1:9",
-                products=products,
-                backfill_grace_s=3600,
-            ),
+            connector_settings=options,
         )
 
         async def main() -> float:

@@ -41,8 +41,9 @@ def build_source(settings: Settings, name: str) -> tuple[Source, Any]:
     connector = load_connector(
         configured.connector if configured and configured.connector else name
     )
-    source: Source = connector.pipeline.build(name)
-    return source, connector_settings(connector.settings_model, connector.env_prefix)
+    options = connector_settings(connector.settings_model, connector.env_prefix)
+    source: Source = connector.pipeline.build(name, options)
+    return source, options
 
 
 def run_source(settings: Settings, name: str, *, admin_port: int | None = None) -> RuntimeStats:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,7 +21,7 @@ from durable_ingest.config import KafkaSettings, RuntimeSettings
 from durable_ingest.stack import free_port
 from source_workers.connectors.coinbase.pipeline import build
 from source_workers.connectors.coinbase.source import CoinbaseSettings
-from source_workers.runtime import RuntimeStats, SourceRuntime
+from source_workers.runtime import SourceRuntime
 from staging.checkpoints import partition_entries, resume_point
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
@@ -31,6 +29,7 @@ from staging.resource import StagedResource, TopicSpec
 from staging.schemas import SchemaCatalog
 from tests.helpers import unique
 from tests.integration.conftest import Spawn, python_json
+from tests.integration.source_helpers import RuntimeThread, wait_for
 from tests.servers.coinbase import CoinbaseExchange
 
 pytestmark = pytest.mark.integration
@@ -101,15 +100,15 @@ def dead_letters(kafka: KafkaSettings, source: str) -> list[dict[str, str]]:
     return letters
 
 
-class InProcess:
-    """The runtime in a thread of its own, against the real broker."""
+class InProcess(RuntimeThread):
+    """The Coinbase runtime in a thread of its own, against the real broker."""
 
     def __init__(self, kafka: KafkaSettings, exchange: CoinbaseExchange, **runtime: Any) -> None:
         self.source = unique("cb")
         catalog = SchemaCatalog.default()
         provider = KafkaStagingProvider(kafka, catalog=catalog, max_record_bytes=1_000_000)
         context = StagingContext(source=self.source, resources=(matches(catalog, self.source),))
-        self.session = provider.allocate_session(context)
+        session = provider.allocate_session(context)
         options = {
             "linger_s": 0.05,
             "idle_timeout_s": 2.0,
@@ -117,57 +116,26 @@ class InProcess:
             "backoff_max_s": 0.3,
             **runtime,
         }
-        self.runtime = SourceRuntime(
-            build(self.source),
-            self.session,
-            settings=RuntimeSettings(**options),
-            connector_settings=CoinbaseSettings(
-                ws_url=exchange.ws_url,
-                rest_url=exchange.rest_url,
-                products=tuple(PRODUCTS),
-                backfill_grace_s=0.3,
-                rest_min_interval_s=0.0,
-                rest_page_size=7,
-            ),
+        coinbase = CoinbaseSettings(
+            ws_url=exchange.ws_url,
+            rest_url=exchange.rest_url,
+            products=tuple(PRODUCTS),
+            backfill_grace_s=0.3,
+            rest_min_interval_s=0.0,
+            rest_page_size=7,
         )
-        self.stats: RuntimeStats | None = None
-        self.tasks_left = -1
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self.stats = await self.runtime.run()
-            self.tasks_left = len(asyncio.all_tasks()) - 1
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            self.error = exc
-
-    def __enter__(self) -> InProcess:
-        self._thread.start()
-        return self
+        super().__init__(
+            SourceRuntime(
+                build(self.source, coinbase),
+                session,
+                settings=RuntimeSettings(**options),
+                connector_settings=coinbase,
+            ),
+            session,
+        )
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def stop(self) -> RuntimeStats:
-        self.runtime.stop()
-        self._thread.join(30)
-        self.session.close()
-        assert self.error is None, self.error
-        assert self.stats is not None
-        return self.stats
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def subscribed(exchange: CoinbaseExchange, count: int = 1) -> Callable[[], bool]:

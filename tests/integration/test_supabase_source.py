@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +16,14 @@ from durable_ingest.config import KafkaSettings, RuntimeSettings
 from durable_ingest.errors import ConfigError, ProviderRefusedError
 from source_workers.connectors.supabase.pipeline import build
 from source_workers.connectors.supabase.source import SupabaseSettings
-from source_workers.runtime import RuntimeStats, SourceRuntime
+from source_workers.runtime import SourceRuntime
 from staging.kafka import KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import StagedResource
 from staging.schemas import SchemaCatalog
 from tests.helpers import unique
 from tests.integration.conftest import python_json
-from tests.integration.test_coinbase_source import wait_for
+from tests.integration.source_helpers import RuntimeThread, wait_for
 from tests.servers.supabase import SupabaseServer
 
 pytestmark = pytest.mark.integration
@@ -72,46 +70,29 @@ def staged(kafka: KafkaSettings, source: str, expect: int) -> list[tuple[str, st
     return sorted(found)
 
 
-class Worker:
+class Worker(RuntimeThread):
+    """The Supabase runtime in a thread of its own, against the real broker."""
+
     def __init__(self, kafka: KafkaSettings, supabase: SupabaseServer, **options: Any) -> None:
         self.source = unique("sb")
         provider = KafkaStagingProvider(
             kafka, catalog=SchemaCatalog.default(), max_record_bytes=1_000_000
         )
-        self.session = provider.allocate_session(
+        session = provider.allocate_session(
             StagingContext(source=self.source, resources=resources(self.source))
         )
         settings = SupabaseSettings.model_validate(
             {"url": supabase.url, "service_role_key": supabase.key, **options}
         )
-        self.runtime = SourceRuntime(
-            build(self.source),
-            self.session,
-            settings=RuntimeSettings(linger_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2),
-            connector_settings=settings,
+        super().__init__(
+            SourceRuntime(
+                build(self.source, settings),
+                session,
+                settings=RuntimeSettings(linger_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2),
+                connector_settings=settings,
+            ),
+            session,
         )
-        self.error: BaseException | None = None
-        self.stats: RuntimeStats | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.stats = asyncio.run(self.runtime.run())
-        except BaseException as exc:
-            self.error = exc
-
-    def __enter__(self) -> Worker:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.runtime.stop()
-        self._thread.join(30)
-        self.session.close()
-
-    def finished(self, timeout_s: float = 30) -> BaseException | None:
-        self._thread.join(timeout_s)
-        return self.error
 
 
 def test_inserts_updates_and_deletes_become_change_rows(

@@ -21,16 +21,18 @@ import http
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from tests.servers.threaded import ThreadedServer
 
 T0 = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)
 
@@ -96,10 +98,13 @@ class Trade:
         }
 
 
-class CoinbaseExchange:
+class CoinbaseExchange(ThreadedServer):
     """Start with ``with CoinbaseExchange(["BTC-USD"]) as exchange:``; trade with ``trade()``."""
 
+    name = "test exchange"
+
     def __init__(self, products: list[str], *, first_trade_id: int = 1_000) -> None:
+        super().__init__()
         self.products = list(products)
         self.faults = Faults()
         self.trades: dict[str, list[Trade]] = {p: [] for p in products}
@@ -111,12 +116,6 @@ class CoinbaseExchange:
         self.connections_opened = 0
         self.rest_requests = 0
         self.subscribe_messages: list[dict[str, Any]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self.port = 0
 
     # --- life -----------------------------------------------------------------
 
@@ -128,45 +127,8 @@ class CoinbaseExchange:
     def rest_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> CoinbaseExchange:
-        self._thread = threading.Thread(target=self._serve, name="coinbase-exchange", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the test exchange did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _serve(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with serve(
-            self._handler,
-            "127.0.0.1",
-            0,
-            process_request=self._http,
-            max_size=2**20,
-            ping_interval=None,
-        ) as server:
-            self._server = server
-            self.port = next(iter(server.sockets)).getsockname()[1]
-            heartbeats = asyncio.create_task(self._heartbeats())
-            self._ready.set()
-            await self._stop.wait()
-            heartbeats.cancel()
-            for connection in list(self._subscribers):
-                connection.transport.abort()
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._server.connections) if self._server is not None else 0
+    def _background(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._heartbeats()]
 
     # --- trades ---------------------------------------------------------------
 
@@ -177,9 +139,7 @@ class CoinbaseExchange:
         for _ in range(count):
             with self._lock:
                 made.append(self._new_trade(product))
-        assert self._loop is not None
-        done = asyncio.run_coroutine_threadsafe(self._publish(made), self._loop)
-        done.result(10)
+        self.call(self._publish(made))
         return made
 
     def _new_trade(self, product: str) -> Trade:

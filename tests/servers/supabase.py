@@ -20,7 +20,6 @@ heartbeats, malformed frames.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http
 import json
@@ -30,10 +29,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from tests.servers.threaded import ThreadedServer
 
 T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
 TABLES = ("projects", "time_entries")
@@ -43,8 +44,11 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class SupabaseServer:
+class SupabaseServer(ThreadedServer):
+    name = "test Supabase"
+
     def __init__(self, key: str = "service-role-test-key", schema: str = "public") -> None:
+        super().__init__()
         self.key = key
         self.schema = schema
         self.rows: dict[str, dict[int, dict[str, Any]]] = {t: {} for t in TABLES}
@@ -61,12 +65,6 @@ class SupabaseServer:
         self.joins = 0
         self.heartbeats = 0
         self.rest_requests = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: Server | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     @property
     def url(self) -> str:
@@ -75,38 +73,6 @@ class SupabaseServer:
     @property
     def joined_channels(self) -> int:
         return len(self._channels)
-
-    # --- life -----------------------------------------------------------------
-
-    def __enter__(self) -> SupabaseServer:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the test Supabase did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with serve(
-            self._handler, "127.0.0.1", 0, process_request=self._http, ping_interval=None
-        ) as server:
-            self._server = server
-            self.port = next(iter(server.sockets)).getsockname()[1]
-            self._ready.set()
-            await self._stop.wait()
-            for connection in list(self._channels):
-                connection.transport.abort()
-
-    def _call(self, coroutine: Any) -> Any:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     # --- the database ---------------------------------------------------------
 
@@ -145,7 +111,7 @@ class SupabaseServer:
             "columns": [{"name": k, "type": "text"} for k in sorted(record)],
             "errors": None,
         }
-        self._call(self._publish(table, data))
+        self.call(self._publish(table, data))
         return stamp
 
     async def _publish(self, table: str, data: dict[str, Any]) -> None:
@@ -168,7 +134,7 @@ class SupabaseServer:
                 with contextlib.suppress(ConnectionClosed):
                     await connection.send(frame)
 
-        self._call(send())
+        self.call(send())
 
     def channel_event(self, event: str) -> None:
         """Send ``phx_error`` or ``phx_close`` on every joined channel."""
@@ -180,7 +146,7 @@ class SupabaseServer:
                         json.dumps({"topic": topic, "event": event, "payload": {}, "ref": None})
                     )
 
-        self._call(send())
+        self.call(send())
 
     def expire_token(self) -> None:
         async def send() -> None:
@@ -206,14 +172,14 @@ class SupabaseServer:
                         )
                     )
 
-        self._call(send())
+        self.call(send())
 
     def disconnect(self) -> None:
         async def drop() -> None:
             for connection in list(self._channels):
                 connection.transport.abort()
 
-        self._call(drop())
+        self.call(drop())
 
     # --- Realtime -------------------------------------------------------------
 

@@ -21,9 +21,9 @@ SETTINGS = CoinbaseSettings
 ENV_PREFIX = "COINBASE"
 
 
-def build(name: str = "coinbase") -> Source:
+def build(name: str = "coinbase", settings: CoinbaseSettings | None = None) -> Source:
     """A fresh Coinbase source (its own ledger) called ``name``."""
-    ledger = TradeLedger()
+    ledger = TradeLedger(max_jump=(settings or CoinbaseSettings()).max_backfill_trades)
     return define_source(
         name=name,
         resources=[matches.resource(ledger, time.monotonic)],

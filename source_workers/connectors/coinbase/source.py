@@ -102,7 +102,6 @@ def subscribe_message(products: tuple[str, ...]) -> dict[str, Any]:
 async def start(ctx: SourceContext, *, ledger: TradeLedger) -> None:
     """One session: connect, subscribe, backfill gaps alongside, emit every frame."""
     settings: CoinbaseSettings = ctx.settings
-    ledger.max_jump = settings.max_backfill_trades
     if not ledger.products:
         ledger.restore(ctx.checkpoint("matches"))
     ledger.new_session()

@@ -84,7 +84,9 @@ async def backfill_table(
         if not isinstance(rows, list):
             raise _bad_answer(table, f"the body is a {type(rows).__name__}, not a list")
         for row in rows:
-            await ctx.emit_raw(Internal("rest_row", {"table": table, "row": row}), table)
+            await ctx.emit_raw(
+                Internal("rest_row", {"table": table, "row": row, "time_column": column}), table
+            )
             since_us, last_id = _key_of(row, column, table)
         total += len(rows)
         changes.mark.cap_us = max(changes.mark.cap_us, since_us)  # read up to here

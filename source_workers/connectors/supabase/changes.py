@@ -155,9 +155,12 @@ class CommitMark:
         """The backfill read everything: the checkpoint follows the newest again."""
         self.cap_us = None
 
-    def see(self, commit_us: int) -> dict[str, Any]:
+    def advance(self, commit_us: int) -> None:
         if self.newest_us is None or commit_us > self.newest_us:
             self.newest_us = commit_us
+
+    def see(self, commit_us: int) -> dict[str, Any]:
+        self.advance(commit_us)
         return self.checkpoint()
 
     def checkpoint(self) -> dict[str, Any]:

@@ -18,8 +18,9 @@ SETTINGS = SupabaseSettings
 ENV_PREFIX = "SUPABASE"
 
 
-def build(name: str = "supabase") -> Source:
-    """A fresh Supabase source (its own protocol state) called ``name``."""
+def build(name: str = "supabase", settings: SupabaseSettings | None = None) -> Source:
+    """A fresh Supabase source (its own protocol state) called ``name``; the settings
+    are read by ``start`` (the connection, tables and backfill)."""
     built = [projects.resource(), time_entries.resource()]
     realtime = Realtime({resource.name: changes for resource, changes in built})
     return define_source(

@@ -232,7 +232,6 @@ async def start(ctx: SourceContext, *, realtime: Realtime) -> None:
             f"(resources: {', '.join(sorted(realtime.tables))})"
         )
     for table, changes in realtime.tables.items():
-        changes.time_column = settings.backfill_column
         if changes.mark.newest_us is None:
             changes.mark.restore(ctx.checkpoint(table))
         if settings.backfill:

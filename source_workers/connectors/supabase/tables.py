@@ -21,8 +21,6 @@ class TableChanges:
         fields = SchemaCatalog.default().load(schema_path).parsed["fields"]
         self.mapper = ChangeMapper(table, fields)
         self.mark = CommitMark()
-        self.time_column = "updated_at"
-        """The PostgREST backfill's column (set from SUPABASE_BACKFILL_COLUMN)."""
 
     def parse(self, raw: Any) -> dict[str, Any] | Internal | None:
         if isinstance(raw, Internal):
@@ -42,13 +40,14 @@ class TableChanges:
 
     def process(self, data: dict[str, Any] | Internal, _received_at_us: int) -> Output:
         if isinstance(data, Internal):
-            return self.process_snapshot(data.data.get("row"))  # type: ignore[arg-type]
+            return self.process_snapshot(data.data["row"], data.data["time_column"])
         row = self.mapper.change(data)
-        return Output((row,), self.mark.see(row["commit_timestamp"]))
+        self.mark.advance(row["commit_timestamp"])
+        return Output((row,), self.mark.checkpoint)  # built once per write, when staged
 
-    def process_snapshot(self, row: dict[str, Any]) -> Output:
-        staged = self.mapper.snapshot(row, self.time_column)
-        self.mark.see(staged["commit_timestamp"])
+    def process_snapshot(self, row: Any, time_column: str) -> Output:
+        staged = self.mapper.snapshot(row, time_column)
+        self.mark.advance(staged["commit_timestamp"])
         return Output((staged,), self.mark.checkpoint)
 
 
