@@ -415,3 +415,24 @@ def test_oversized_frames_are_dead_lettered_or_drop_the_connection(
     letters = dead_letters(kafka, worker.source)
     assert stats.dead_letters == 1 and len(letters) == 1
     assert "over the limit of 4096" in letters[0]["ingest_dlq_reason"]
+
+
+def test_rest_behind_the_feed_is_waited_for_not_given_up(
+    kafka: KafkaSettings, exchange: CoinbaseExchange
+) -> None:
+    """While REST lags the feed, a gap is tried again rather than given up; once REST has
+    the trades, they are staged."""
+    first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}
+    exchange.faults.skip_live = {1003, 1004, 1005}
+    exchange.faults.rest_behind = 6  # REST knows trades 1000-1002, none of the gap yet
+    with InProcess(kafka, exchange) as worker:
+        wait_for(subscribed(exchange), what="subscription")
+        exchange.trade("BTC-USD", 8)
+        wait_for(lambda: exchange.rest_requests >= 1, 20, "a first backfill request")
+        time.sleep(1.0)
+        assert worker.runtime.stats.records_staged == len(expected(exchange, first)) - 3
+        exchange.faults.rest_behind = 0
+        want = expected(exchange, first)
+        wait_for(lambda: worker.runtime.stats.records_staged >= len(want), 30, "the backfill")
+        worker.stop()
+    assert sorted(staged_ids(kafka, worker.source, expect=len(want))) == want

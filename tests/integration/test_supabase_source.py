@@ -73,7 +73,13 @@ def staged(kafka: KafkaSettings, source: str, expect: int) -> list[tuple[str, st
 class Worker(RuntimeThread):
     """The Supabase runtime in a thread of its own, against the real broker."""
 
-    def __init__(self, kafka: KafkaSettings, supabase: SupabaseServer, **options: Any) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        supabase: SupabaseServer,
+        runtime: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
         self.source = unique("sb")
         provider = KafkaStagingProvider(
             kafka, catalog=SchemaCatalog.default(), max_record_bytes=1_000_000
@@ -88,7 +94,10 @@ class Worker(RuntimeThread):
             SourceRuntime(
                 build(self.source, settings),
                 session,
-                settings=RuntimeSettings(linger_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2),
+                settings=RuntimeSettings(
+                    **{"linger_s": 0.05, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
+                    | (runtime or {})
+                ),
                 connector_settings=settings,
             ),
             session,
@@ -168,6 +177,31 @@ def test_backfill_pages_through_every_row_missed(
         assert mark.cap_us is None  # released once everything was read
     rows = staged(kafka, worker.source, 27)
     assert {r[2] for r in rows if r[1] == "SNAPSHOT"} >= set(range(2, 27))
+
+
+def test_backfill_pages_over_the_frame_limit_are_halved_and_a_huge_row_dead_lettered(
+    kafka: KafkaSettings, supabase: SupabaseServer
+) -> None:
+    """Pages too large for max_frame_bytes are asked for again smaller; one row too large on
+    its own is dead-lettered by its key, and the rows after it are still read."""
+    options = {"backfill": True, "backfill_page_size": 4, "join_timeout_s": 0.5}
+    with Worker(kafka, supabase, runtime={"max_frame_bytes": 4_096}, **options) as worker:
+        wait_for(lambda: supabase.joined_channels == 1, 20, "the join")
+        supabase.insert("projects", id=1, name="first")
+        wait_for(lambda: worker.runtime.stats.records_staged >= 1, 20, "the first change")
+        supabase.answer_joins = False  # stay away while the rows change
+        supabase.disconnect()
+        for i in range(2, 5):
+            supabase.insert("projects", id=i, name="n" * 1_500)
+        supabase.insert("projects", id=5, name="h" * 5_000)  # over the limit on its own
+        for i in range(6, 9):
+            supabase.insert("projects", id=i, name="n" * 1_500)
+        supabase.answer_joins = True
+        wait_for(lambda: worker.runtime.stats.records_staged >= 7, 30, "the backfill")
+        wait_for(lambda: worker.runtime.stats.dead_letters >= 1, 10, "the dead letter")
+    rows = staged(kafka, worker.source, 7)
+    assert {r[2] for r in rows if r[1] == "SNAPSHOT"} >= {2, 3, 4, 6, 7, 8}
+    assert ("projects", "SNAPSHOT", 5) not in rows and worker.runtime.stats.dead_letters == 1
 
 
 @pytest.mark.parametrize("fault", ["join", "heartbeat"])

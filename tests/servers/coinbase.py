@@ -10,7 +10,7 @@ cursor, ``cb-after``/``cb-before`` headers, 404 for an unknown product).
 Trades are generated deterministically per product. Faults can be injected:
 trades left out of the feed (gaps, still in REST), duplicated or reordered
 frames, malformed and oversized frames, silence, disconnects, error replies,
-and 429s from REST.
+429s from REST, and REST lagging the feed.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class Faults:
     """Close every connection (no close frame) after sending this trade id."""
     silent: bool = False
     """Send nothing at all (no trades, no heartbeats), keep the socket open."""
+    rest_behind: int = 0
+    """REST does not know the newest N trades of each product yet (it lags the feed)."""
     rest_429: int = 0
     """The next N REST requests answer 429."""
     rest_retry_after: str | None = "0"
@@ -297,6 +299,8 @@ class CoinbaseExchange(ThreadedServer):
             return _json(http.HTTPStatus.BAD_REQUEST, {"message": "Invalid limit"})
         with self._lock:
             history = list(self.trades[product])
+        if self.faults.rest_behind:
+            history = history[: -self.faults.rest_behind]
         older = [t for t in history if after is None or t.trade_id < after]
         page = sorted(older, key=lambda t: -t.trade_id)[:limit]
         headers = {}

@@ -358,3 +358,20 @@ def test_dead_letters_whose_send_failed_are_sent_later() -> None:
 
     runtime, _, letters = run(build(script), letter_faults=flaky)
     assert len(letters) == 1 and runtime.stats.dead_letters == 1
+
+
+def test_processing_waits_for_dead_letters_once_a_thousand_are_waiting() -> None:
+    """Dead letters do not pile up: with 1,000 waiting, the next message waits for a send."""
+    sends_seen: list[int] = []
+
+    async def script(ctx: SourceContext) -> None:
+        for _ in range(1_000):
+            await ctx.emit_raw("{bad")
+        sends_seen.append(ctx._runtime.stager.letters_waiting)
+        await ctx.emit_raw("{bad")
+        sends_seen.append(ctx._runtime.stager.letters_waiting)
+        ctx._runtime.stop()
+
+    runtime, _, letters = run(build(script), linger_s=30)
+    assert sends_seen == [1_000, 1]  # the 1,001st message waited until 1,000 were sent
+    assert len(letters) == 1_001 and runtime.stats.dead_letters == 1_001
