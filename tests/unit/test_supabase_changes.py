@@ -92,11 +92,17 @@ def test_malformed_changes_say_what_is_wrong(data: dict[str, object], words: str
         mapper().change(data)
 
 
+def see(mark: CommitMark, commit_us: int) -> dict[str, object]:
+    """A staged change at ``commit_us``, and the checkpoint it would carry."""
+    mark.advance(commit_us)
+    return mark.checkpoint()
+
+
 def test_checkpoint_is_the_newest_commit_timestamp() -> None:
     """The mark only moves forwards and restores from its own checkpoint."""
     mark = CommitMark()
-    later = mark.see(pg_time_us("2026-11-22T09:00:05Z"))
-    assert mark.see(pg_time_us("2026-11-22T09:00:01Z")) == later
+    later = see(mark, pg_time_us("2026-11-22T09:00:05Z"))
+    assert see(mark, pg_time_us("2026-11-22T09:00:01Z")) == later
     again = CommitMark()
     again.restore(later)
     assert again.newest_us == pg_time_us("2026-11-22T09:00:05Z")
@@ -161,9 +167,9 @@ def test_settings_need_a_url_and_a_key_and_hide_the_key() -> None:
 def test_a_backfill_holds_the_checkpoint_at_its_progress() -> None:
     """Live changes during a backfill do not move the checkpoint past unread rows."""
     mark = CommitMark()
-    mark.see(pg_time_us("2026-11-22T09:00:00Z"))
+    see(mark, pg_time_us("2026-11-22T09:00:00Z"))
     assert mark.hold() == pg_time_us("2026-11-22T09:00:00Z")
-    live = mark.see(pg_time_us("2026-11-22T10:00:00Z"))
+    live = see(mark, pg_time_us("2026-11-22T10:00:00Z"))
     assert live == {"commit_timestamp": "2026-11-22T09:00:00.000000Z"}
     mark.cap_us = pg_time_us("2026-11-22T09:30:00Z")  # the backfill read up to here
     assert mark.hold() == pg_time_us("2026-11-22T09:30:00Z")  # a resumed backfill keeps it

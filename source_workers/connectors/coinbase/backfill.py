@@ -1,13 +1,15 @@
 """Filling trade-id gaps from Coinbase's REST trades endpoint.
 
 ``GET {COINBASE_REST_URL}/products/{product}/trades?limit=N&after=ID`` returns
-up to N trades with ids below ``ID``, newest first; the ``cb-after`` header is
-the cursor of the next (older) page. A gap ``first..last`` is filled by paging
-down from ``after=last+1`` (``cb-after`` is not needed) by the lowest trade id of each page until a page
-reaches ``first`` or comes back empty (REST behind the feed: tried again, five
-times, before what it lacks is given up). Each trade in the gap is emitted (``type: rest_trade``) through the
-runtime like a feed message, so the ledger drops what the feed already
-delivered; then ``backfill_done`` resolves what REST did not have.
+up to N trades with ids below ``ID``, newest first. A gap ``first..last`` is
+filled by paging down by the lowest trade id of each page, starting at
+``after=last+2``: when that first page does not hold trade ``last``, REST is
+behind the feed and the gap is tried again later (five such answers before
+what REST lacks is given up). Otherwise paging goes on until a page reaches
+``first`` or comes back empty. Each trade in the gap is emitted as an
+:class:`Internal` ``rest_trade`` through the runtime like a feed message, so
+the ledger drops what the feed already delivered; then ``backfill_done``
+resolves what REST did not have.
 
 Rate limits: at least ``rest_min_interval_s`` between requests; a 429 (or
 503) waits for ``Retry-After`` when given, else a doubling delay; connection

@@ -159,10 +159,6 @@ class CommitMark:
         if self.newest_us is None or commit_us > self.newest_us:
             self.newest_us = commit_us
 
-    def see(self, commit_us: int) -> dict[str, Any]:
-        self.advance(commit_us)
-        return self.checkpoint()
-
     def checkpoint(self) -> dict[str, Any]:
         assert self.newest_us is not None
         value = self.newest_us if self.cap_us is None else min(self.newest_us, self.cap_us)
