@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import textwrap
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Self
 
+from durable_ingest.config import KafkaSettings
 from source_workers.runtime import RuntimeStats, SourceRuntime
 from staging.protocol import StagingSession
 
@@ -66,3 +70,34 @@ class RuntimeThread:
         """Wait for the runtime to end by itself; the error that ended it, if any."""
         self._thread.join(timeout_s)
         return self.error
+
+
+def source_config(
+    tmp: Path, kafka: KafkaSettings, source: str, connector: str, runtime: str = ""
+) -> Path:
+    """An ``ingest.toml`` for one source running ``connector`` (``runtime``: extra TOML lines
+    of ``[sources.<source>.runtime]``), with the embedded warehouse in ``tmp``."""
+    path = tmp / "ingest.toml"
+    text = textwrap.dedent(
+        f"""
+        data_dir = "{tmp}"
+        [kafka]
+        bootstrap = "{kafka.bootstrap}"
+        session_timeout_ms = 6000
+        heartbeat_interval_ms = 1000
+        [sources.{source}]
+        connector = "{connector}"
+        """
+    )
+    if runtime:
+        text += f"[sources.{source}.runtime]\n{textwrap.dedent(runtime)}"
+    path.write_text(text)
+    return path
+
+
+def process_env(config: Path, *drop_prefixes: str) -> dict[str, str]:
+    """This process's environment for a worker reading ``config``, without ``INGEST_*`` and
+    the connectors' own variables (``drop_prefixes``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", *drop_prefixes))}
+    env["INGEST_CONFIG"] = str(config)
+    return env

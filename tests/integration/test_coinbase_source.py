@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,7 +28,12 @@ from staging.resource import StagedResource, TopicSpec
 from staging.schemas import SchemaCatalog
 from tests.helpers import unique
 from tests.integration.conftest import Spawn, python_json
-from tests.integration.source_helpers import RuntimeThread, wait_for
+from tests.integration.source_helpers import (
+    RuntimeThread,
+    process_env,
+    source_config,
+    wait_for,
+)
 from tests.servers.coinbase import CoinbaseExchange
 
 pytestmark = pytest.mark.integration
@@ -227,32 +231,15 @@ def test_silence_is_a_dead_socket_and_rest_429s_are_waited_out(
 
 
 def config(tmp: Path, kafka: KafkaSettings, source: str, linger_s: float = 0.1) -> Path:
-    path = tmp / "ingest.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            data_dir = "{tmp}"
-            [kafka]
-            bootstrap = "{kafka.bootstrap}"
-            session_timeout_ms = 6000
-            heartbeat_interval_ms = 1000
-            [sources.{source}]
-            connector = "coinbase"
-            [sources.{source}.runtime]
-            linger_s = {linger_s}
-            idle_timeout_s = 5
-            backoff_initial_s = 0.1
-            backoff_max_s = 1
-            """
-        )
+    runtime = (
+        f"linger_s = {linger_s}\nidle_timeout_s = 5\nbackoff_initial_s = 0.1\nbackoff_max_s = 1\n"
     )
-    return path
+    return source_config(tmp, kafka, source, "coinbase", runtime)
 
 
 def env_for(path: Path, exchange: CoinbaseExchange) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "COINBASE_"))}
+    env = process_env(path, "COINBASE_")
     env.update(
-        INGEST_CONFIG=str(path),
         COINBASE_WS_URL=exchange.ws_url,
         COINBASE_REST_URL=exchange.rest_url,
         COINBASE_PRODUCTS=",".join(PRODUCTS),

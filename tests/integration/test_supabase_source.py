@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,12 @@ from staging.resource import StagedResource
 from staging.schemas import SchemaCatalog
 from tests.helpers import unique
 from tests.integration.conftest import python_json
-from tests.integration.source_helpers import RuntimeThread, wait_for
+from tests.integration.source_helpers import (
+    RuntimeThread,
+    process_env,
+    source_config,
+    wait_for,
+)
 from tests.servers.supabase import SupabaseServer
 
 pytestmark = pytest.mark.integration
@@ -259,23 +263,10 @@ def test_bad_key_and_missing_settings_are_one_line_and_the_key_never_shows(
 ) -> None:
     """A wrong key ends in one line, exit 2, and the key is in no output; so does a missing URL."""
     source = unique("sb")
-    config = tmp_path / "ingest.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            data_dir = "{tmp_path}"
-            [kafka]
-            bootstrap = "{kafka.bootstrap}"
-            [sources.{source}]
-            connector = "supabase"
-            """
-        )
-    )
+    config = source_config(tmp_path, kafka, source, "supabase")
     secret = "sk-wrong-" + unique("k")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "SUPABASE_"))}
-    env.update(
-        INGEST_CONFIG=str(config), SUPABASE_URL=supabase.url, SUPABASE_SERVICE_ROLE_KEY=secret
-    )
+    env = process_env(config, "SUPABASE_")
+    env.update(SUPABASE_URL=supabase.url, SUPABASE_SERVICE_ROLE_KEY=secret)
     command = [
         sys.executable,
         "-m",
@@ -325,22 +316,8 @@ def test_changes_reach_clickhouse_as_a_change_log(
         supabase.update("projects", 7, name="second")
         supabase.delete("projects", 7)
         wait_for(lambda: worker.runtime.stats.records_staged >= 3, 20, "staging")
-    config = tmp_path / "ingest.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            data_dir = "{tmp_path}"
-            [kafka]
-            bootstrap = "{kafka.bootstrap}"
-            session_timeout_ms = 6000
-            heartbeat_interval_ms = 1000
-            [sources.{worker.source}]
-            connector = "supabase"
-            """
-        )
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "SUPABASE_"))}
-    env["INGEST_CONFIG"] = str(config)
+    config = source_config(tmp_path, kafka, worker.source, "supabase")
+    env = process_env(config, "SUPABASE_")
     sink = subprocess.run(
         [sys.executable, "-m", "sink_workers", "--source", worker.source, "--idle-exit", "4"],
         cwd=ROOT,
