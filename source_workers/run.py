@@ -29,7 +29,7 @@ from durable_ingest.errors import StopError
 from source_workers.authoring import Source
 from source_workers.connectors import load_connector
 from source_workers.runtime import RuntimeStats, SourceRuntime
-from staging.checkpoints import partition_entries, resume_point
+from staging.checkpoints import entries_in, resume_point
 from staging.protocol import StagingContext
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,9 @@ def run_source(settings: Settings, name: str, *, admin_port: int | None = None) 
     runtime_settings = settings.sources[name].runtime
     with ExitStack() as stack:
         store = stack.enter_context(closing(checkpoint_store(settings)))
+        saved = store.load_all()  # one read of the checkpoint topic for every resource
         checkpoints = {
-            r.name: resume_point(partition_entries(store, name, r.name)) for r in source.resources
+            r.name: resume_point(entries_in(saved, name, r.name)) for r in source.resources
         }
         for resource, checkpoint in checkpoints.items():
             log.info(

@@ -74,13 +74,20 @@ def partition_entry(
 def partition_entries(
     store: CheckpointStore, source: str, resource: str
 ) -> dict[int, dict[str, Any]]:
-    """The per-partition entries sinks saved for one resource."""
+    """The per-partition entries sinks saved for one resource (reads the whole store)."""
+    return entries_in(store.load_all(), source, resource)
+
+
+def entries_in(
+    saved: Mapping[str, Mapping[str, Any]], source: str, resource: str
+) -> dict[int, dict[str, Any]]:
+    """One resource's per-partition entries, out of everything ``load_all`` returned."""
     prefix = f"{checkpoint_key(source, resource)}/"
     entries = {}
-    for key, value in store.load_all().items():
+    for key, value in saved.items():
         tail = key[len(prefix) :]
         if key.startswith(prefix) and tail.isdigit():
-            entries[int(tail)] = value
+            entries[int(tail)] = dict(value)
     return entries
 
 
