@@ -188,3 +188,21 @@ def test_rest_trades_do_not_end_a_sessions_freshness() -> None:
     assert ledger.accept(P, 5_001, None, 0.0)
     with pytest.raises(ValueError, match="implausible"):
         ledger.heartbeat(P, 10**9, None, 0.0)
+
+
+def test_feed_errors_stop_for_a_refused_product_and_reconnect_otherwise() -> None:
+    """Coinbase `error` messages: an invalid product stops the worker, anything else reconnects."""
+    from durable_ingest.errors import ConnectionLostError, ProviderRefusedError
+    from source_workers.connectors.coinbase.source import control
+
+    refused = {
+        "type": "error",
+        "message": "Failed to subscribe",
+        "reason": "X is not a valid product",
+    }
+    with pytest.raises(ProviderRefusedError, match="not a valid product"):
+        control(refused)
+    with pytest.raises(ConnectionLostError, match="slow consumer"):
+        control({"type": "error", "message": "slow consumer"})
+    assert control({"type": "subscriptions", "channels": []}) is True
+    assert control({"type": "match"}) is False
