@@ -1,8 +1,12 @@
-"""The admin HTTP port of a worker: ``/health`` and Prometheus ``/metrics``.
+"""The admin HTTP port of a worker: ``/health``, Prometheus ``/metrics`` and
+(sinks that own an embedded warehouse) read-only ``POST /sql``.
 
 A small ``http.server`` in a daemon thread, bound to 127.0.0.1 by default.
 ``/health`` answers 200 with a JSON body while the worker reports itself
-healthy (see :class:`Health`), 503 otherwise.
+healthy, 503 otherwise. ``/sql`` takes a query as the request body and answers
+``{"columns": [...], "rows": [...]}`` or ``{"error": "..."}`` (400): in
+embedded mode the sink process is the only one that may open the warehouse,
+so other processes (``ingest sql``) query through it while it runs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from durable_ingest.errors import IngestError, StopError
 from durable_ingest.metrics import Metrics
+
+Query = Callable[[str], dict[str, Any]]
+MAX_QUERY_BYTES = 1_000_000
 
 
 class AdminServer:
@@ -26,8 +34,9 @@ class AdminServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        query: Query | None = None,
     ) -> None:
-        registry, check = metrics, health
+        registry, check, run_query = metrics, health, query
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -39,6 +48,23 @@ class AdminServer:
                     self._send(code, json.dumps(state).encode(), "application/json")
                 else:
                     self._send(404, b"not found\n", "text/plain")
+
+            def do_POST(self) -> None:
+                if self.path != "/sql" or run_query is None:
+                    self._send(404, b"not found\n", "text/plain")
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if not 0 < length <= MAX_QUERY_BYTES:
+                    self._json(400, {"error": f"a query is 1 to {MAX_QUERY_BYTES} bytes"})
+                    return
+                sql = self.rfile.read(length).decode("utf-8", errors="replace")
+                try:
+                    self._json(200, run_query(sql))
+                except IngestError as exc:
+                    self._json(400, {"error": str(exc)})
+
+            def _json(self, code: int, body: dict[str, Any]) -> None:
+                self._send(code, json.dumps(body, default=str).encode(), "application/json")
 
             def _send(self, code: int, body: bytes, content_type: str) -> None:
                 self.send_response(code)
@@ -64,3 +90,18 @@ class AdminServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def start_admin(
+    metrics: Metrics,
+    health: Callable[[], dict[str, Any]],
+    *,
+    host: str,
+    port: int,
+    query: Query | None = None,
+) -> AdminServer:
+    """An :class:`AdminServer`, or a StopError saying why the port cannot be served."""
+    try:
+        return AdminServer(metrics, health, host=host, port=port, query=query)
+    except (OSError, OverflowError) as exc:
+        raise StopError(f"cannot serve the admin port {host}:{port}: {exc}") from None

@@ -34,6 +34,7 @@
         ├── KafkaFatalError          the Kafka client hit a fatal error
         ├── StagingClosedError       the staging session was already closed
         ├── WarehouseError           the warehouse cannot be opened
+        │   └── QueryError           a query (ingest sql, replay's key check) was refused
         └── StackError               the embedded stack cannot start
 
 Errors carry structured fields (``topic``, ``partition``, ``offset``,
@@ -328,6 +329,10 @@ class StagingClosedError(StopError):
 
 class WarehouseError(StopError):
     """The warehouse could not be opened (bad DSN, embedded path in use...)."""
+
+
+class QueryError(WarehouseError):
+    """The warehouse refused a query: bad SQL, unknown table, or a write on a read-only path."""
 
 
 class StackError(StopError):

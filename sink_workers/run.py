@@ -11,11 +11,12 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
 from types import FrameType
 
-from durable_ingest.admin import AdminServer
+from durable_ingest.admin import start_admin
 from durable_ingest.compose import (
     checkpoint_store,
     schema_catalog,
@@ -23,8 +24,9 @@ from durable_ingest.compose import (
     staging_provider,
 )
 from durable_ingest.config import Settings
-from durable_ingest.errors import ConfigError, StopError
+from durable_ingest.errors import ConfigError
 from durable_ingest.warehouse import open_warehouse
+from sink_workers.clickhouse.query import ReadOnlyQuery
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.stream import StreamTarget, stream_resource
 from sink_workers.tables import table_spec
@@ -101,6 +103,7 @@ def run_sink(
     chunk_size: int = 5_000,
     idle_exit_s: float | None = None,
     admin_port: int | None = None,
+    admin_host: str = "127.0.0.1",
 ) -> SinkStats:
     """Run one sink member for one source's resources (all by default)."""
     source = pick_source(settings, source)
@@ -123,10 +126,13 @@ def run_sink(
     provider = staging_provider(settings, catalog)
     with ExitStack() as stack:
         targets: dict[str, Target] = {}
+        query: ReadOnlyQuery | None = None
         if to_tables:
             # First: a second sink on one embedded warehouse fails here, clearly.
             client = open_warehouse(settings.clickhouse)
             stack.callback(client.close)
+            lock = threading.Lock()
+            query = ReadOnlyQuery(client, lock)
             for resource in to_tables:
                 writer = ClickHouseTableWriter(
                     client,
@@ -136,6 +142,7 @@ def run_sink(
                         table=table_name(source, resource.name),
                         order_by=resource.id_fields,
                     ),
+                    lock,
                 )
                 writer.ensure()
                 targets[resource.topic.name] = TableTarget(writer)
@@ -161,12 +168,11 @@ def run_sink(
             session, targets, chunk_size=chunk_size, checkpoints=checkpoints, retry=retry
         )
         if admin_port is not None:
-            try:
-                admin = AdminServer(worker.metrics, worker.health, port=admin_port)
-            except (OSError, OverflowError) as exc:
-                raise StopError(f"cannot serve the admin port {admin_port}: {exc}") from None
+            admin = start_admin(
+                worker.metrics, worker.health, host=admin_host, port=admin_port, query=query
+            )
             stack.callback(admin.close)
-            log.info("admin port: http://127.0.0.1:%d (/health, /metrics)", admin.port)
+            log.info("admin port: http://%s:%d (/health, /metrics, /sql)", admin_host, admin.port)
         log.info(
             "sink for %s (%s) in group %s",
             source,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack, closing
 from typing import Any
 
-from durable_ingest.admin import AdminServer
+from durable_ingest.admin import start_admin
 from durable_ingest.compose import (
     checkpoint_store,
     schema_catalog,
@@ -46,7 +46,13 @@ def build_source(settings: Settings, name: str) -> tuple[Source, Any]:
     return source, options
 
 
-def run_source(settings: Settings, name: str, *, admin_port: int | None = None) -> RuntimeStats:
+def run_source(
+    settings: Settings,
+    name: str,
+    *,
+    admin_port: int | None = None,
+    admin_host: str = "127.0.0.1",
+) -> RuntimeStats:
     """Run the source ``name`` until stopped; raises a StopError for what cannot be retried."""
     source, options = build_source(settings, name)
     settings = with_connector_defaults(settings, name)
@@ -82,12 +88,11 @@ def run_source(settings: Settings, name: str, *, admin_port: int | None = None) 
             checkpoints=checkpoints,
         )
         if admin_port is not None:
-            try:
-                admin = AdminServer(runtime.metrics, lambda: _health(runtime), port=admin_port)
-            except (OSError, OverflowError) as exc:
-                raise StopError(f"cannot serve the admin port {admin_port}: {exc}") from None
+            admin = start_admin(
+                runtime.metrics, lambda: _health(runtime), host=admin_host, port=admin_port
+            )
             stack.callback(admin.close)
-            log.info("admin port: http://127.0.0.1:%d (/health, /metrics)", admin.port)
+            log.info("admin port: http://%s:%d (/health, /metrics)", admin_host, admin.port)
         stats = asyncio.run(_run(runtime))
     log.info(
         "source stopped: %d frames, %d records staged in %d writes, %d dead letters, %d sessions",

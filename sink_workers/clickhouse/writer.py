@@ -12,7 +12,9 @@ deduplication window.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -29,11 +31,16 @@ def insert_settings(token: str) -> dict[str, Any]:
 
 
 class ClickHouseTableWriter:
-    """One table; the client is shared and owned by the caller."""
+    """One table; the client is shared and owned by the caller.
 
-    def __init__(self, client: Client, spec: TableSpec) -> None:
+    ``lock``, when given, is held around each insert: the sink's admin thread
+    queries the same client (see :mod:`sink_workers.clickhouse.query`).
+    """
+
+    def __init__(self, client: Client, spec: TableSpec, lock: threading.Lock | None = None) -> None:
         self._client = client
         self.spec = spec
+        self._lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
 
     def ensure(self) -> list[str]:
         """Create or migrate the table; returns the DDL statements it ran."""
@@ -62,7 +69,10 @@ class ClickHouseTableWriter:
         rows = len(columns[0]) if columns else 0
         if rows == 0:
             return 0
-        with warehouse_call(f"inserting {rows} rows into {spec.database}.{spec.table}"):
+        with (
+            warehouse_call(f"inserting {rows} rows into {spec.database}.{spec.table}"),
+            self._lock,
+        ):
             self._client.insert(
                 spec.table,
                 columns,

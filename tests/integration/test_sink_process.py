@@ -270,7 +270,7 @@ def test_a_second_embedded_sink_is_refused_clearly(
     first.send_signal(signal.SIGTERM)
     assert finished(first)[0] == 0
     code, err = finished(setup.sink("--admin-port", "70000"), timeout_s=60)
-    assert code == 2 and "ingest: error: cannot serve the admin port 70000" in err
+    assert code == 2 and "ingest: error: cannot serve the admin port 127.0.0.1:70000" in err
 
 
 def test_two_sinks_in_one_group_split_partitions_and_survive_a_kill(
