@@ -35,7 +35,8 @@
         ├── StagingClosedError       the staging session was already closed
         ├── WarehouseError           the warehouse cannot be opened
         │   └── QueryError           a query (ingest sql, replay's key check) was refused
-        └── StackError               the embedded stack cannot start
+        ├── StackError               the embedded stack cannot start
+        └── CaptureError             a feed capture cannot be read or written
 
 Errors carry structured fields (``topic``, ``partition``, ``offset``,
 ``resource``, ``field``, ``code``...) besides their message, so callers route
@@ -337,3 +338,12 @@ class QueryError(WarehouseError):
 
 class StackError(StopError):
     """The embedded stack could not start: binary missing, port taken, no answer."""
+
+
+class CaptureError(StopError):
+    """A captured feed file is missing, malformed (with its line) or already exists."""
+
+    def __init__(self, message: str, *, path: str = "", line: int = 0) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line

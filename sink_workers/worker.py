@@ -145,6 +145,7 @@ class SinkWorker:
         self._deadline = 0.0
         self._stopping = False
         self.stats = SinkStats()
+        self._last_checkpoints: dict[str, Any] = {}
 
     def health(self) -> dict[str, Any]:
         """For ``/health``: healthy while running and not failed."""
@@ -157,6 +158,7 @@ class SinkWorker:
             "batches": self.stats.batches,
             "rows_written": self.stats.rows_written,
             "dead_letters": self.stats.dead_letters,
+            "last_checkpoints": dict(self._last_checkpoints),
         }
 
     def run(self, *, idle_timeout_s: float | None = None) -> SinkStats:
@@ -256,6 +258,7 @@ class SinkWorker:
                 ),
             )
             self.stats.checkpoints_saved += 1
+            self._last_checkpoints[carried.resource] = carried.checkpoint
             self.metrics.set(
                 "sink_last_checkpoint_saved_seconds",
                 time.time(),

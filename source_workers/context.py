@@ -60,6 +60,7 @@ class SourceContext:
             idle_timeout_s=settings.idle_timeout_s,
             stop=self._runtime.stopping_event,
             headers=dict(headers) if headers else None,
+            on_frame=self._runtime.on_frame,
         )
         self._runtime.connected()
         return stream

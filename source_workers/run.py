@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from contextlib import ExitStack, closing
+from pathlib import Path
 from typing import Any
 
 from durable_ingest.admin import start_admin
@@ -27,7 +28,8 @@ from durable_ingest.compose import (
 from durable_ingest.config import Settings, connector_settings
 from durable_ingest.errors import StopError
 from source_workers.authoring import Source
-from source_workers.connectors import load_connector
+from source_workers.capture import CaptureRecorder, ReplaySpec, recorded_settings
+from source_workers.connectors import connector_of, load_connector
 from source_workers.runtime import RuntimeStats, SourceRuntime
 from staging.checkpoints import entries_in, resume_point
 from staging.protocol import StagingContext
@@ -52,8 +54,13 @@ def run_source(
     *,
     admin_port: int | None = None,
     admin_host: str = "127.0.0.1",
+    record: Path | None = None,
 ) -> RuntimeStats:
-    """Run the source ``name`` until stopped; raises a StopError for what cannot be retried."""
+    """Run the source ``name`` until stopped; raises a StopError for what cannot be retried.
+
+    ``record``: write every websocket frame received to this new capture file
+    (see :mod:`source_workers.capture`).
+    """
     source, options = build_source(settings, name)
     settings = with_connector_defaults(settings, name)
     catalog = schema_catalog(settings)
@@ -63,6 +70,10 @@ def run_source(
         raise StopError(f"source {name}: resource {missing[0]} is not configured")
     runtime_settings = settings.sources[name].runtime
     with ExitStack() as stack:
+        recorder = _recorder(settings, name, options, record) if record is not None else None
+        if recorder is not None:
+            stack.callback(recorder.close)
+            log.info("recording every frame received to %s", record)
         store = stack.enter_context(closing(checkpoint_store(settings)))
         saved = store.load_all()  # one read of the checkpoint topic for every resource
         checkpoints = {
@@ -86,6 +97,7 @@ def run_source(
             settings=runtime_settings,
             connector_settings=options,
             checkpoints=checkpoints,
+            on_frame=recorder.record if recorder is not None else None,
         )
         if admin_port is not None:
             admin = start_admin(
@@ -103,6 +115,14 @@ def run_source(
         stats.sessions,
     )
     return stats
+
+
+def _recorder(settings: Settings, name: str, options: Any, path: Path) -> CaptureRecorder:
+    configured = settings.sources.get(name)
+    connector = load_connector(connector_of(name, configured.connector if configured else None))
+    spec: ReplaySpec | None = getattr(connector.pipeline, "REPLAY", None)
+    kept = recorded_settings(options, spec) if spec is not None else {}
+    return CaptureRecorder(path, connector.name, kept, note=f"recorded by source {name}")
 
 
 def _health(runtime: SourceRuntime) -> dict[str, Any]:

@@ -95,8 +95,11 @@ class SourceRuntime:
         clock: Callable[[], float] = time.monotonic,
         wall_us: Callable[[], int] = _now_us,
         jitter: Callable[[], float] = random.random,
+        on_frame: Callable[[str | bytes], None] | None = None,
     ) -> None:
         self.source = source
+        self.on_frame = on_frame
+        """Sees every websocket frame received, before it is processed (``--record``)."""
         self.settings = settings
         self.connector_settings = connector_settings
         self.checkpoints = dict(checkpoints or {})

@@ -7,6 +7,7 @@ SIGTERM or SIGINT, finishes what it holds, and exits 0.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from durable_ingest.commands import Subcommands, admin_port_option, data_dir_option
 from durable_ingest.compose import with_connector_defaults
@@ -22,6 +23,13 @@ def register(commands: Subcommands) -> None:
     )
     source_run.add_argument(
         "source", help="a configured source, or a connector name (e.g. coinbase)"
+    )
+    source_run.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="also write every websocket frame received to this new capture file "
+        "(replay it with: ingest dev <connector> --replay FILE)",
     )
     admin_port_option(source_run)
     data_dir_option(source_run)
@@ -54,7 +62,13 @@ def register(commands: Subcommands) -> None:
 def _source_run(args: argparse.Namespace, settings: Settings) -> int:
     from source_workers.run import run_source
 
-    run_source(settings, args.source, admin_port=args.admin_port, admin_host=args.admin_host)
+    run_source(
+        settings,
+        args.source,
+        admin_port=args.admin_port,
+        admin_host=args.admin_host,
+        record=args.record,
+    )
     return 0
 
 

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -63,9 +64,16 @@ class WebSocketStream:
     """
 
     def __init__(
-        self, connection: ClientConnection, url: str, idle_timeout_s: float, stop: asyncio.Event
+        self,
+        connection: ClientConnection,
+        url: str,
+        idle_timeout_s: float,
+        stop: asyncio.Event,
+        on_frame: Callable[[str | bytes], None] | None = None,
     ) -> None:
         self._connection = connection
+        self._on_frame = on_frame
+        """Called with every frame received (``--record`` writes a capture with it)."""
         self.url = masked_url(url)
         self._idle_timeout_s = idle_timeout_s
         self._stop = stop
@@ -117,6 +125,8 @@ class WebSocketStream:
             raise self._lost(_closed(exc)) from None
         finally:
             self._waiting_since = None
+        if self._on_frame is not None:
+            self._on_frame(frame)
         return frame
 
     def __aiter__(self) -> Self:
@@ -167,6 +177,7 @@ async def open_stream(
     idle_timeout_s: float,
     stop: asyncio.Event,
     headers: dict[str, str] | None = None,
+    on_frame: Callable[[str | bytes], None] | None = None,
 ) -> WebSocketStream:
     """Connect; raises ConnectionLostError (retry) or ProviderRefusedError (4xx but 429)."""
     shown = masked_url(url)
@@ -209,4 +220,4 @@ async def open_stream(
         raise ConnectionLostError(
             f"websocket {shown}: cannot connect: {reason}", url=shown, reason=reason
         ) from None
-    return WebSocketStream(connection, url, idle_timeout_s, stop)
+    return WebSocketStream(connection, url, idle_timeout_s, stop, on_frame)

@@ -13,12 +13,17 @@ import time
 from functools import partial
 
 from source_workers.authoring import Source, define_source
+from source_workers.capture import ReplaySpec
 from source_workers.connectors.coinbase.resources import matches
 from source_workers.connectors.coinbase.source import CoinbaseSettings, control, start
 from source_workers.connectors.coinbase.trades import TradeLedger
 
 SETTINGS = CoinbaseSettings
 ENV_PREFIX = "COINBASE"
+REPLAY = ReplaySpec(
+    websocket_env="COINBASE_WS_URL", http_env=("COINBASE_REST_URL",), keep=("products",)
+)
+"""``ingest dev coinbase --replay``: the feed from a capture; trades carry their products."""
 
 
 def build(name: str = "coinbase", settings: CoinbaseSettings | None = None) -> Source:

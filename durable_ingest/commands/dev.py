@@ -1,0 +1,81 @@
+"""``ingest dev <connector>``: broker, source, sink and warehouse in one command.
+
+See :mod:`durable_ingest.dev`. ``--replay`` without a file plays the capture
+the connector ships; ``--replay FILE`` plays another (``ingest source run
+<source> --record FILE`` makes one).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from durable_ingest.commands import Subcommands, data_dir_option
+from durable_ingest.config import Settings
+
+SAMPLE = "sample"
+
+
+def register(commands: Subcommands) -> None:
+    dev = commands.add_parser(
+        "dev",
+        help="run broker, source, sink and the embedded warehouse together, with live progress",
+    )
+    dev.add_argument("connector", help="the connector to run (e.g. coinbase)")
+    dev.add_argument(
+        "--replay",
+        nargs="?",
+        const=SAMPLE,
+        metavar="FILE",
+        help="play a captured feed through the connector over a local websocket "
+        "(offline); without FILE, the capture the connector ships",
+    )
+    dev.add_argument(
+        "--speed", type=float, default=1.0, help="replay this many times faster (default 1)"
+    )
+    dev.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long"
+    )
+    dev.add_argument(
+        "--max-events",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop once at least N records are staged",
+    )
+    dev.add_argument(
+        "--port", type=int, default=0, help="broker port on 127.0.0.1 (default: a free one)"
+    )
+    dev.add_argument(
+        "--interval", type=float, default=1.0, metavar="SECONDS", help="progress every (1 s)"
+    )
+    data_dir_option(dev)
+    dev.set_defaults(handler=_dev)
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from durable_ingest.dev import DevOptions, DevRun, sample_capture
+
+    replay: Path | None = None
+    if args.replay == SAMPLE:
+        replay = sample_capture(args.connector)
+        if not replay.is_file():
+            from durable_ingest.errors import CaptureError
+
+            raise CaptureError(
+                f"connector {args.connector} ships no capture: pass --replay FILE"
+            )
+    elif args.replay is not None:
+        replay = Path(args.replay)
+    options = DevOptions(
+        connector=args.connector,
+        replay=replay,
+        speed=args.speed,
+        duration_s=args.duration,
+        max_events=args.max_events,
+        port=args.port,
+        interval_s=max(0.2, args.interval),
+        config=args.config,
+        log_level=args.log_level,
+    )
+    return DevRun(settings, options).run()

@@ -1,0 +1,373 @@
+"""``ingest dev <connector>``: the whole pipeline on a laptop, in one command.
+
+:class:`DevRun` starts the embedded broker and creates the topics, then one
+source worker and one sink worker as separate processes (``ingest source run``
+and ``ingest sink run``, exactly what a deployment runs), with the embedded
+warehouse (chDB) owned by the sink. With ``--replay`` a
+:class:`~source_workers.transport.capture_server.CaptureServer` plays a
+captured feed to the real connector over a local websocket, so it runs
+offline. Every ``interval_s`` it polls both admin ports and prints a progress
+line (:mod:`durable_ingest.progress`).
+
+It stops on Ctrl-C or SIGTERM, after ``duration_s``, once ``max_events``
+records are staged, or once a replayed capture is fully staged and written.
+Stopping is ordered so that nothing accepted is lost: the source first (it
+stages what it received and exits), then the sink once it has written
+everything staged (it commits and exits), then the broker. The workers run in
+their own process group, so a Ctrl-C in the terminal reaches only this
+supervisor, which then stops them in that order.
+
+While it runs, ``<data_dir>/dev.json`` names the sink's admin port:
+``ingest sql`` queries the embedded warehouse through it (only the sink
+process may open the chDB directory).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from durable_ingest.commands.stack import broker_port, prepare_topics, with_bootstrap
+from durable_ingest.compose import with_connector_defaults
+from durable_ingest.config import Settings
+from durable_ingest.errors import CaptureError, StopError
+from durable_ingest.processes import Worker
+from durable_ingest.progress import Snapshot, describe_checkpoint, render
+from durable_ingest.stack import EmbeddedBroker
+from sink_workers.tables import identifier
+from source_workers.capture import CaptureFile, ReplaySpec
+from source_workers.connectors import Connector, load_connector
+
+log = logging.getLogger("ingest.dev")
+STATE_FILE = "dev.json"
+SETTLE_S = 3.0
+"""A worker count unchanged this long counts as caught up (sink) or drained (source)."""
+DRAIN_LIMIT_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class DevOptions:
+    connector: str
+    replay: Path | None = None
+    speed: float = 1.0
+    duration_s: float | None = None
+    max_events: int | None = None
+    port: int | None = 0
+    interval_s: float = 1.0
+    config: Path | None = None
+    log_level: str = "INFO"
+
+
+def sample_capture(connector: str) -> Path:
+    """The capture a connector ships (``connectors/<name>/captures/sample.jsonl``)."""
+    import source_workers.connectors as package
+
+    return Path(package.__file__).parent / connector / "captures" / "sample.jsonl"
+
+
+class DevRun:
+    def __init__(self, settings: Settings, options: DevOptions, out: TextIO = sys.stdout) -> None:
+        self.options = options
+        self.out = out
+        self.connector: Connector = load_connector(options.connector)
+        self.settings = with_connector_defaults(settings, options.connector)
+        self.capture: CaptureFile | None = None
+        self.replay_spec: ReplaySpec | None = None
+        if options.replay is not None:
+            self.replay_spec = getattr(self.connector.pipeline, "REPLAY", None)
+            if self.replay_spec is None:
+                raise StopError(
+                    f"connector {options.connector} cannot replay a capture (it has no REPLAY "
+                    "spec in its pipeline); run it against its provider instead"
+                )
+            self.capture = CaptureFile(options.replay)
+            if self.capture.header.connector != options.connector:
+                raise CaptureError(
+                    f"capture {options.replay} was recorded from connector "
+                    f"{self.capture.header.connector}, not {options.connector}"
+                )
+            frames = self.capture.check()  # every line, before anything starts
+            if frames == 0:
+                raise CaptureError(f"capture {options.replay} holds no frames")
+        if not options.speed > 0:
+            raise StopError(f"--speed must be above 0, not {options.speed}")
+        if options.max_events is not None and options.max_events < 1:
+            raise StopError(f"--max-events must be at least 1, not {options.max_events}")
+        if options.duration_s is not None and not options.duration_s > 0:
+            raise StopError(f"--duration must be above 0 seconds, not {options.duration_s}")
+        self._stop = threading.Event()
+        self._why = ""
+
+    # --- life ---------------------------------------------------------------
+
+    def run(self) -> int:
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            # The progress lines are the output; the workers log to their files.
+            for name in ("websockets", "staging", "durable_ingest"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+        data_dir = self.settings.data_dir
+        dev_dir = data_dir / "dev"
+        dev_dir.mkdir(parents=True, exist_ok=True)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with ExitStack() as stack:
+                broker = EmbeddedBroker(
+                    broker_port(self.options.port), log_path=dev_dir / "broker.log"
+                )
+                bootstrap = broker.start()
+                stack.callback(broker.stop)
+                self.settings = with_bootstrap(self.settings, bootstrap)
+                prepare_topics(self.settings)
+                env = self._env(bootstrap)
+                if self.capture is not None:
+                    from source_workers.transport.capture_server import CaptureServer
+
+                    server = stack.enter_context(
+                        CaptureServer(self.capture, speed=self.options.speed)
+                    )
+                    env.update(self._replay_env(server.ws_url, server.http_url))
+                else:
+                    server = None
+                sink = self._start(
+                    "sink", ["sink", "run", "--source", self.options.connector], env, dev_dir
+                )
+                source = self._start(
+                    "source", ["source", "run", self.options.connector], env, dev_dir
+                )
+                state = data_dir / STATE_FILE
+                state.write_text(
+                    json.dumps(
+                        {
+                            "pid": os.getpid(),
+                            "sink_admin_port": sink.admin_port,
+                            "source_admin_port": source.admin_port,
+                            "bootstrap": bootstrap,
+                        }
+                    )
+                )
+                stack.callback(state.unlink, missing_ok=True)
+                self._banner(bootstrap, server is not None, dev_dir)
+                return self._watch(source, sink, server, broker)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if not self._stop.is_set():
+            self._why = f"received {signal.Signals(signum).name}"
+        self._stop.set()
+
+    def _env(self, bootstrap: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["INGEST_KAFKA_BOOTSTRAP"] = bootstrap
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _replay_env(self, ws_url: str, http_url: str) -> dict[str, str]:
+        assert self.replay_spec is not None and self.capture is not None
+        env = self.capture.header.env(self.connector.env_prefix, self.replay_spec)
+        env[self.replay_spec.websocket_env] = ws_url
+        for name in self.replay_spec.http_env:
+            env[name] = http_url
+        return env
+
+    def _start(self, name: str, command: list[str], env: dict[str, str], dev_dir: Path) -> Worker:
+        args = [sys.executable, "-m", "durable_ingest.cli", "--log-level", self.options.log_level]
+        if self.options.config is not None:
+            args += ["--config", str(self.options.config)]
+        args += [*command, "--data-dir", str(self.settings.data_dir)]
+        return Worker(name, args, env, dev_dir / f"{name}.log")
+
+    def _banner(self, bootstrap: str, replaying: bool, dev_dir: Path) -> None:
+        feed = f"capture {self.options.replay}" if replaying else "the live provider"
+        print(
+            f"ingest dev {self.options.connector}: {feed} -> Kafka {bootstrap} -> "
+            f"ClickHouse (embedded, {self.settings.clickhouse.dsn})",
+            file=self.out,
+        )
+        print(
+            f"worker logs: {dev_dir}/{{source,sink,broker}}.log; Ctrl-C stops",
+            file=self.out,
+            flush=True,
+        )
+
+    # --- watching ---------------------------------------------------------------
+
+    def _snapshot(self, started: float, source: Worker, sink: Worker) -> Snapshot:
+        health_text = sink.get("/health")
+        try:
+            health = json.loads(health_text) if health_text else None
+        except ValueError:
+            health = None
+        return Snapshot.of(
+            time.monotonic() - started, source.get("/metrics"), sink.get("/metrics"), health
+        )
+
+    def _watch(self, source: Worker, sink: Worker, server: Any, broker: EmbeddedBroker) -> int:
+        started = time.monotonic()
+        before: Snapshot | None = None
+        last = Snapshot(0.0)
+        staged_since = (0, started)  # the staged count, and when it last changed
+        while not self._stop.wait(self.options.interval_s):
+            last = _keep(last, self._snapshot(started, source, sink))
+            print(render(last, before), file=self.out, flush=True)
+            before = last
+            if last.staged != staged_since[0]:
+                staged_since = (last.staged, time.monotonic())
+            failed = self._failure(source, sink, broker)
+            if failed:
+                return self._shutdown(source, sink, last, failed)
+            reason = self._done(last, server, staged_since[1])
+            if reason:
+                self._why = reason
+                break
+        return self._shutdown(source, sink, last, None)
+
+    def _done(self, now: Snapshot, server: Any, staged_changed: float) -> str:
+        options = self.options
+        if options.duration_s is not None and now.at >= options.duration_s:
+            return f"--duration {options.duration_s:g} s reached"
+        if options.max_events is not None and now.staged >= options.max_events:
+            return f"--max-events {options.max_events} reached ({now.staged} staged)"
+        if (
+            server is not None
+            and server.finished.is_set()
+            and time.monotonic() - staged_changed >= SETTLE_S
+            and now.written >= now.staged
+        ):
+            return f"capture played: {server.sent} frames sent"
+        return ""
+
+    def _failure(self, source: Worker, sink: Worker, broker: EmbeddedBroker) -> str:
+        for worker in (source, sink):
+            if not worker.running():
+                return f"the {worker.name} worker exited: {worker.last_error()}"
+        if not broker.running():
+            return f"the embedded broker exited; see {broker.log_path}"
+        return ""
+
+    # --- stopping ---------------------------------------------------------------
+
+    def _shutdown(self, source: Worker, sink: Worker, last: Snapshot, failed: str | None) -> int:
+        print(f"stopping: {failed or self._why or 'stopped'}", file=self.out, flush=True)
+        timeout = self.settings.sources[self.options.connector].runtime.shutdown_timeout_s + 15
+        last = self._stop_source(source, last, timeout)
+        source_code = source.stop(timeout)
+        last = self._drain(sink, last)
+        sink_code = sink.stop(60)
+        errors = [
+            f"{w.name} worker exited with code {code}: {w.last_error()}"
+            for w, code in ((source, source_code), (sink, sink_code))
+            if code != 0
+        ]
+        print(
+            f"done: {last.staged:,} records staged, {last.written:,} rows written, "
+            f"{last.dead_letters} dead letters; last checkpoint "
+            f"{describe_checkpoint(last.checkpoints, 200)}",
+            file=self.out,
+        )
+        tables = self._tables()
+        for table, rows in tables:
+            print(f"  {table}: {rows:,} rows", file=self.out)
+        if tables:
+            example = f"SELECT * FROM {tables[0][0]} LIMIT 10"  # noqa: S608 - shown, not run
+            print(f'query them: ingest sql "{example}"', file=self.out, flush=True)
+        for line in errors:
+            print(f"ingest: error: {line}", file=sys.stderr)
+        return 1 if errors or failed else 0
+
+    def _stop_source(self, source: Worker, last: Snapshot, timeout_s: float) -> Snapshot:
+        """SIGTERM the source and follow its counts until it exits (it stages what it has)."""
+        if not source.running():
+            return last
+        source.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while source.running() and time.monotonic() < deadline:
+            last = _keep(last, Snapshot.of(last.at, source.get("/metrics"), None, None))
+            time.sleep(0.2)
+        return last
+
+    def _drain(self, sink: Worker, last: Snapshot) -> Snapshot:
+        """Follow the sink until its written count settles with the source stopped."""
+        deadline = time.monotonic() + DRAIN_LIMIT_S
+        written, changed = last.written, time.monotonic()
+        while sink.running() and time.monotonic() < deadline:
+            time.sleep(0.5)
+            metrics = sink.get("/metrics")
+            if metrics is None:
+                continue
+            health_text = sink.get("/health")
+            health = json.loads(health_text) if health_text else {}
+            now = Snapshot.of(last.at, None, metrics, health)
+            last = _keep(
+                last,
+                Snapshot(
+                    last.at, 0, now.written, 0, last.connected, now.freshness_s, now.checkpoints
+                ),
+            )
+            if now.written != written:
+                written, changed = now.written, time.monotonic()
+            elif now.written >= last.staged or time.monotonic() - changed >= SETTLE_S:
+                break
+        return last
+
+    def _tables(self) -> list[tuple[str, int]]:
+        """Rows per table of this connector, read from the warehouse the sink released."""
+        from durable_ingest.warehouse import open_warehouse
+        from sink_workers.clickhouse.query import ReadOnlyQuery
+
+        try:
+            client = open_warehouse(self.settings.clickhouse)
+        except StopError as exc:
+            log.warning("cannot count the rows written: %s", exc)
+            return []
+        query = ReadOnlyQuery(client)
+        counts = []
+        try:
+            for table in self._table_names():
+                qualified = (
+                    f"{identifier('database', self.settings.clickhouse.database)}."
+                    f"{identifier('table', table)}"
+                )
+                # FINAL: one row per natural key, even before ClickHouse merges.
+                answer = query(f"SELECT count() FROM {qualified} FINAL")  # noqa: S608 - identifiers checked
+                counts.append((table, int(answer["rows"][0][0])))
+        except StopError as exc:
+            log.warning("cannot count the rows written: %s", exc)
+        finally:
+            client.close()
+        return counts
+
+    def _table_names(self) -> list[str]:
+        from durable_ingest.compose import schema_catalog, staged_resources
+        from sink_workers.run import table_name
+
+        source = self.options.connector
+        resources = staged_resources(self.settings, schema_catalog(self.settings), source)
+        configured = self.settings.sources[source].resources
+        return [
+            table_name(source, r.name) for r in resources if configured[r.name].stream_topic is None
+        ]
+
+
+def _keep(last: Snapshot, now: Snapshot) -> Snapshot:
+    """A poll that found a worker's port not answering keeps the counts seen before."""
+    return Snapshot(
+        now.at,
+        max(last.staged, now.staged),
+        max(last.written, now.written),
+        max(last.dead_letters, now.dead_letters),
+        now.connected,
+        now.freshness_s if now.freshness_s is not None else last.freshness_s,
+        now.checkpoints or last.checkpoints,
+    )
