@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -263,6 +263,8 @@ class DevRun:
         timeout = self.settings.sources[self.options.connector].runtime.shutdown_timeout_s + 15
         last = self._stop_source(source, last, timeout)
         source_code = source.stop(timeout)
+        # The source's last write can land after its last poll: count the topics.
+        last = replace(last, staged=self._count_staged())
         last = self._drain(sink, last)
         sink_code = sink.stop(60)
         errors = [
@@ -320,6 +322,22 @@ class DevRun:
             elif now.written >= last.staged or time.monotonic() - changed >= SETTLE_S:
                 break
         return last
+
+    def _count_staged(self) -> int:
+        """Records in this connector's staged topics (the broker is fresh for each run)."""
+        from durable_ingest.compose import schema_catalog, staged_resources
+        from staging.kafka.scan import TopicScanner
+
+        source = self.options.connector
+        scanner = TopicScanner(self.settings.kafka)
+        try:
+            return sum(
+                len(chunk)
+                for r in staged_resources(self.settings, schema_catalog(self.settings), source)
+                for chunk in scanner.scan(r.topic.name, idle_s=1.0)
+            )
+        finally:
+            scanner.close()
 
     def _tables(self) -> list[tuple[str, int]]:
         """Rows per table of this connector, read from the warehouse the sink released."""

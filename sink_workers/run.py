@@ -132,7 +132,11 @@ def run_sink(
             client = open_warehouse(settings.clickhouse)
             stack.callback(client.close)
             lock = threading.Lock()
-            query = ReadOnlyQuery(client, lock)
+            # Its own client: settings stick to a chDB client, and the query's
+            # readonly=1 must never reach the inserts.
+            query_client = open_warehouse(settings.clickhouse)
+            stack.callback(query_client.close)
+            query = ReadOnlyQuery(query_client, lock)
             for resource in to_tables:
                 writer = ClickHouseTableWriter(
                     client,

@@ -59,12 +59,6 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     replay: Path | None = None
     if args.replay == SAMPLE:
         replay = sample_capture(args.connector)
-        if not replay.is_file():
-            from durable_ingest.errors import CaptureError
-
-            raise CaptureError(
-                f"connector {args.connector} ships no capture: pass --replay FILE"
-            )
     elif args.replay is not None:
         replay = Path(args.replay)
     options = DevOptions(

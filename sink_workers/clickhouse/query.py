@@ -2,8 +2,10 @@
 
 Every query runs with ``readonly=1``: the server refuses writes, DDL and
 changes of settings, whatever the text says. In embedded mode the sink process
-owns the warehouse, and its admin thread queries the same client as the
-worker; ``lock`` serializes the two (the writer takes it around each insert).
+owns the warehouse, and its admin thread queries it while the worker inserts:
+give the query its own client (settings stick to a chDB client, and
+``readonly=1`` would then refuse the inserts' settings), and ``lock``
+serializes the two (the writer takes it around each insert).
 """
 
 from __future__ import annotations

@@ -1,0 +1,279 @@
+"""``ingest dev`` and ``ingest sql`` as a newcomer runs them: real processes, broker and chDB.
+
+Every run starts its own embedded broker, source and sink worker processes and
+owns a fresh data directory; the shipped Coinbase capture is the feed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable_ingest.config import KafkaSettings
+from durable_ingest.dev import sample_capture
+from source_workers.capture import CaptureFile
+from tests.helpers import unique
+from tests.integration.conftest import Spawn
+from tests.integration.source_helpers import process_env, source_config, wait_for
+from tests.servers.coinbase import CoinbaseExchange
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ingest(*args: str) -> list[str]:
+    return [sys.executable, "-m", "durable_ingest.cli", *args]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "COINBASE_"))}
+
+
+def run(*args: str, cwd: Path, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ingest(*args), cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def trade_keys(capture: Path) -> set[tuple[str, int]]:
+    keys = set()
+    for frame in CaptureFile(capture).frames():
+        message = json.loads(frame.data)
+        if message.get("type") in ("match", "last_match"):
+            keys.add((message["product_id"], message["trade_id"]))
+    return keys
+
+
+def sql(cwd: Path, query: str) -> list[list[Any]]:
+    done = run("sql", query, "--format", "json", "--data-dir", str(cwd / "data"), cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    rows: list[list[Any]] = json.loads(done.stdout)["rows"]
+    return rows
+
+
+def summary(stdout: str) -> tuple[int, int, int]:
+    """(staged, written, rows in the table) from the last lines of a dev run."""
+    done = re.search(r"done: ([\d,]+) records staged, ([\d,]+) rows written", stdout)
+    table = re.search(r"coinbase_matches: ([\d,]+) rows", stdout)
+    assert done and table, stdout
+    staged, written = (int(g.replace(",", "")) for g in done.groups())
+    return staged, written, int(table.group(1).replace(",", ""))
+
+
+class Lines:
+    """A process's stdout lines, read in a thread as they come."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert process.stdout is not None
+        stream = process.stdout
+        self._thread = threading.Thread(
+            target=lambda: self.lines.extend(iter(stream.readline, "")), daemon=True
+        )
+        self._thread.start()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def join(self) -> str:
+        self._thread.join(30)
+        return self.text()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    """A directory without an ingest.toml: ``ingest dev`` runs on defaults there."""
+    yield tmp_path
+
+
+def test_the_readme_command_writes_the_shipped_capture_once_then_sql_reads_it(
+    workdir: Path,
+) -> None:
+    """The newcomer's path: one command, rows arrive, it stops by itself, then a query."""
+    keys = trade_keys(sample_capture("coinbase"))
+    done = run(
+        "dev",
+        "coinbase",
+        "--replay",
+        "--speed",
+        "20",
+        "--data-dir",
+        str(workdir / "data"),
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    out = done.stdout
+    assert "capture played" in out
+    progress = [ln for ln in out.splitlines() if re.match(r"^\d\d:\d\d  staged", ln)]
+    assert progress and any("written 0 " not in ln for ln in progress)
+    staged, written, rows = summary(out)
+    assert staged == written == rows == len(keys)
+    assert "Traceback" not in done.stderr
+    count, distinct, products = sql(
+        workdir,
+        "SELECT count(), uniqExact(product_id, trade_id), groupUniqArray(product_id) "
+        "FROM coinbase_matches",
+    )[0]
+    assert count == distinct == len(keys)
+    assert sorted(products) == ["BTC-USD", "ETH-USD"]
+    # The rows are the capture's trades, key for key.
+    found = sql(workdir, "SELECT product_id, trade_id FROM coinbase_matches ORDER BY 1, 2")
+    assert {(p, t) for p, t in found} == keys
+    # A second run over the same warehouse adds no row: same keys, same tokens.
+    again = run(
+        "dev",
+        "coinbase",
+        "--replay",
+        "--speed",
+        "20",
+        "--data-dir",
+        str(workdir / "data"),
+        cwd=workdir,
+    )
+    assert again.returncode == 0, again.stderr
+    assert sql(workdir, "SELECT count() FROM coinbase_matches FINAL")[0][0] == len(keys)
+
+
+def test_ctrl_c_stops_in_order_and_loses_nothing_staged_and_sql_works_meanwhile(
+    workdir: Path, spawn: Spawn
+) -> None:
+    process = spawn(
+        ingest("dev", "coinbase", "--replay", "--data-dir", str(workdir / "data")),
+        cwd=workdir,
+        env=clean_env(),
+    )
+    lines = Lines(process)
+    wait_for(
+        lambda: re.search(r"written [1-9]", lines.text()) is not None,
+        timeout_s=120,
+        what="rows written",
+    )
+    # While it runs, the sink owns the warehouse: the query goes through its admin port.
+    while_running = sql(workdir, "SELECT count() FROM coinbase_matches")[0][0]
+    assert while_running > 0
+    refused = run(
+        "sql",
+        "INSERT INTO coinbase_matches (trade_id) VALUES (1)",
+        "--data-dir",
+        str(workdir / "data"),
+        cwd=workdir,
+    )
+    assert refused.returncode == 2 and "readonly" in refused.stderr.lower()
+    assert refused.stderr.count("\n") == 1
+    process.send_signal(signal.SIGINT)
+    process.wait(120)
+    out = lines.join()
+    assert process.returncode == 0, out
+    assert "stopping: received SIGINT" in out
+    staged, written, rows = summary(out)
+    assert 0 < staged < len(trade_keys(sample_capture("coinbase")))  # stopped mid-capture
+    assert rows == staged == written  # everything the source staged was written
+    assert not (workdir / "data" / "dev.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "reason"),
+    [
+        (["--max-events", "150"], "--max-events 150 reached"),
+        (["--duration", "4"], "--duration 4 s"),
+    ],
+)
+def test_it_stops_by_itself(workdir: Path, flag: list[str], reason: str) -> None:
+    done = run(
+        "dev", "coinbase", "--replay", *flag, "--data-dir", str(workdir / "data"), cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert reason in done.stdout
+    staged, written, rows = summary(done.stdout)
+    assert rows == staged == written
+    if flag[0] == "--max-events":
+        assert staged >= 150
+
+
+def test_a_recorded_feed_replays_to_the_same_rows(
+    workdir: Path, kafka: KafkaSettings, spawn: Spawn
+) -> None:
+    """``source run --record`` against the test exchange, then ``dev --replay`` of the file."""
+    source = unique("rec")
+    config = source_config(workdir, kafka, source, "coinbase")
+    capture = workdir / "recorded.jsonl"
+    with CoinbaseExchange(["BTC-USD", "ETH-USD"]) as exchange:
+        env = process_env(config, "COINBASE_")
+        env.update(
+            COINBASE_WS_URL=exchange.ws_url,
+            COINBASE_REST_URL=exchange.rest_url,
+            COINBASE_PRODUCTS="BTC-USD,ETH-USD",
+        )
+        worker = spawn(ingest("source", "run", source, "--record", str(capture)), cwd=ROOT, env=env)
+        wait_for(lambda: exchange.open_connections == 1, timeout_s=60, what="subscription")
+        for _ in range(5):
+            exchange.trade("BTC-USD", 30)
+            exchange.trade("ETH-USD", 10)
+            time.sleep(0.2)
+        made = {(p, t) for p, ids in exchange.all_trade_ids().items() for t in ids}
+        wait_for(lambda: len(trade_keys(capture)) == len(made), timeout_s=60, what="recording")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    header = CaptureFile(capture).header
+    assert header.connector == "coinbase"
+    assert header.settings == {"products": ["BTC-USD", "ETH-USD"]}
+    done = run(
+        "dev",
+        "coinbase",
+        "--replay",
+        str(capture),
+        "--speed",
+        "10",
+        "--data-dir",
+        str(workdir / "data"),
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert summary(done.stdout)[2] == len(made)
+    found = sql(workdir, "SELECT product_id, trade_id FROM coinbase_matches")
+    assert {(p, t) for p, t in found} == made
+    # Recording refuses to overwrite what it recorded.
+    again = run("source", "run", source, "--record", str(capture), cwd=workdir)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def bad_capture(workdir: Path) -> Path:
+    path = workdir / "bad.jsonl"
+    lines = sample_capture("coinbase").read_text().splitlines()[:5]
+    lines[3] = '{"t": 0.1, "text": '
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dev", "nosuch"], "no connector 'nosuch'"),
+        (["dev", "coinbase", "--replay", "missing.jsonl"], "capture missing.jsonl does not exist"),
+        (["dev", "coinbase", "--replay", "BAD"], "bad.jsonl line 4: not JSON"),
+        (["dev", "supabase", "--replay"], "connector supabase cannot replay a capture"),
+        (["dev", "coinbase", "--replay", "--speed", "0"], "--speed must be above 0"),
+        (["dev", "coinbase", "--max-events", "0"], "--max-events must be at least 1"),
+        (["sql", "SELEC 1"], "Syntax error"),
+        (["sql", "SELECT * FROM nowhere"], "nowhere"),
+        (["sql", "SELECT 1", "--admin", "ftp://x"], "is not an http:// URL"),
+    ],
+)
+def test_bad_input_is_one_line(workdir: Path, args: list[str], message: str) -> None:
+    args = [str(bad_capture(workdir)) if a == "BAD" else a for a in args]
+    done = run(*args, "--data-dir", str(workdir / "data"), cwd=workdir, timeout_s=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("ingest: error:") and message in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert not (workdir / "data" / "dev").exists() or args[0] == "sql"
