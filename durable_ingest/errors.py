@@ -30,6 +30,8 @@
         ├── CheckpointError          a checkpoint is not plain JSON
         ├── SchemaEvolutionError     a schema change the table cannot follow
         ├── TopicError               a staging topic is missing or cannot be created
+        ├── ReplayRangeError         a replay range that is malformed, reversed or
+        │                            before the retained data
         ├── DeliveryRejectedError    the broker refused a record for good (e.g. ACL)
         ├── KafkaFatalError          the Kafka client hit a fatal error
         ├── StagingClosedError       the staging session was already closed
@@ -304,6 +306,18 @@ class TopicError(StopError):
     def __init__(self, message: str, *, topic: str) -> None:
         super().__init__(message)
         self.topic = topic
+
+
+class ReplayRangeError(StopError):
+    """``ingest replay --from/--to`` names a range that cannot be read as asked:
+    malformed, reversed, or starting before the topic's retained data."""
+
+    def __init__(
+        self, message: str, *, topic: str | None = None, partition: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
 
 
 class DeliveryRejectedError(StopError):
