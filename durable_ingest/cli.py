@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from durable_ingest import __version__
-from durable_ingest.commands import config, dev, dlq, replay, sql, stack, status, workers
+from durable_ingest.commands import config, dev, sql, stack, workers
 from durable_ingest.config import load_settings
 from durable_ingest.errors import IngestError
 
 log = logging.getLogger("ingest")
-COMMANDS = (dev, stack, workers, config, sql, replay, status, dlq)
+COMMANDS = (dev, stack, workers, config, sql)
 
 
 def _parser() -> argparse.ArgumentParser:
