@@ -132,11 +132,13 @@ def run_sink(
             client = open_warehouse(settings.clickhouse)
             stack.callback(client.close)
             lock = threading.Lock()
-            # Its own client: settings stick to a chDB client, and the query's
-            # readonly=1 must never reach the inserts.
-            query_client = open_warehouse(settings.clickhouse)
-            stack.callback(query_client.close)
-            query = ReadOnlyQuery(query_client, lock)
+            if settings.clickhouse.embedded_path is not None:
+                # /sql only for the embedded warehouse, which no other process may open
+                # (a server is queried directly). Its own client: settings stick to a
+                # chDB client, and the query's readonly=1 must never reach the inserts.
+                query_client = open_warehouse(settings.clickhouse)
+                stack.callback(query_client.close)
+                query = ReadOnlyQuery(query_client, lock)
             for resource in to_tables:
                 writer = ClickHouseTableWriter(
                     client,
@@ -176,7 +178,12 @@ def run_sink(
                 worker.metrics, worker.health, host=admin_host, port=admin_port, query=query
             )
             stack.callback(admin.close)
-            log.info("admin port: http://%s:%d (/health, /metrics, /sql)", admin_host, admin.port)
+            log.info(
+                "admin port: http://%s:%d (/health, /metrics%s)",
+                admin_host,
+                admin.port,
+                ", /sql" if query is not None else "",
+            )
         log.info(
             "sink for %s (%s) in group %s",
             source,
