@@ -4,8 +4,8 @@
 connects and sends its first message (a subscribe, a join); from then on the
 server sends the capture's frames in order, paced as they were recorded
 (divided by ``speed``). Like a live feed it does not rewind: a client that
-reconnects gets the frames not sent yet, so a connection lost mid-capture
-loses frames exactly as it would against the provider. Once every frame is
+reconnects gets the frames not sent yet (late: pacing keeps the capture's
+clock), so a replay tests the pipeline, not the connector's gap handling. Once every frame is
 sent, the connection stays open and quiet; :attr:`finished` is set.
 
 Plain HTTP requests (a connector's REST backfill) answer 404: a capture has
@@ -22,27 +22,31 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Self
+from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from durable_ingest.errors import CaptureError, StackError
+from durable_ingest.errors import CaptureError
 from source_workers.capture import CaptureFile, Frame
+from source_workers.transport.local_server import LocalServer
 
 log = logging.getLogger(__name__)
 FIRST_MESSAGE_WAIT_S = 2.0
 """How long a new connection may stay silent before frames flow anyway."""
 
 
-class CaptureServer:
+class CaptureServer(LocalServer):
     """``with CaptureServer(capture) as server:`` plays it at ``server.ws_url``."""
+
+    name = "capture server"
 
     def __init__(self, capture: CaptureFile, *, speed: float = 1.0) -> None:
         if not speed > 0:
             raise CaptureError(f"--speed must be above 0, not {speed}")
+        super().__init__()
         self.capture = capture
         self.speed = speed
         self.sent = 0
@@ -53,13 +57,7 @@ class CaptureServer:
         self._frames: Iterator[Frame] = capture.frames()
         self._pending: Frame | None = None
         self._clock_zero: float | None = None  # monotonic time of the capture's t = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
         self._sending = asyncio.Lock()
-        self.port = 0
 
     @property
     def ws_url(self) -> str:
@@ -68,45 +66,6 @@ class CaptureServer:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Self:
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._main()), name="capture-server", daemon=True
-        )
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise StackError("the capture server did not start within 10 s")
-        if self.error is not None:
-            raise StackError(f"the capture server did not start: {self.error}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            async with serve(
-                self._handler,
-                "127.0.0.1",
-                0,
-                process_request=self._http,
-                max_size=2**20,
-                ping_interval=None,
-            ) as server:
-                self._server = server
-                self.port = next(iter(server.sockets)).getsockname()[1]
-                self._ready.set()
-                await self._stop.wait()
-                for connection in list(server.connections):
-                    connection.transport.abort()
-        except OSError as exc:
-            self.error = exc.strerror or str(exc)
-            self._ready.set()
 
     def _http(self, _connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":

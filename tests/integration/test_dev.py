@@ -46,6 +46,14 @@ def run(*args: str, cwd: Path, timeout_s: float = 240) -> subprocess.CompletedPr
     )
 
 
+def dev(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ingest dev coinbase ARGS`` on the work directory's own data directory, to its end."""
+    done = run("dev", "coinbase", *args, "--data-dir", str(workdir / "data"), cwd=workdir)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    return done
+
+
 def trade_keys(capture: Path) -> set[tuple[str, int]]:
     keys = set()
     for frame in CaptureFile(capture).frames():
@@ -102,24 +110,12 @@ def test_the_readme_command_writes_the_shipped_capture_once_then_sql_reads_it(
 ) -> None:
     """The newcomer's path: one command, rows arrive, it stops by itself, then a query."""
     keys = trade_keys(sample_capture("coinbase"))
-    done = run(
-        "dev",
-        "coinbase",
-        "--replay",
-        "--speed",
-        "20",
-        "--data-dir",
-        str(workdir / "data"),
-        cwd=workdir,
-    )
-    assert done.returncode == 0, done.stderr + done.stdout
-    out = done.stdout
+    out = dev(workdir, "--replay", "--speed", "20").stdout
     assert "capture played" in out
     progress = [ln for ln in out.splitlines() if re.match(r"^\d\d:\d\d  staged", ln)]
     assert progress and any("written 0 " not in ln for ln in progress)
     staged, written, rows = summary(out)
     assert staged == written == rows == len(keys)
-    assert "Traceback" not in done.stderr
     count, distinct, products = sql(
         workdir,
         "SELECT count(), uniqExact(product_id, trade_id), groupUniqArray(product_id) "
@@ -131,17 +127,7 @@ def test_the_readme_command_writes_the_shipped_capture_once_then_sql_reads_it(
     found = sql(workdir, "SELECT product_id, trade_id FROM coinbase_matches ORDER BY 1, 2")
     assert {(p, t) for p, t in found} == keys
     # A second run over the same warehouse adds no row: same keys, same tokens.
-    again = run(
-        "dev",
-        "coinbase",
-        "--replay",
-        "--speed",
-        "20",
-        "--data-dir",
-        str(workdir / "data"),
-        cwd=workdir,
-    )
-    assert again.returncode == 0, again.stderr
+    dev(workdir, "--replay", "--speed", "20")
     assert sql(workdir, "SELECT count() FROM coinbase_matches FINAL")[0][0] == len(keys)
 
 
@@ -190,10 +176,7 @@ def test_ctrl_c_stops_in_order_and_loses_nothing_staged_and_sql_works_meanwhile(
     ],
 )
 def test_it_stops_by_itself(workdir: Path, flag: list[str], reason: str) -> None:
-    done = run(
-        "dev", "coinbase", "--replay", *flag, "--data-dir", str(workdir / "data"), cwd=workdir
-    )
-    assert done.returncode == 0, done.stderr + done.stdout
+    done = dev(workdir, "--replay", *flag)
     assert reason in done.stdout
     staged, written, rows = summary(done.stdout)
     assert rows == staged == written
@@ -228,19 +211,7 @@ def test_a_recorded_feed_replays_to_the_same_rows(
     header = CaptureFile(capture).header
     assert header.connector == "coinbase"
     assert header.settings == {"products": ["BTC-USD", "ETH-USD"]}
-    done = run(
-        "dev",
-        "coinbase",
-        "--replay",
-        str(capture),
-        "--speed",
-        "10",
-        "--data-dir",
-        str(workdir / "data"),
-        cwd=workdir,
-    )
-    assert done.returncode == 0, done.stderr + done.stdout
-    assert summary(done.stdout)[2] == len(made)
+    assert summary(dev(workdir, "--replay", str(capture), "--speed", "10").stdout)[2] == len(made)
     found = sql(workdir, "SELECT product_id, trade_id FROM coinbase_matches")
     assert {(p, t) for p, t in found} == made
     # Recording refuses to overwrite what it recorded.

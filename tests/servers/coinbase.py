@@ -32,7 +32,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.servers.threaded import ThreadedServer
+from source_workers.transport.local_server import LocalServer
 
 T0 = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)
 
@@ -100,7 +100,7 @@ class Trade:
         }
 
 
-class CoinbaseExchange(ThreadedServer):
+class CoinbaseExchange(LocalServer):
     """Start with ``with CoinbaseExchange(["BTC-USD"]) as exchange:``; trade with ``trade()``."""
 
     name = "test exchange"

@@ -34,7 +34,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.servers.threaded import ThreadedServer
+from source_workers.transport.local_server import LocalServer
 
 T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
 TABLES = ("projects", "time_entries")
@@ -44,7 +44,7 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class SupabaseServer(ThreadedServer):
+class SupabaseServer(LocalServer):
     name = "test Supabase"
 
     def __init__(self, key: str = "service-role-test-key", schema: str = "public") -> None:

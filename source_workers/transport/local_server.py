@@ -1,10 +1,12 @@
-"""What both test providers share: a websockets server on 127.0.0.1 in a thread of its own.
+"""A websockets server on 127.0.0.1 in a thread of its own: local stand-ins for providers.
 
-Subclasses give ``_handler`` (a websocket connection) and ``_http`` (plain HTTP
-requests: REST, or a handshake check), and optionally ``_background`` tasks
-(e.g. heartbeats). ``with Server() as server:`` starts it and waits until it
-listens; leaving the block aborts every connection and stops the loop.
-:meth:`call` runs a coroutine on the server's loop from the test's thread.
+The capture server of ``ingest dev --replay`` and the protocol-faithful test
+providers (``tests/servers/``) are subclasses. They give ``_handler`` (a
+websocket connection) and ``_http`` (plain HTTP requests: REST, or a
+handshake check), and optionally ``_background`` tasks (e.g. heartbeats).
+``with Server() as server:`` starts it and waits until it listens; leaving the
+block aborts every connection and stops the loop. :meth:`call` runs a
+coroutine on the server's loop from the caller's thread.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any, Self
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from durable_ingest.errors import StackError
 
-class ThreadedServer:
-    name = "test server"
+
+class LocalServer:
+    name = "local server"
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -47,10 +51,12 @@ class ThreadedServer:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     def __enter__(self) -> Self:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._main()), name=self.name, daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(10):
-            raise RuntimeError(f"the {self.name} did not start")
+            raise StackError(f"the {self.name} did not start within 10 s")
         return self
 
     def __exit__(self, *exc: object) -> None:
