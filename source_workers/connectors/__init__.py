@@ -8,23 +8,30 @@
 * ``resources/<resource>.py``: one Resource per file: its schema, key,
   ``parse`` and ``process``;
 * ``pipeline.py``: composition: ``build()`` returns the Source with its
-  Resources, plus ``SETTINGS`` (the settings model) and ``ENV_PREFIX``;
+  Resources, plus ``SETTINGS`` (the settings model), ``ENV_PREFIX``, ``KIND``
+  (``websocket`` or ``http``: how the source reaches its provider),
+  ``CHECKPOINT`` (the JSON Schema of each resource's checkpoint) and,
+  optionally, ``REPLAY`` (how ``ingest dev --replay`` plays a capture);
 * ``workflow.py``: the long-running worker entry point
   (``python -m source_workers.connectors.<name>.workflow``).
 
-``tests/unit/test_connector_contract.py`` checks every connector listed here.
+Every folder here with a ``pipeline.py`` is a connector (``ingest new-source``
+adds one); ``tests/unit/test_connector_contract.py`` checks each.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from durable_ingest.errors import ConfigError
 
-CONNECTORS = ("coinbase", "supabase")
+CONNECTORS: tuple[str, ...] = tuple(
+    sorted(p.parent.name for p in Path(__file__).parent.glob("*/pipeline.py"))
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,16 @@ from staging.schemas import SchemaCatalog
 ROOT = Path(__file__).resolve().parents[2] / "source_workers" / "connectors"
 
 
-def test_every_connector_folder_is_registered() -> None:
-    """A folder under connectors/ is a registered connector, and the reverse."""
-    folders = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith("_")}
+def test_every_connector_folder_is_a_connector() -> None:
+    """Every folder under connectors/ has a pipeline.py (a folder without one would be
+    silently skipped by discovery), and the examples are found."""
+    folders = {
+        p.name
+        for p in ROOT.iterdir()
+        if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"
+    }
     assert folders == set(CONNECTORS)
+    assert {"coinbase", "supabase"} <= set(CONNECTORS)
 
 
 @pytest.mark.parametrize("name", CONNECTORS)
@@ -42,6 +48,8 @@ def test_pipeline_composes_a_valid_source(name: str) -> None:
     assert isinstance(source, Source) and source.name == name
     assert isinstance(pipeline.ENV_PREFIX, str) and issubclass(pipeline.SETTINGS, BaseModel)
     catalog = SchemaCatalog.default()
+    assert set(pipeline.CHECKPOINT) == {r.name for r in source.resources}
+    assert pipeline.KIND in ("websocket", "http")
     for resource in source.resources:
         settings = ResourceSettings(**resource.staging_defaults())
         schema = catalog.load(settings.schema_file)

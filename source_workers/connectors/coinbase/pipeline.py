@@ -20,10 +20,34 @@ from source_workers.connectors.coinbase.trades import TradeLedger
 
 SETTINGS = CoinbaseSettings
 ENV_PREFIX = "COINBASE"
+KIND = "websocket"
+"""How the source reaches its provider: the public feed over a websocket; gaps filled over REST."""
 REPLAY = ReplaySpec(
     websocket_env="COINBASE_WS_URL", http_env=("COINBASE_REST_URL",), keep=("products",)
 )
 """``ingest dev coinbase --replay``: the feed from a capture; trades carry their products."""
+CHECKPOINT = {
+    "matches": {
+        "description": "Per product: the highest trade id below which every trade is staged "
+        "(it never passes an open gap), and the feed sequence of the last trade seen.",
+        "type": "object",
+        "properties": {
+            "products": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "trade_id": {"type": "integer"},
+                        "sequence": {"type": ["integer", "null"]},
+                    },
+                    "required": ["trade_id", "sequence"],
+                },
+            }
+        },
+        "required": ["products"],
+    }
+}
+"""The JSON Schema of each resource's checkpoint (what the source resumes from)."""
 
 
 def build(name: str = "coinbase", settings: CoinbaseSettings | None = None) -> Source:

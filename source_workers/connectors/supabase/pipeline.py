@@ -16,6 +16,17 @@ from source_workers.connectors.supabase.source import Realtime, SupabaseSettings
 
 SETTINGS = SupabaseSettings
 ENV_PREFIX = "SUPABASE"
+KIND = "websocket"
+"""How the source reaches its provider: Realtime over a websocket; the optional backfill over PostgREST."""
+_COMMIT_MARK = {
+    "description": "The newest commit timestamp staged (held at the backfill's start while "
+    "a backfill of the table runs).",
+    "type": "object",
+    "properties": {"commit_timestamp": {"type": "string", "format": "date-time"}},
+    "required": ["commit_timestamp"],
+}
+CHECKPOINT = {"projects": _COMMIT_MARK, "time_entries": _COMMIT_MARK}
+"""The JSON Schema of each resource's checkpoint (what the source resumes from)."""
 
 
 def build(name: str = "supabase", settings: SupabaseSettings | None = None) -> Source:
