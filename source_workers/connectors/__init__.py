@@ -22,8 +22,8 @@ adds one); ``tests/unit/test_connector_contract.py`` checks each.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
