@@ -14,12 +14,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from durable_ingest import __version__
-from durable_ingest.commands import config, dev, new_source, sql, stack, workers
+from durable_ingest.commands import (
+    config,
+    dev,
+    dlq,
+    new_source,
+    sql,
+    stack,
+    status,
+    workers,
+)
 from durable_ingest.config import load_settings
 from durable_ingest.errors import IngestError
 
 log = logging.getLogger("ingest")
-COMMANDS = (dev, stack, workers, config, sql, new_source)
+COMMANDS = (dev, stack, workers, config, sql, status, dlq, new_source)
 
 
 def _parser() -> argparse.ArgumentParser:

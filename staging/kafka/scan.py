@@ -202,6 +202,9 @@ class TopicScanner:
                         )
                     return
         finally:
+            # librdkafka keeps a partition paused across assignments: resume what a
+            # bounded scan paused, or a later scan of it would read nothing.
+            self._consumer.resume([TopicPartition(topic, p) for p in partitions])
             self._consumer.unassign()
 
     def _on_error(self, error: KafkaError, topic: str) -> None:

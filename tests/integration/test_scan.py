@@ -50,6 +50,9 @@ def test_scan_reads_ranges_times_and_committed_offsets_without_joining(
         began = time.monotonic()
         bounded = [r for chunk in scanner.scan(topic, {0: 3, 1: 0}, stop, idle_s=30) for r in chunk]
         assert time.monotonic() - began < 15
+        # The scanner reads the same partitions again after a bounded scan paused them.
+        again = [r for chunk in scanner.scan(topic, idle_s=1.0) for r in chunk]
+        assert len(again) == 500
         assert sorted((r.partition, r.offset) for r in bounded) == [
             *((0, o) for o in range(3, 10)),
             *((1, o) for o in range(5)),

@@ -1,0 +1,301 @@
+"""``ingest status`` on the real broker: committed offsets, lag, checkpoint, freshness, DLQ."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable_ingest.cli import main
+from durable_ingest.compose import checkpoint_store
+from durable_ingest.config import KafkaSettings, Settings, load_settings
+from durable_ingest.dlq import read_records
+from durable_ingest.errors import BatchRejectedError
+from durable_ingest.stack import free_port
+from sink_workers.worker import SinkStats, SinkWorker
+from staging.checkpoints import entries_in, resume_point
+from staging.decoder import StagedRecord
+from staging.envelope import H_TIME
+from staging.kafka import KafkaStagingProvider
+from staging.protocol import StagingContext
+from staging.resource import StagedResource
+from staging.schemas import SchemaCatalog
+from tests.helpers import trade_resource, trades, unique
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp: Path, kafka: KafkaSettings, body: str) -> Path:
+    """An ``ingest.toml`` on the test broker, with ``body`` (sources) after it."""
+    path = tmp / "ingest.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            data_dir = "{tmp}"
+            [kafka]
+            bootstrap = "{kafka.bootstrap}"
+            connect_timeout_s = 5.0
+            session_timeout_ms = 6000
+            heartbeat_interval_ms = 1000
+            """
+        )
+        + textwrap.dedent(body)
+    )
+    return path
+
+
+def trades_config(tmp: Path, kafka: KafkaSettings, source: str) -> Path:
+    """One hand-declared source with the trades resource ``matches``."""
+    return write_config(
+        tmp,
+        kafka,
+        f"""
+        [sources.{source}.resources.matches]
+        schema_file = "coinbase/matches.avsc"
+        key = ["product_id"]
+        id_fields = ["product_id", "trade_id"]
+        time_field = "time"
+        partitions = 3
+        """,
+    )
+
+
+class Target:
+    """A sink target that keeps what it was given, refusing the trade ids in ``refuse``."""
+
+    def __init__(self, refuse: Sequence[int] = ()) -> None:
+        self.refuse = set(refuse)
+        self.written: list[int] = []
+
+    def write(self, records: Sequence[StagedRecord], token: str) -> int:
+        bad = [r.record["trade_id"] for r in records if r.record["trade_id"] in self.refuse]
+        if bad:
+            raise BatchRejectedError(f"refused trade {bad[0]}", code=None)
+        self.written += [r.record["trade_id"] for r in records]
+        return len(records)
+
+
+def run_sink(settings: Settings, resource: StagedResource, target: Target) -> SinkStats:
+    """A real sink loop in this process (group ingest.sink.<source>, commits, checkpoints,
+    dead letters) into ``target``, until nothing arrives for 3 seconds."""
+    catalog = SchemaCatalog.default()
+    provider = KafkaStagingProvider(settings.kafka, catalog=catalog, max_record_bytes=1_000_000)
+    context = StagingContext(source=resource.source, resources=(resource,))
+    with (
+        provider.allocate_session(context) as session,
+        closing(checkpoint_store(settings)) as store,
+    ):
+        worker = SinkWorker(session, {resource.topic.name: target}, checkpoints=store)
+        return worker.run(idle_timeout_s=3)
+
+
+def stage(settings: Settings, resource: StagedResource, writes: Sequence[tuple[int, int]]) -> None:
+    """Stage trades [start, start + n) per write, each write with checkpoint {"n": index}."""
+    catalog = SchemaCatalog.default()
+    provider = KafkaStagingProvider(settings.kafka, catalog=catalog, max_record_bytes=1_000_000)
+    context = StagingContext(source=resource.source, resources=(resource,))
+    with provider.allocate_session(context) as session:
+        for index, (start, n) in enumerate(writes):
+            session.writer().write_batch(trades(n, start=start), checkpoint={"n": index})
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``ingest *args`` in this process: the exit code and stdout."""
+    code = main(list(args))
+    return code, capsys.readouterr().out
+
+
+def cli_process(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """``ingest *args`` as a user runs it, in a fresh interpreter."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    return subprocess.run(
+        [sys.executable, "-m", "durable_ingest.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    """Exit code 2 and exactly one line on stderr, ``ingest: error: ...``; that line."""
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("ingest: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def staged(tmp_path: Path, kafka: KafkaSettings) -> dict[str, Any]:
+    """300 trades in 3 writes sunk (trade 1000005 refused), then 40 more staged, not sunk."""
+    source = unique("src")
+    config = trades_config(tmp_path, kafka, source)
+    settings = load_settings(config, env={})
+    resource = trade_resource(SchemaCatalog.default(), source=source, name="matches")
+    stage(settings, resource, [(0, 100), (100, 100), (200, 100)])
+    stats = run_sink(settings, resource, Target(refuse=[1_000_005]))
+    stage(settings, resource, [(300, 40)])
+    records = read_records(settings, resource.topic.name, idle_s=2.0)
+    return {
+        "source": source,
+        "config": config,
+        "settings": settings,
+        "resource": resource,
+        "stats": stats,
+        "records": records,
+    }
+
+
+def test_status_json_matches_what_the_sink_committed(
+    staged: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Committed offsets as the sink committed them, exact lag, the resume checkpoint,
+    freshness from the last written record, one dead letter."""
+    source, resource = staged["source"], staged["resource"]
+    code, out = cli(capsys, "--config", str(staged["config"]), "status", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["version"] == 1
+    (entry,) = [r for r in doc["resources"] if r["source"] == source]
+    assert (entry["resource"], entry["topic"], entry["exists"]) == (
+        "matches",
+        resource.topic.name,
+        True,
+    )
+    assert entry["group"] == f"ingest.sink.{source}"
+    sink_committed = {
+        int(name.rsplit("[", 1)[1].rstrip("]")): offset
+        for name, offset in staged["stats"].committed.items()
+    }
+    parts = {p["partition"]: p for p in entry["partitions"]}
+    assert sorted(parts) == [0, 1, 2]
+    committed = {p: part["committed"] for p, part in parts.items()}
+    assert {p: c for p, c in committed.items() if c is not None} == sink_committed
+    assert sum(sink_committed.values()) == 300  # partitions without records have no commit
+    ends = {p: 0 for p in parts}
+    times: dict[tuple[int, int], str | None] = {}
+    for record in staged["records"]:
+        ends[record.partition] = max(ends[record.partition], record.offset + 1)
+        times[(record.partition, record.offset)] = record.header(H_TIME)
+    for p, part in parts.items():
+        # The backlog (40 records) is under the read limit: exact, however wrong the watermark.
+        assert part["lag"] == ends[p] - sink_committed.get(p, 0), part
+        assert part["end_source"] == ("watermark" if part["watermark_ok"] else "read")
+        newest = times[(p, sink_committed[p] - 1)] if p in sink_committed else None
+        assert part["last_written_event_time"] == newest
+    assert entry["lag"] == 40
+    assert entry["freshness"]["last_written_event_time"] == max(
+        times[(p, c - 1)] or "" for p, c in sink_committed.items()
+    )
+    # The checkpoint the source resumes from: the third write's, confirmed by the sink.
+    with closing(checkpoint_store(staged["settings"])) as store:
+        expected = resume_point(entries_in(store.load_all(), source, "matches"))
+    assert expected == {"n": 2}
+    assert entry["checkpoint"]["resume_from"] == expected
+    assert entry["checkpoint"]["written_at"] is not None
+    assert entry["checkpoint"]["partitions_saved"] == sorted(sink_committed)
+    letters = entry["dead_letters"]
+    assert (letters["topic"], letters["total"], letters["open"]) == (resource.dlq.name, 1, 1)
+    assert "refused trade 1000005" in letters["newest_reason"]
+
+
+def test_lag_is_unknown_not_wrong_when_the_watermark_is(
+    staged: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the read cut at 5 records, a partition whose high watermark is wrong (Tansu)
+    shows its lag as unknown (at least 5), never the watermark's number."""
+    code, out = cli(
+        capsys, "--config", str(staged["config"]), "status", "--json", "--scan-limit", "5"
+    )
+    assert code == 0
+    (entry,) = json.loads(out)["resources"]
+    ends: dict[int, int] = {}
+    for record in staged["records"]:
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    wrong = 0
+    for part in entry["partitions"]:
+        if part["committed"] is None:
+            continue  # no record in this partition
+        truth = ends[part["partition"]] - part["committed"]
+        if part["watermark_ok"]:
+            assert part["lag"] == truth  # a consistent watermark (real Kafka) is right
+        else:
+            wrong += 1
+            assert part["lag"] is None, part
+            assert part["end"] is None
+            assert 5 <= part["lag_at_least"] <= truth
+            assert part["high"] < part["committed"] + 5  # why it was disbelieved
+    if wrong:
+        assert entry["lag"] is None
+        assert entry["watermarks_ok"] is False
+    else:
+        assert entry["lag"] == 40
+
+
+def test_status_table(staged: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """The terminal table names the resource, its committed offsets, checkpoint and DLQ."""
+    code, out = cli(capsys, "--config", str(staged["config"]), "status")
+    assert code == 0
+    source = staged["source"]
+    assert f"{source}.matches  topic ingest.{source}.matches  group ingest.sink.{source}" in out
+    assert "lag        40" in out
+    assert 'checkpoint {"n":2}' in out
+    assert "dead letters 1 (1 open)" in out
+    assert "refused trade 1000005" in out
+    assert staged["stats"].committed
+    for name, offset in staged["stats"].committed.items():
+        partition = name.rsplit("[", 1)[1].rstrip("]")
+        assert any(line.split()[:2] == [partition, str(offset)] for line in out.splitlines()), out
+
+
+def test_status_of_a_connector_source_with_nothing_staged(
+    tmp_path: Path, kafka: KafkaSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A connector source's default resources are listed; missing topics say so."""
+    source = unique("cb")
+    config = write_config(tmp_path, kafka, f'[sources.{source}]\nconnector = "coinbase"\n')
+    code, out = cli(capsys, "--config", str(config), "status", "--source", source, "--json")
+    assert code == 0
+    (entry,) = json.loads(out)["resources"]
+    assert (entry["resource"], entry["exists"], entry["lag"]) == ("matches", False, None)
+    assert entry["dead_letters"] is None
+    assert entry["checkpoint"]["resume_from"] is None
+
+
+def test_status_bad_input_is_one_line(tmp_path: Path, kafka: KafkaSettings) -> None:
+    """Unknown source, malformed config, bad option value, unreachable broker: one line each."""
+    source = unique("src")
+    config = trades_config(tmp_path, kafka, source)
+    line = one_line_error(cli_process("--config", str(config), "status", "--source", "nope"))
+    assert "no source 'nope' is configured" in line and source in line
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[kafka\nbootstrap = 1\n")
+    assert "not valid TOML" in one_line_error(cli_process("--config", str(broken), "status"))
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[sources.x]\nnot_a_setting = 1\n")
+    assert "invalid configuration" in one_line_error(cli_process("--config", str(wrong), "status"))
+    line = one_line_error(cli_process("--config", str(config), "status", "--scan-limit", "0"))
+    assert "--scan-limit must be at least 1" in line
+    elsewhere = tmp_path / "down"
+    elsewhere.mkdir()
+    unreachable = kafka.model_copy(update={"bootstrap": f"127.0.0.1:{free_port()}"})
+    down = trades_config(elsewhere, unreachable, source)
+    down.write_text(down.read_text().replace("connect_timeout_s = 5.0", "connect_timeout_s = 2.0"))
+    done = cli_process("--config", str(down), "status")
+    assert done.returncode == 2
+    # librdkafka logs its connection failures before that (as for every command).
+    errors = [x for x in done.stderr.splitlines() if x.startswith("ingest: error: ")]
+    assert errors == done.stderr.strip().splitlines()[-1:]
+    assert f"cannot reach Kafka at {unreachable.bootstrap}" in errors[0]
