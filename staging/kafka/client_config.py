@@ -8,11 +8,38 @@ These dictionaries hold secrets: never log them.
 from __future__ import annotations
 
 import logging
+import re
+import time
 from typing import Any
 
 from durable_ingest.config import KafkaSettings
 
 LIBRDKAFKA_LOGGER = logging.getLogger("staging.kafka.librdkafka")
+REPEAT_WINDOW_S = 60.0
+_VARIABLE = re.compile(r"\d+|rdkafka#[\w-]+")
+
+
+class _Repeats(logging.Filter):
+    """One of each kind of librdkafka message per minute: an unreachable broker
+    otherwise logs the same refused connection for every client, many times a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = _VARIABLE.sub("#", record.getMessage())
+        now = time.monotonic()
+        last = self._seen.get(kind)
+        if last is not None and now - last < REPEAT_WINDOW_S:
+            return False
+        if len(self._seen) > 1_000:
+            self._seen.clear()
+        self._seen[kind] = now
+        return True
+
+
+LIBRDKAFKA_LOGGER.addFilter(_Repeats())
 
 # Room for the record batch framing around one record of max_record_bytes.
 _BATCH_OVERHEAD = 64 * 1024
