@@ -18,6 +18,7 @@ from durable_ingest.commands import (
     config,
     dev,
     dlq,
+    manifest,
     new_source,
     sql,
     stack,
@@ -28,7 +29,7 @@ from durable_ingest.config import load_settings
 from durable_ingest.errors import IngestError
 
 log = logging.getLogger("ingest")
-COMMANDS = (dev, stack, workers, config, sql, status, dlq, new_source)
+COMMANDS = (dev, stack, workers, config, sql, status, dlq, new_source, manifest)
 
 
 def _parser() -> argparse.ArgumentParser:
