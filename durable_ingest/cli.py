@@ -25,7 +25,7 @@ from durable_ingest.commands import (
     status,
     workers,
 )
-from durable_ingest.config import load_settings
+from durable_ingest.config import load_settings, settings_from
 from durable_ingest.errors import IngestError
 
 log = logging.getLogger("ingest")
@@ -80,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {}
         if getattr(args, "data_dir", None) is not None:
             overrides["data_dir"] = str(args.data_dir)
-        settings = load_settings(args.config, overrides=overrides)
+        if getattr(args, "needs_settings", True):
+            settings = load_settings(args.config, overrides=overrides)
+        else:  # manifest, new-source: about the code, not this deployment
+            settings = settings_from({})
         return int(args.handler(args, settings))
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)

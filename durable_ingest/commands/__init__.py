@@ -2,7 +2,9 @@
 
 Each module has ``register(commands)``, which adds its parsers to the root
 parser's subcommands and sets ``handler`` on each: ``handler(args, settings)``
-returns the exit code. :mod:`durable_ingest.cli` loads the settings once,
+returns the exit code; a parser that sets ``needs_settings=False`` (commands
+about the code, not a deployment) gets the defaults. :mod:`durable_ingest.cli`
+loads the settings once,
 calls the handler and turns every :class:`~durable_ingest.errors.IngestError`
 into one line on stderr and exit code 2.
 """

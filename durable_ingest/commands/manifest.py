@@ -43,7 +43,7 @@ def register(commands: Subcommands) -> None:
         help="exit 2 naming the first difference when FILE (default: the checkout's "
         "docs/manifest.json) differs from the code",
     )
-    parser.set_defaults(handler=_manifest)
+    parser.set_defaults(handler=_manifest, needs_settings=False)
 
 
 def _manifest(args: argparse.Namespace, _settings: Settings) -> int:

@@ -27,7 +27,7 @@ def register(commands: Subcommands) -> None:
     new.add_argument(
         "--root", type=Path, default=None, help="the checkout to write into (default: this one)"
     )
-    new.set_defaults(handler=_new_source)
+    new.set_defaults(handler=_new_source, needs_settings=False)
 
 
 def _new_source(args: argparse.Namespace, _settings: Settings) -> int:
@@ -39,6 +39,7 @@ def _new_source(args: argparse.Namespace, _settings: Settings) -> int:
         f"\nnext: .venv/bin/python -m pytest tests/unit/test_{name}_resource.py "
         f"tests/integration/test_{name}_source.py\n"
         f"then: make source.py, resources/events.py, schemas/{name}/events.avsc and "
-        f"tests/servers/{name}.py speak your provider (docs/new-source.md)"
+        f"tests/servers/{name}.py speak your provider (docs/new-source.md), and "
+        "regenerate the component manifest: ingest manifest --out docs/manifest.json"
     )
     return 0

@@ -310,3 +310,14 @@ def test_installed_package_without_docs_is_one_line(
     with pytest.raises(StopError, match="installed package") as raised:
         default_file()
     assert "\n" not in str(raised.value) and "--check FILE" in str(raised.value)
+
+
+def test_manifest_needs_no_valid_deployment_config(
+    outside: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broken ./ingest.toml stops the workers, not the commands about the code."""
+    (outside / "ingest.toml").write_text("[kafka\n")
+    assert main(["status"]) == 2
+    assert "is not valid TOML" in capsys.readouterr().err
+    assert main(["manifest"]) == 0
+    assert json.loads(capsys.readouterr().out)["connectors"]
