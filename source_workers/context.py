@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 
 class SourceContext:
+    """What a Source's ``start`` gets: its settings, checkpoints, the provider transports
+    (``connect``, ``http``), ``emit_raw`` into the resources, helpers and sleeping."""
+
     def __init__(self, runtime: SourceRuntime, settings: Any) -> None:
         self._runtime = runtime
         self.settings = settings
@@ -88,6 +91,7 @@ class SourceContext:
 
     @property
     def stopping(self) -> bool:
+        """True once the runtime began to stop: end loops, stage nothing new."""
         return self._runtime.stopping_event.is_set()
 
     async def sleep(self, seconds: float) -> bool:

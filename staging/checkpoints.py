@@ -23,6 +23,8 @@ from staging.envelope import Checkpoint
 
 
 class CheckpointStore(Protocol):
+    """Where sinks save checkpoints (after the commit) and sources load them (at start)."""
+
     def load(self, source: str, resource: str) -> dict[str, Any] | None:
         """The newest value saved under (source, resource), or None."""
         ...
@@ -35,7 +37,9 @@ class CheckpointStore(Protocol):
         """Store durably; returns only once the store confirmed it."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store's clients; idempotent."""
+        ...
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
