@@ -141,9 +141,11 @@ class DevRun:
                 sink = self._start(
                     "sink", ["sink", "run", "--source", self.options.connector], env, dev_dir
                 )
+                stack.callback(sink.stop, 60)  # on an error below; after a stop: nothing
                 source = self._start(
                     "source", ["source", "run", self.options.connector], env, dev_dir
                 )
+                stack.callback(source.stop, 30)
                 state = data_dir / STATE_FILE
                 state.write_text(
                     json.dumps(
@@ -190,9 +192,11 @@ class DevRun:
 
     def _banner(self, bootstrap: str, replaying: bool, dev_dir: Path) -> None:
         feed = f"capture {self.options.replay}" if replaying else "the live provider"
+        clickhouse = self.settings.clickhouse
+        where = "embedded, " if clickhouse.embedded_path is not None else ""
         print(
             f"ingest dev {self.options.connector}: {feed} -> Kafka {bootstrap} -> "
-            f"ClickHouse (embedded, {self.settings.clickhouse.dsn})",
+            f"ClickHouse ({where}{clickhouse.dsn})",
             file=self.out,
         )
         print(
@@ -217,35 +221,35 @@ class DevRun:
         started = time.monotonic()
         before: Snapshot | None = None
         last = Snapshot(0.0)
-        staged_since = (0, started)  # the staged count, and when it last changed
+        counts, changed = (0, 0), started  # (staged, written), and when they last changed
         while not self._stop.wait(self.options.interval_s):
             last = _keep(last, self._snapshot(started, source, sink))
             print(render(last, before), file=self.out, flush=True)
             before = last
-            if last.staged != staged_since[0]:
-                staged_since = (last.staged, time.monotonic())
+            if (last.staged, last.written) != counts:
+                counts, changed = (last.staged, last.written), time.monotonic()
             failed = self._failure(source, sink, broker)
             if failed:
                 return self._shutdown(source, sink, last, failed)
-            reason = self._done(last, server, staged_since[1])
+            reason = self._done(last, server, changed)
             if reason:
                 self._why = reason
                 break
         return self._shutdown(source, sink, last, None)
 
-    def _done(self, now: Snapshot, server: Any, staged_changed: float) -> str:
+    def _done(self, now: Snapshot, server: Any, counts_changed: float) -> str:
         options = self.options
         if options.duration_s is not None and now.at >= options.duration_s:
             return f"--duration {options.duration_s:g} s reached"
         if options.max_events is not None and now.staged >= options.max_events:
             return f"--max-events {options.max_events} reached ({now.staged} staged)"
-        if (
-            server is not None
-            and server.finished.is_set()
-            and time.monotonic() - staged_changed >= SETTLE_S
-            and now.written >= now.staged
-        ):
+        if server is None or not server.finished.is_set():
+            return ""
+        quiet = time.monotonic() - counts_changed
+        if quiet >= SETTLE_S and now.written >= now.staged:
             return f"capture played: {server.sent} frames sent"
+        if quiet >= 4 * SETTLE_S:  # e.g. records the warehouse refused: dead letters
+            return f"capture played: {server.sent} frames sent; the sink wrote no more"
         return ""
 
     def _failure(self, source: Worker, sink: Worker, broker: EmbeddedBroker) -> str:
