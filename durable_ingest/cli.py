@@ -20,6 +20,7 @@ from durable_ingest.commands import (
     dlq,
     manifest,
     new_source,
+    replay,
     sql,
     stack,
     status,
@@ -29,7 +30,7 @@ from durable_ingest.config import load_settings, settings_from
 from durable_ingest.errors import IngestError
 
 log = logging.getLogger("ingest")
-COMMANDS = (dev, stack, workers, config, sql, status, dlq, new_source, manifest)
+COMMANDS = (dev, stack, workers, config, sql, replay, status, dlq, new_source, manifest)
 
 
 def _parser() -> argparse.ArgumentParser:
