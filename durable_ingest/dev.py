@@ -191,7 +191,8 @@ class DevRun:
         return Worker(name, args, env, dev_dir / f"{name}.log")
 
     def _banner(self, bootstrap: str, replaying: bool, dev_dir: Path) -> None:
-        feed = f"capture {self.options.replay}" if replaying else "the live provider"
+        prefix = self.connector.env_prefix
+        feed = f"capture {self.options.replay}" if replaying else f"the provider ({prefix}_*)"
         clickhouse = self.settings.clickhouse
         where = "embedded, " if clickhouse.embedded_path is not None else ""
         print(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from durable_ingest.metrics import Metrics
-from source_workers.transport.http import HttpClient
+from source_workers.transport.http import HttpClient, HttpResponse
 from source_workers.transport.websocket import WebSocketStream, open_stream
 
 if TYPE_CHECKING:
@@ -33,7 +33,10 @@ class SourceContext:
         """The configured source name (a connector may run as several sources)."""
         self.log = logging.getLogger(f"source_workers.{self.source}")
         self.metrics: Metrics = runtime.metrics
-        self.http: HttpClient = runtime.http
+        self.http = SessionHttp(runtime.http, self._http_answered)
+        """REST requests (``get_json``); an HTTP source's first good answer of a session
+        counts as its connection (``source_connected``, and the backoff's reset)."""
+        self._connected = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def checkpoint(self, resource: str | None = None) -> dict[str, Any] | None:
@@ -65,8 +68,14 @@ class SourceContext:
             headers=dict(headers) if headers else None,
             on_frame=self._runtime.on_frame,
         )
+        self._connected = True
         self._runtime.connected()
         return stream
+
+    def _http_answered(self) -> None:
+        if not self._connected:  # a websocket source's REST calls change nothing
+            self._connected = True
+            self._runtime.connected()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run a helper (a backfill, a heartbeat) until it ends or the session does.
@@ -101,3 +110,22 @@ class SourceContext:
         except TimeoutError:
             return True
         return False
+
+
+class SessionHttp:
+    """A session's view of the runtime's :class:`HttpClient`: the same requests, and a
+    call to ``answered`` after each one that got an answer."""
+
+    def __init__(self, client: HttpClient, answered: Callable[[], None]) -> None:
+        self._client = client
+        self._answered = answered
+
+    async def get_json(
+        self,
+        url: str,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        response = await self._client.get_json(url, params, headers)
+        self._answered()
+        return response

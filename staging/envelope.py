@@ -74,12 +74,25 @@ def rfc3339(micros: int) -> str:
     return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def to_micros(value: Any) -> int:
-    """Microseconds since the epoch of a datetime (naive means UTC) or an int."""
+def to_micros(value: Any, int_unit_us: int = 1) -> int:
+    """Microseconds since the epoch of a datetime (naive means UTC) or of an int in
+    units of ``int_unit_us`` microseconds (1000 for a ``timestamp-millis`` field)."""
     if isinstance(value, datetime):
         epoch = _EPOCH if value.tzinfo is not None else _EPOCH_NAIVE
         return (value - epoch) // _ONE_US
-    return int(value)
+    return int(value) * int_unit_us
+
+
+_UNIT_US = {"timestamp-millis": 1_000, "local-timestamp-millis": 1_000, "date": 86_400_000_000}
+
+
+def time_unit_us(schema: StagedSchema, field: str | None) -> int:
+    """Microseconds per unit of an int value of ``field`` (its logical type; default 1)."""
+    if field is not None:
+        for logical, unit in _UNIT_US.items():
+            if field in logical_fields(schema, logical):
+                return unit
+    return 1
 
 
 class _TimeFormatter:
@@ -174,6 +187,7 @@ class EnvelopeEncoder:
             f"{resource.source}\x1f{resource.name}\x1f".encode(), digest_size=16
         )
         self._time = _TimeFormatter()
+        self._time_unit_us = time_unit_us(schema, resource.time_field)
         specversion = (H_SPECVERSION, SPECVERSION.encode())
         self._source = (H_SOURCE, f"/ingest/{resource.source}".encode())
         self._type = (H_TYPE, resource.name.encode())
@@ -229,6 +243,7 @@ class EnvelopeEncoder:
         id_fields = self._id_fields
         id_hash = self._id_hash
         time_of = self._time
+        time_unit = self._time_unit_us
         limit = self.max_record_bytes
         prefix = self.resource.schema.header
         writer = fastavro.schemaless_writer
@@ -271,7 +286,9 @@ class EnvelopeEncoder:
                 digest.update(value[len(prefix) :])
             event_id = digest.hexdigest()
             event_time = (
-                time_of(to_micros(row[time_field])) if time_field is not None else ingest[1]
+                time_of(to_micros(row[time_field], time_unit))
+                if time_field is not None
+                else ingest[1]
             )
             headers = [
                 specversion,

@@ -354,3 +354,41 @@ def test_unknown_schema_stops_instead_of_dead_lettering(catalog: SchemaCatalog) 
     ) as info:
         EnvelopeDecoder(catalog).decode("ingest.x.y", 1, 77, None, value, FixedHeaders([]))
     assert (info.value.topic, info.value.partition, info.value.offset) == ("ingest.x.y", 1, 77)
+
+
+@pytest.mark.parametrize(
+    ("logical", "value", "expected_us"),
+    [
+        ("timestamp-millis", 1_764_590_400_123, 1_764_590_400_123_000),
+        ("timestamp-micros", 1_764_590_400_123_456, 1_764_590_400_123_456),
+    ],
+)
+def test_ce_time_reads_an_int_time_field_in_its_own_unit(
+    tmp_path: Any, logical: str, value: int, expected_us: int
+) -> None:
+    """An int time is milliseconds in a timestamp-millis field: ce_time must not be 1000x off."""
+    from staging.schemas import SchemaCatalog as Catalog
+
+    (tmp_path / "t.avsc").write_text(
+        json.dumps(
+            {
+                "type": "record",
+                "name": "T",
+                "fields": [
+                    {"name": "id", "type": "long"},
+                    {
+                        "name": "at",
+                        "type": ["null", {"type": "long", "logicalType": logical}],
+                        "default": None,
+                    },
+                ],
+            }
+        )
+    )
+    resource = StagedResource.define(
+        source="s", name="t", schema=Catalog(tmp_path).load("t.avsc"), key=("id",), time_field="at"
+    )
+    batch = EnvelopeEncoder(resource, max_record_bytes=10_000).encode_batch(
+        [{"id": 1, "at": value}], ingest_time_us=NOW
+    )
+    assert headers(batch[0])[H_TIME].decode() == rfc3339(expected_us)

@@ -1,0 +1,1 @@
+"""Connector ``usgs``: source.py reaches the provider, resources/ say what is staged."""

@@ -1,0 +1,1 @@
+"""The resources of ``usgs``: one file per resource, named after it."""
