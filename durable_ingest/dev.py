@@ -40,7 +40,7 @@ from typing import Any, TextIO
 from durable_ingest.commands.stack import broker_port, prepare_topics, with_bootstrap
 from durable_ingest.compose import with_connector_defaults
 from durable_ingest.config import Settings
-from durable_ingest.errors import CaptureError, StopError
+from durable_ingest.errors import CaptureError, IngestError, StopError
 from durable_ingest.processes import Worker
 from durable_ingest.progress import Snapshot, describe_checkpoint, render
 from durable_ingest.stack import EmbeddedBroker
@@ -246,11 +246,8 @@ class DevRun:
             return f"--max-events {options.max_events} reached ({now.staged} staged)"
         if server is None or not server.finished.is_set():
             return ""
-        quiet = time.monotonic() - counts_changed
-        if quiet >= SETTLE_S and now.written >= now.staged:
+        if time.monotonic() - counts_changed >= SETTLE_S and now.settled:
             return f"capture played: {server.sent} frames sent"
-        if quiet >= 4 * SETTLE_S:  # e.g. records the warehouse refused: dead letters
-            return f"capture played: {server.sent} frames sent; the sink wrote no more"
         return ""
 
     def _failure(self, source: Worker, sink: Worker, broker: EmbeddedBroker) -> str:
@@ -268,11 +265,17 @@ class DevRun:
         timeout = self.settings.sources[self.options.connector].runtime.shutdown_timeout_s + 15
         last = self._stop_source(source, last, timeout)
         source_code = source.stop(timeout)
-        # The source's last write can land after its last poll: count the topics.
-        last = replace(last, staged=self._count_staged())
-        last = self._drain(sink, last)
+        errors = []
+        try:
+            # The source's last write can land after its last poll: count the topics.
+            last = replace(last, staged=self._count_staged())
+        except IngestError as exc:
+            errors.append(f"cannot count the staged records: {exc}")
+        last, unwritten = self._drain(sink, last)
+        if unwritten:
+            errors.append(unwritten)
         sink_code = sink.stop(60)
-        errors = [
+        errors += [
             f"{w.name} worker exited with code {code}: {w.last_error()}"
             for w, code in ((source, source_code), (sink, sink_code))
             if code != 0
@@ -304,29 +307,25 @@ class DevRun:
             time.sleep(0.2)
         return last
 
-    def _drain(self, sink: Worker, last: Snapshot) -> Snapshot:
-        """Follow the sink until its written count settles with the source stopped."""
+    def _drain(self, sink: Worker, last: Snapshot) -> tuple[Snapshot, str]:
+        """Follow the sink until it wrote (or dead-lettered) every staged record; with
+        the counts, what is left unwritten if it exits or ``DRAIN_LIMIT_S`` passes first."""
         deadline = time.monotonic() + DRAIN_LIMIT_S
-        written, changed = last.written, time.monotonic()
-        while sink.running() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        while sink.running():
             metrics = sink.get("/metrics")
-            if metrics is None:
-                continue
-            health_text = sink.get("/health")
-            health = json.loads(health_text) if health_text else {}
-            now = Snapshot.of(last.at, None, metrics, health)
-            last = _keep(
-                last,
-                Snapshot(
-                    last.at, 0, now.written, 0, last.connected, now.freshness_s, now.checkpoints
-                ),
-            )
-            if now.written != written:
-                written, changed = now.written, time.monotonic()
-            elif now.written >= last.staged or time.monotonic() - changed >= SETTLE_S:
+            if metrics is not None:
+                health_text = sink.get("/health")
+                health = json.loads(health_text) if health_text else {}
+                now = Snapshot.of(last.at, None, metrics, health)
+                last = _keep(last, replace(now, staged=last.staged, connected=last.connected))
+                if last.settled:
+                    return last, ""
+            if time.monotonic() > deadline:
                 break
-        return last
+            time.sleep(0.5)
+        missing = last.staged - last.written - last.sink_dead_letters
+        why = "exited" if not sink.running() else f"did not within {DRAIN_LIMIT_S:.0f} s"
+        return last, f"{missing} staged records were not written: the sink {why} (see sink.log)"
 
     def _count_staged(self) -> int:
         """Records in this connector's staged topics (the broker is fresh for each run)."""
@@ -386,11 +385,12 @@ class DevRun:
 def _keep(last: Snapshot, now: Snapshot) -> Snapshot:
     """A poll that found a worker's port not answering keeps the counts seen before."""
     return Snapshot(
-        now.at,
-        max(last.staged, now.staged),
-        max(last.written, now.written),
-        max(last.dead_letters, now.dead_letters),
-        now.connected,
-        now.freshness_s if now.freshness_s is not None else last.freshness_s,
-        now.checkpoints or last.checkpoints,
+        at=now.at,
+        staged=max(last.staged, now.staged),
+        written=max(last.written, now.written),
+        source_dead_letters=max(last.source_dead_letters, now.source_dead_letters),
+        sink_dead_letters=max(last.sink_dead_letters, now.sink_dead_letters),
+        connected=now.connected,
+        freshness_s=now.freshness_s if now.freshness_s is not None else last.freshness_s,
+        checkpoints=now.checkpoints or last.checkpoints,
     )

@@ -60,10 +60,20 @@ class Snapshot:
     at: float
     staged: int = 0
     written: int = 0
-    dead_letters: int = 0
+    source_dead_letters: int = 0
+    sink_dead_letters: int = 0
     connected: bool = False
     freshness_s: float | None = None
     checkpoints: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dead_letters(self) -> int:
+        return self.source_dead_letters + self.sink_dead_letters
+
+    @property
+    def settled(self) -> bool:
+        """Every staged record written, or dead-lettered by the sink."""
+        return self.written + self.sink_dead_letters >= self.staged
 
     @classmethod
     def of(
@@ -79,10 +89,8 @@ class Snapshot:
             at=at,
             staged=int(source.get("ingest_source_records_staged_total", 0)),
             written=int(sink.get("ingest_sink_rows_written_total", 0)),
-            dead_letters=int(
-                source.get("ingest_source_dead_letters_total", 0)
-                + sink.get("ingest_sink_dead_letters_total", 0)
-            ),
+            source_dead_letters=int(source.get("ingest_source_dead_letters_total", 0)),
+            sink_dead_letters=int(sink.get("ingest_sink_dead_letters_total", 0)),
             connected=source.get("ingest_source_connected", 0) > 0,
             freshness_s=maximum(sink_metrics or "", "ingest_sink_freshness_seconds"),
             checkpoints=dict((sink_health or {}).get("last_checkpoints") or {}),

@@ -110,6 +110,9 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                # Not in the terminal's process group: a Ctrl-C there reaches the
+                # supervisor, which stops the workers before the broker.
+                start_new_session=True,
                 preexec_fn=die_with_parent,
             )
         except OSError as exc:

@@ -83,7 +83,10 @@ def parse_bound(text: str, option: str = "--from") -> Bound:
         raise ReplayRangeError(
             f"{option} {text!r} has no time zone: add Z or an offset such as +01:00"
         )
-    return AtTime(int(moment.timestamp() * 1000), value)
+    ms = int(moment.timestamp() * 1000)
+    if ms < 0:
+        raise ReplayRangeError(f"{option} {text!r} is before 1970: no staged record is that old")
+    return AtTime(ms, value)
 
 
 def format_ms(ms: int | None) -> str:

@@ -3,7 +3,8 @@
 ``show`` lists them (offset, time, state, code, origin, reason, a preview of
 the value); ``retry`` re-drives the open ones once their cause is fixed and
 says how many were re-driven, still fail, or were handled before. The
-semantics are in :mod:`durable_ingest.dlq` and docs/operations.md.
+semantics are in :mod:`durable_ingest.dlq`, :mod:`durable_ingest.dlq_redrive` and
+docs/operations.md.
 ``R`` is a resource name, or ``<source>.<resource>``; ``--source`` picks
 the source when several have a resource of that name.
 """
@@ -18,16 +19,8 @@ from durable_ingest.commands import Subcommands
 from durable_ingest.commands.status import check_wait, wait_option
 from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
 from durable_ingest.config import Settings
-from durable_ingest.dlq import (
-    FrameRedrive,
-    Letter,
-    Redriver,
-    RetryReport,
-    dlq_group,
-    is_open,
-    load_letters,
-    states,
-)
+from durable_ingest.dlq import Letter, dlq_group, is_open, load_letters, states
+from durable_ingest.dlq_redrive import FrameRedrive, Redriver, RetryReport
 from durable_ingest.errors import (
     ConfigError,
     CorruptRecordError,

@@ -21,6 +21,8 @@ from durable_ingest.errors import QueryError
 
 MAX_ROWS = 10_000
 """Rows a query answers at most; more are cut and the answer says so."""
+MAX_SECONDS = 10
+"""A query runs at most this long: in a sink, inserts wait while it runs."""
 
 
 class ReadOnlyQuery:
@@ -42,6 +44,7 @@ class ReadOnlyQuery:
                         "readonly": 1,
                         "max_result_rows": MAX_ROWS + 1,
                         "result_overflow_mode": "break",
+                        "max_execution_time": MAX_SECONDS,
                     },
                 )
         except ClickHouseError as exc:

@@ -9,7 +9,7 @@
   :meth:`staging.kafka.scan.TopicScanner.committed` reads it back. The
   dead-letter tools use the group ``ingest.dlq.<source>``, which no worker joins.
 
-Used by :mod:`durable_ingest.dlq`; see docs/operations.md.
+Used by :mod:`durable_ingest.dlq_redrive`; see docs/operations.md.
 """
 
 from __future__ import annotations

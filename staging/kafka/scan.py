@@ -83,6 +83,9 @@ class TopicScanner:
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self._kafka = kafka
+        self.ended_by = ""
+        """How the last scan ended: ``stop`` (every partition reached its stop offset),
+        ``idle`` (nothing new for ``idle_s``) or ``empty`` (nothing to read)."""
         # A group id librdkafka requires, never joined and never committed.
         with client_settings("consumer"):
             self._consumer = Consumer(_config(kafka, f"ingest.scan.{uuid.uuid4().hex[:12]}"))
@@ -152,7 +155,9 @@ class TopicScanner:
             p for p in partitions if stop is None or (p in stop and stop[p] > max(begin[p], 0))
         }
         if not open_:
+            self.ended_by = "empty"
             return
+        self.ended_by = "stop"
         self._consumer.assign([TopicPartition(topic, p, begin[p]) for p in sorted(open_)])
         try:
             last_seen = time.monotonic()
@@ -193,6 +198,7 @@ class TopicScanner:
                     last_seen = time.monotonic()
                     yield out
                 elif time.monotonic() - last_seen >= idle_s:
+                    self.ended_by = "idle"
                     if stop is not None:
                         log.info(
                             "scan of %s: nothing more after %.1fs; partitions %s end early",

@@ -138,6 +138,7 @@ def test_ctrl_c_stops_in_order_and_loses_nothing_staged_and_sql_works_meanwhile(
         ingest("dev", "coinbase", "--replay", "--data-dir", str(workdir / "data")),
         cwd=workdir,
         env=clean_env(),
+        start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     lines = Lines(process)
     wait_for(
@@ -157,7 +158,7 @@ def test_ctrl_c_stops_in_order_and_loses_nothing_staged_and_sql_works_meanwhile(
     )
     assert refused.returncode == 2 and "readonly" in refused.stderr.lower()
     assert refused.stderr.count("\n") == 1
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
     process.wait(120)
     out = lines.join()
     assert process.returncode == 0, out

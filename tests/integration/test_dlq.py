@@ -12,7 +12,8 @@ import pytest
 
 from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
 from durable_ingest.config import KafkaSettings, Settings, load_settings
-from durable_ingest.dlq import H_REDRIVEN_FROM, read_records
+from durable_ingest.dlq import read_records
+from durable_ingest.dlq_redrive import H_REDRIVEN_FROM
 from staging.deadletters import DeadLetter
 from staging.decoder import EnvelopeDecoder, FixedHeaders
 from staging.envelope import H_CHECKPOINT, H_ID

@@ -33,6 +33,12 @@ PURE = (
     "source_workers/transport/urls.py",
     "source_workers/connectors/coinbase/trades.py",
     "source_workers/connectors/coinbase/resources/matches.py",
+    "source_workers/capture.py",
+    "durable_ingest/progress.py",
+    "durable_ingest/render.py",
+    "durable_ingest/status.py",
+    "sink_workers/replay_plan.py",
+    "sink_workers/replay_keys.py",
 )
 IO_LIBRARIES = (
     "confluent_kafka",

@@ -225,3 +225,11 @@ def test_sink_targets_cannot_collide_or_loop() -> None:
     )
     with pytest.raises(ConfigError, match="needs id_fields"):
         check_targets(keyless, SchemaCatalog.default())
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b"\xff\xfe[kafka]\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text") as info:
+        load_settings(path, env={})
+    assert "\n" not in str(info.value)

@@ -74,6 +74,8 @@ def test_bounds_parse_times_offsets_and_earliest() -> None:
         ("2026-11-22", "has no time zone"),
         ("0:10,0:20", "names a partition twice"),
         ("", "is not a time or offsets"),
+        ("0001-01-01T00:00:00+14:00", "is before 1970"),
+        ("1969-12-31T23:59:59Z", "is before 1970"),
     ],
 )
 def test_malformed_bounds_are_one_line_errors(text: str, says: str) -> None:
