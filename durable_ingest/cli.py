@@ -53,8 +53,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 GLOBAL_OPTIONS = ("--config", "--log-level")
-LONG_RUNNING = ("source", "sink", "dev", "stack")
-"""Commands that log as they run; the others keep librdkafka's log to --log-level DEBUG."""
 
 
 def split_global_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -79,9 +77,6 @@ def _setup_logging(level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.log_level)
-    if args.command not in LONG_RUNNING and args.log_level != "DEBUG":
-        # A one-shot command's own one-line error says it all (an unreachable broker).
-        logging.getLogger("staging.kafka.librdkafka").setLevel(logging.CRITICAL)
     try:
         overrides = {}
         if getattr(args, "data_dir", None) is not None:

@@ -14,7 +14,7 @@ records are staged, or once a replayed capture is fully staged and written.
 Stopping is ordered so that nothing accepted is lost: the source first (it
 stages what it received and exits), then the sink once it has written
 everything staged (it commits and exits), then the broker. The workers run in
-their own process group, so a Ctrl-C in the terminal reaches only this
+sessions of their own (so does the broker), so a Ctrl-C in the terminal reaches only this
 supervisor, which then stops them in that order.
 
 While it runs, ``<data_dir>/dev.json`` names the sink's admin port:
@@ -209,11 +209,7 @@ class DevRun:
     # --- watching ---------------------------------------------------------------
 
     def _snapshot(self, started: float, source: Worker, sink: Worker) -> Snapshot:
-        health_text = sink.get("/health")
-        try:
-            health = json.loads(health_text) if health_text else None
-        except ValueError:
-            health = None
+        health = _json(sink.get("/health"))
         return Snapshot.of(
             time.monotonic() - started, source.get("/metrics"), sink.get("/metrics"), health
         )
@@ -267,8 +263,9 @@ class DevRun:
         source_code = source.stop(timeout)
         errors = []
         try:
-            # The source's last write can land after its last poll: count the topics.
-            last = replace(last, staged=self._count_staged())
+            # The source's last write can land after its last poll: count the topics
+            # (never fewer than the source reported).
+            last = replace(last, staged=max(last.staged, self._count_staged()))
         except IngestError as exc:
             errors.append(f"cannot count the staged records: {exc}")
         last, unwritten = self._drain(sink, last)
@@ -286,6 +283,13 @@ class DevRun:
             f"{describe_checkpoint(last.checkpoints, 200)}",
             file=self.out,
         )
+        if last.dead_letters:
+            print(
+                f"note: the {last.dead_letters} dead letters were in the embedded broker's "
+                "memory and are gone with it; to inspect and re-drive them (ingest dlq), run "
+                "the workers against ingest stack up or a Kafka cluster",
+                file=sys.stderr,
+            )
         tables = self._tables()
         for table, rows in tables:
             print(f"  {table}: {rows:,} rows", file=self.out)
@@ -311,19 +315,19 @@ class DevRun:
         """Follow the sink until it wrote (or dead-lettered) every staged record; with
         the counts, what is left unwritten if it exits or ``DRAIN_LIMIT_S`` passes first."""
         deadline = time.monotonic() + DRAIN_LIMIT_S
-        while sink.running():
+        while sink.running() and not last.settled:
             metrics = sink.get("/metrics")
             if metrics is not None:
-                health_text = sink.get("/health")
-                health = json.loads(health_text) if health_text else {}
-                now = Snapshot.of(last.at, None, metrics, health)
+                now = Snapshot.of(last.at, None, metrics, _json(sink.get("/health")))
                 last = _keep(last, replace(now, staged=last.staged, connected=last.connected))
                 if last.settled:
-                    return last, ""
+                    break
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         missing = last.staged - last.written - last.sink_dead_letters
+        if missing <= 0:
+            return last, ""
         why = "exited" if not sink.running() else f"did not within {DRAIN_LIMIT_S:.0f} s"
         return last, f"{missing} staged records were not written: the sink {why} (see sink.log)"
 
@@ -338,7 +342,7 @@ class DevRun:
             return sum(
                 len(chunk)
                 for r in staged_resources(self.settings, schema_catalog(self.settings), source)
-                for chunk in scanner.scan(r.topic.name, idle_s=1.0)
+                for chunk in scanner.scan(r.topic.name, idle_s=3.0)
             )
         finally:
             scanner.close()
@@ -380,6 +384,15 @@ class DevRun:
         return [
             table_name(source, r.name) for r in resources if configured[r.name].stream_topic is None
         ]
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    """A worker's ``/health`` body, or nothing when it is missing or not JSON."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _keep(last: Snapshot, now: Snapshot) -> Snapshot:

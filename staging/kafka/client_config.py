@@ -41,6 +41,7 @@ class _Repeats(logging.Filter):
 
 LIBRDKAFKA_LOGGER.addFilter(_Repeats())
 
+
 # Room for the record batch framing around one record of max_record_bytes.
 _BATCH_OVERHEAD = 64 * 1024
 
