@@ -164,12 +164,18 @@ def _codec(type_name: str) -> tuple[Normal, Render]:
     raise ConfigError(f"type {type_name}, which the replay's key check cannot compare")
 
 
-def literal(value: Any, type_name: str) -> str:
-    """``value`` as a SQL literal of the column type ``type_name``; ValueError if it is none."""
+def _key_value(value: Any, type_name: str) -> tuple[Hashable, str]:
+    """``value`` normalised (to compare) and as a SQL literal of the column type."""
     normal, render = _codec(type_name)
     if value is None:
-        raise ValueError("the natural key field is missing (null)")
-    return render(value, normal(value))
+        raise ValueError("it is missing (null)")
+    normalised = normal(value)
+    return normalised, render(value, normalised)
+
+
+def literal(value: Any, type_name: str) -> str:
+    """``value`` as a SQL literal of the column type ``type_name``; ValueError if it is none."""
+    return _key_value(value, type_name)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,15 +218,12 @@ class KeyColumns:
         key = []
         sql = []
         for name, type_name in zip(self.names, self.types, strict=True):
-            value = record.get(name)
-            normal, render = _codec(type_name)
             try:
-                if value is None:
-                    raise ValueError("it is missing (null)")
-                key.append(normal(value))
-                sql.append(render(value, key[-1]))
+                normalised, text = _key_value(record.get(name), type_name)
             except (ValueError, TypeError, ArithmeticError) as exc:
                 raise ValueError(f"natural key field {name!r}: {exc}") from None
+            key.append(normalised)
+            sql.append(text)
         text = sql[0] if len(sql) == 1 else "(" + ", ".join(sql) + ")"
         return Prepared(tuple(key), text)
 
