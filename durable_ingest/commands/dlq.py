@@ -97,6 +97,19 @@ def _committed(settings: Settings, resource: StagedResource) -> tuple[dict[int, 
     return handled, partitions
 
 
+def _load(
+    args: argparse.Namespace, settings: Settings, resource: StagedResource
+) -> tuple[dict[int, int], int, list[Letter]] | None:
+    """The re-drive group's offsets, the staged topic's partition count and every dead
+    letter of ``resource``; None when its dead-letter topic does not exist yet."""
+    wait_s = check_wait(args)
+    try:
+        handled, partitions = _committed(settings, resource)
+        return handled, partitions, load_letters(settings, resource.dlq.name, idle_s=wait_s)
+    except TopicError:
+        return None
+
+
 def _missing(resource: StagedResource, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"topic": resource.dlq.name, "exists": False, "letters": []}))
@@ -108,13 +121,11 @@ def _missing(resource: StagedResource, as_json: bool) -> int:
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     if args.limit < 0:
         raise StopError(f"--limit must be 0 (all) or more, not {args.limit}")
-    wait_s = check_wait(args)
     settings, resource, _, catalog = resolve(settings, args.resource, args.source)
-    try:
-        handled, _ = _committed(settings, resource)
-        letters = load_letters(settings, resource.dlq.name, idle_s=wait_s)
-    except TopicError:
+    loaded = _load(args, settings, resource)
+    if loaded is None:
         return _missing(resource, args.json)
+    handled, _, letters = loaded
     catalog.load_all()
     decoder = EnvelopeDecoder(catalog)
     marks = states(letters, handled)
@@ -169,13 +180,11 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-    wait_s = check_wait(args)
     settings, resource, resources, catalog = resolve(settings, args.resource, args.source)
-    try:
-        handled, partitions = _committed(settings, resource)
-        letters = load_letters(settings, resource.dlq.name, idle_s=wait_s)
-    except TopicError:
+    loaded = _load(args, settings, resource)
+    if loaded is None:
         return _missing(resource, args.json)
+    handled, partitions, letters = loaded
     frames = None
     if any(x.kind == "source" and is_open(x, handled) for x in letters):
         frames = _frames(settings, resource.source)
