@@ -38,7 +38,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from durable_ingest.commands.stack import broker_port, prepare_topics, with_bootstrap
-from durable_ingest.compose import with_connector_defaults
+from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
 from durable_ingest.config import Settings
 from durable_ingest.errors import CaptureError, IngestError, StopError
 from durable_ingest.processes import Worker
@@ -81,6 +81,10 @@ class DevRun:
         self.out = out
         self.connector: Connector = load_connector(options.connector)
         self.settings = with_connector_defaults(settings, options.connector)
+        self.resources = staged_resources(
+            self.settings, schema_catalog(self.settings), options.connector
+        )
+        """The connector's staged resources (topics, tables), resolved once."""
         self.capture: CaptureFile | None = None
         self.replay_spec: ReplaySpec | None = None
         if options.replay is not None:
@@ -259,8 +263,7 @@ class DevRun:
     def _shutdown(self, source: Worker, sink: Worker, last: Snapshot, failed: str | None) -> int:
         print(f"stopping: {failed or self._why or 'stopped'}", file=self.out, flush=True)
         timeout = self.settings.sources[self.options.connector].runtime.shutdown_timeout_s + 15
-        last = self._stop_source(source, last, timeout)
-        source_code = source.stop(timeout)
+        source_code = source.stop(timeout)  # SIGTERM: it stages what it received
         errors = []
         try:
             # The source's last write can land after its last poll: count the topics
@@ -300,17 +303,6 @@ class DevRun:
             print(f"ingest: error: {line}", file=sys.stderr)
         return 1 if errors or failed else 0
 
-    def _stop_source(self, source: Worker, last: Snapshot, timeout_s: float) -> Snapshot:
-        """SIGTERM the source and follow its counts until it exits (it stages what it has)."""
-        if not source.running():
-            return last
-        source.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while source.running() and time.monotonic() < deadline:
-            last = _keep(last, Snapshot.of(last.at, source.get("/metrics"), None, None))
-            time.sleep(0.2)
-        return last
-
     def _drain(self, sink: Worker, last: Snapshot) -> tuple[Snapshot, str]:
         """Follow the sink until it wrote (or dead-lettered) every staged record; with
         the counts, what is left unwritten if it exits or ``DRAIN_LIMIT_S`` passes first."""
@@ -333,15 +325,13 @@ class DevRun:
 
     def _count_staged(self) -> int:
         """Records in this connector's staged topics (the broker is fresh for each run)."""
-        from durable_ingest.compose import schema_catalog, staged_resources
         from staging.kafka.scan import TopicScanner
 
-        source = self.options.connector
         scanner = TopicScanner(self.settings.kafka)
         try:
             return sum(
                 len(chunk)
-                for r in staged_resources(self.settings, schema_catalog(self.settings), source)
+                for r in self.resources
                 for chunk in scanner.scan(r.topic.name, idle_s=3.0)
             )
         finally:
@@ -375,14 +365,14 @@ class DevRun:
         return counts
 
     def _table_names(self) -> list[str]:
-        from durable_ingest.compose import schema_catalog, staged_resources
         from sink_workers.run import table_name
 
         source = self.options.connector
-        resources = staged_resources(self.settings, schema_catalog(self.settings), source)
         configured = self.settings.sources[source].resources
         return [
-            table_name(source, r.name) for r in resources if configured[r.name].stream_topic is None
+            table_name(source, r.name)
+            for r in self.resources
+            if configured[r.name].stream_topic is None
         ]
 
 
