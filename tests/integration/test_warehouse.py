@@ -107,3 +107,21 @@ def test_warehouse_fixture_runs_clickhouse_sql(clickhouse: ClickHouseSettings) -
         assert int(version.split(".")[0]) >= 23
     finally:
         client.close()
+
+
+def test_a_read_only_query_is_stopped_at_its_time_limit(
+    clickhouse: ClickHouseSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ingest sql`` and ``/sql`` never hold the warehouse (and a sink's inserts) for long."""
+    from durable_ingest.errors import QueryError
+    from sink_workers.clickhouse import query as query_module
+
+    monkeypatch.setattr(query_module, "MAX_SECONDS", 1)
+    client = open_warehouse(clickhouse)
+    try:
+        ask = query_module.ReadOnlyQuery(client)
+        with pytest.raises(QueryError, match="TIMEOUT_EXCEEDED"):
+            ask("SELECT sum(cityHash64(number)) FROM numbers(100000000000)")
+        assert ask("SELECT 1")["rows"] == [[1]]  # the client is still usable
+    finally:
+        client.close()
