@@ -37,7 +37,8 @@ import confluent_kafka
 import fastavro
 from confluent_kafka import Consumer
 
-from durable_ingest.stack import EmbeddedBroker, free_port
+from durable_ingest.loopback import free_port
+from durable_ingest.stack import EmbeddedBroker
 from staging.protocol import StagingContext
 from staging.resource import StagedResource
 from staging.schemas import StagedSchema

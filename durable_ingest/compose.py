@@ -74,7 +74,8 @@ def staged_resources(
                     topic=res.topic,
                     partitions=res.partitions,
                     retention_ms=res.retention_ms,
-                    replication_factor=res.replication_factor,
+                    replication_factor=res.replication_factor
+                    or settings.staging.replication_factor,
                 )
             )
     return result
@@ -86,7 +87,8 @@ def checkpoint_topic(settings: Settings) -> TopicSpec:
         check_topic(settings.staging.checkpoint_topic),
         partitions=1,
         retention_ms=-1,
-        replication_factor=settings.staging.checkpoint_replication_factor,
+        replication_factor=settings.staging.checkpoint_replication_factor
+        or settings.staging.replication_factor,
         compacted=True,
     )
 

@@ -188,7 +188,8 @@ class ResourceSettings(_Model):
     topic: str | None = None
     partitions: int = Field(3, ge=1)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int | None = Field(None, ge=1)
+    """Replication factor of the resource's topics; default ``staging.replication_factor``."""
     target: str = "clickhouse"
     """Where sinks write it: ``clickhouse`` (a table) or ``kafka:<topic>`` (another stream)."""
 
@@ -247,7 +248,12 @@ class StagingSettings(_Model):
     max_record_bytes: int = Field(1_000_000, ge=1_024)
     """Largest staged record (key + value + headers). Enforced before produce."""
     checkpoint_topic: str = "ingest._checkpoints"
-    checkpoint_replication_factor: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    """Replication factor of every topic durable-ingest creates (staged, dead-letter,
+    stream and checkpoint topics) unless a resource or the checkpoint topic sets its
+    own; ``min.insync.replicas`` is 2 from 3 replicas on. Use 3 in production."""
+    checkpoint_replication_factor: int | None = Field(None, ge=1)
+    """The checkpoint topic's replication factor; default ``replication_factor``."""
     schemas_dir: Path | None = None
     """Folder of ``.avsc`` files; default: the ``schemas/`` shipped with durable-ingest."""
 

@@ -1,6 +1,7 @@
 """``ingest dev <connector>``: the whole pipeline on a laptop, in one command.
 
-:class:`DevRun` starts the embedded broker and creates the topics, then one
+:class:`DevRun` starts a fresh broker (the embedded Tansu, or one Apache Kafka
+node with ``--engine kafka``) and creates the topics, then one
 source worker and one sink worker as separate processes (``ingest source run``
 and ``ingest sink run``, exactly what a deployment runs), with the embedded
 warehouse (chDB) owned by the sink. With ``--replay`` a
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -37,13 +39,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from durable_ingest.commands.stack import broker_port, prepare_topics, with_bootstrap
+from durable_ingest.commands.stack import prepare_topics, with_broker
 from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
 from durable_ingest.config import Settings
 from durable_ingest.errors import CaptureError, IngestError, StopError
 from durable_ingest.processes import Worker
 from durable_ingest.progress import Snapshot, describe_checkpoint, render
-from durable_ingest.stack import EmbeddedBroker
+from durable_ingest.stack import Broker, make_broker
 from sink_workers.tables import identifier
 from source_workers.capture import CaptureFile, ReplaySpec
 from source_workers.connectors import Connector, load_connector
@@ -63,6 +65,7 @@ class DevOptions:
     duration_s: float | None = None
     max_events: int | None = None
     port: int | None = 0
+    engine: str = "tansu"
     interval_s: float = 1.0
     config: Path | None = None
     log_level: str = "INFO"
@@ -125,12 +128,13 @@ class DevRun:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             with ExitStack() as stack:
-                broker = EmbeddedBroker(
-                    broker_port(self.options.port), log_path=dev_dir / "broker.log"
-                )
+                # Every run starts on a fresh broker: Tansu keeps nothing, and an Apache
+                # Kafka node's folder from an earlier run is cleared first.
+                shutil.rmtree(dev_dir / "kafka", ignore_errors=True)
+                broker = make_broker(self.options.engine, dev_dir, self.options.port)
                 bootstrap = broker.start()
                 stack.callback(broker.stop)
-                self.settings = with_bootstrap(self.settings, bootstrap)
+                self.settings = with_broker(self.settings, broker)
                 prepare_topics(self.settings)
                 env = self._env(bootstrap)
                 if self.capture is not None:
@@ -218,7 +222,7 @@ class DevRun:
             time.monotonic() - started, source.get("/metrics"), sink.get("/metrics"), health
         )
 
-    def _watch(self, source: Worker, sink: Worker, server: Any, broker: EmbeddedBroker) -> int:
+    def _watch(self, source: Worker, sink: Worker, server: Any, broker: Broker) -> int:
         started = time.monotonic()
         before: Snapshot | None = None
         last = Snapshot(0.0)
@@ -250,12 +254,12 @@ class DevRun:
             return f"capture played: {server.sent} frames sent"
         return ""
 
-    def _failure(self, source: Worker, sink: Worker, broker: EmbeddedBroker) -> str:
+    def _failure(self, source: Worker, sink: Worker, broker: Broker) -> str:
         for worker in (source, sink):
             if not worker.running():
                 return f"the {worker.name} worker exited: {worker.last_error()}"
         if not broker.running():
-            return f"the embedded broker exited; see {broker.log_path}"
+            return f"the broker exited; see {broker.log_path}"
         return ""
 
     # --- stopping ---------------------------------------------------------------
@@ -288,9 +292,10 @@ class DevRun:
         )
         if last.dead_letters:
             print(
-                f"note: the {last.dead_letters} dead letters were in the embedded broker's "
-                "memory and are gone with it; to inspect and re-drive them (ingest dlq), run "
-                "the workers against ingest stack up or a Kafka cluster",
+                f"note: the {last.dead_letters} dead letters were staged in this run's broker, "
+                "which has stopped (the next ingest dev starts a fresh one); to inspect and "
+                "re-drive them (ingest dlq), run the workers against ingest stack up or a "
+                "Kafka cluster",
                 file=sys.stderr,
             )
         tables = self._tables()

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from durable_ingest.stack import die_with_parent, free_port
+from durable_ingest.loopback import die_with_parent, free_port
 
 log = logging.getLogger("ingest.dev")
 

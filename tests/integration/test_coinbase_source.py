@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from durable_ingest.config import KafkaSettings, RuntimeSettings
-from durable_ingest.stack import free_port
+from durable_ingest.loopback import free_port
 from source_workers.connectors.coinbase.pipeline import build
 from source_workers.connectors.coinbase.source import CoinbaseSettings
 from source_workers.runtime import SourceRuntime

@@ -16,7 +16,8 @@ from durable_ingest.errors import (
     DeliveryUnknownError,
     WarehouseUnavailableError,
 )
-from durable_ingest.stack import EmbeddedBroker, free_port
+from durable_ingest.loopback import free_port
+from durable_ingest.stack import EmbeddedBroker
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import TopicSpec

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from durable_ingest.stack import free_port, port_is_free
+from durable_ingest.loopback import free_port, port_is_free
 from tests.integration.conftest import Spawn
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from durable_ingest.compose import checkpoint_store
 from durable_ingest.config import KafkaSettings, Settings, load_settings
 from durable_ingest.dlq import read_records
 from durable_ingest.errors import BatchRejectedError
-from durable_ingest.stack import free_port
+from durable_ingest.loopback import free_port
 from sink_workers.worker import SinkStats, SinkWorker
 from staging.checkpoints import entries_in, resume_point
 from staging.decoder import StagedRecord

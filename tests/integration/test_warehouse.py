@@ -13,7 +13,7 @@ import pytest
 
 from durable_ingest.config import ClickHouseSettings, settings_from
 from durable_ingest.errors import WarehouseError
-from durable_ingest.stack import free_port
+from durable_ingest.loopback import free_port
 from durable_ingest.warehouse import open_warehouse
 
 ROOT = Path(__file__).resolve().parents[2]

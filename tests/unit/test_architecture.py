@@ -39,6 +39,7 @@ PURE = (
     "durable_ingest/status.py",
     "sink_workers/replay_plan.py",
     "sink_workers/replay_keys.py",
+    "durable_ingest/apache_kafka/layout.py",
 )
 IO_LIBRARIES = (
     "confluent_kafka",
