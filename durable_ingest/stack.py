@@ -82,7 +82,7 @@ def make_broker(
     data_dir: Path,
     port: int | None,
     *,
-    brokers: int = 1,
+    brokers: int | None = None,
     controllers: int | None = None,
 ) -> Broker:
     """The broker of ``engine`` on ``port``, its files under ``data_dir``.
@@ -92,7 +92,7 @@ def make_broker(
     Kafka keeps its data and node logs in ``data_dir/kafka``.
     """
     if engine == "tansu":
-        if brokers != 1 or controllers not in (None, 1):
+        if brokers not in (None, 1) or controllers not in (None, 1):
             raise StackError("the tansu engine runs one broker: use --engine kafka for a cluster")
         return EmbeddedBroker(broker_port(port), log_path=data_dir / "broker.log")
     if engine == "kafka":

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from durable_ingest.apache_kafka.jars import KafkaJars, java_binary, kafka_jars
 from durable_ingest.config import ClickHouseSettings, KafkaSettings, load_settings, settings_from
 from durable_ingest.errors import StackError
-from durable_ingest.loopback import free_port
 from durable_ingest.stack import Broker, make_broker
 from staging.schemas import SchemaCatalog
 
@@ -98,18 +98,37 @@ def stack_engine(test_broker: str) -> str:
     return TEST_BROKERS[test_broker]
 
 
-def start_test_broker(engine: str, data_dir: Path, **options: Any) -> Broker:
-    """Start a broker of ``engine`` on free ports. When Apache Kafka cannot run here and
-    nobody asked for it by name, skip with the one-line reason instead of failing."""
-    broker = make_broker(engine, data_dir, free_port(), **options)
+def apache_kafka_or_skip(error: StackError) -> None:
+    """Apache Kafka cannot run here: skip with the reason, unless it was asked for by name."""
+    if ENV_TEST_KAFKA not in os.environ:
+        pytest.skip(
+            f"Apache Kafka cannot run here ({error}); set {ENV_TEST_KAFKA}=apache to fail instead"
+        )
+    raise error
+
+
+def jars_or_skip() -> KafkaJars:
+    """Apache Kafka's jars, fetched once into the cache, with a Java that runs them;
+    when either cannot be had here, skip (or fail, if Apache Kafka was asked for by name)."""
     try:
-        broker.start()
+        java_binary()
+        return kafka_jars()
     except StackError as exc:
-        if engine == "kafka" and ENV_TEST_KAFKA not in os.environ:
-            pytest.skip(
-                f"Apache Kafka cannot run here ({exc}); set {ENV_TEST_KAFKA}=apache to fail instead"
-            )
+        apache_kafka_or_skip(exc)
         raise
+
+
+@pytest.fixture(scope="session")
+def apache_kafka_jars() -> KafkaJars:
+    return jars_or_skip()
+
+
+def start_test_broker(engine: str, data_dir: Path, **options: Any) -> Broker:
+    """Start a broker of ``engine`` on free ports (Apache Kafka: see :func:`jars_or_skip`)."""
+    if engine == "kafka":
+        jars_or_skip()
+    broker = make_broker(engine, data_dir, 0, **options)
+    broker.start()
     return broker
 
 

@@ -50,21 +50,22 @@ class KafkaCluster:
 
     ``port`` is the first broker's port (the others follow it); ``0`` picks
     free ports, None means 9092. A folder that already holds a cluster keeps
-    its ports (given another ``port``, it refuses). ``controllers`` (default:
-    up to 3) of the nodes are also KRaft controllers.
+    its ports and size (given another ``port`` or ``brokers``, it refuses);
+    a new one has ``brokers`` (default 1) nodes, of which ``controllers``
+    (default: up to 3) are also KRaft controllers.
     """
 
     def __init__(
         self,
         data_dir: Path,
         *,
-        brokers: int = 1,
+        brokers: int | None = None,
         controllers: int | None = None,
         port: int | None = None,
         jars: KafkaJars | None = None,
         heap: str = DEFAULT_HEAP,
     ) -> None:
-        if brokers < 1:
+        if brokers is not None and brokers < 1:
             raise StackError(f"--brokers must be at least 1, not {brokers}")
         self.data_dir = data_dir
         self._brokers = brokers
@@ -142,7 +143,7 @@ class KafkaCluster:
         path = self.data_dir / LAYOUT_FILE
         if path.exists():
             layout = ClusterLayout.from_json(path.read_text(), path)
-            if layout.brokers != self._brokers:
+            if self._brokers is not None and layout.brokers != self._brokers:
                 raise StackError(
                     f"{self.data_dir} holds a cluster of {layout.brokers} broker(s), not "
                     f"{self._brokers}: pass --brokers {layout.brokers} or another --data-dir"
@@ -167,14 +168,15 @@ class KafkaCluster:
                 f"{self.data_dir} holds Kafka data ({', '.join(stray)}) but no {LAYOUT_FILE}: "
                 "it is not a cluster this command started; pass another --data-dir"
             )
-        controllers = self._controllers if self._controllers is not None else min(3, self._brokers)
+        brokers = self._brokers or 1
+        controllers = self._controllers if self._controllers is not None else min(3, brokers)
         if self._port != 0:
             first = DEFAULT_PORT if self._port is None else self._port
-            ports = [first + i for i in range(self._brokers)]
+            ports = [first + i for i in range(brokers)]
             if ports[-1] > 65535:
-                raise StackError(f"--port {first} leaves no room for {self._brokers} brokers")
+                raise StackError(f"--port {first} leaves no room for {brokers} brokers")
         else:
-            ports = _free_ports(self._brokers)
+            ports = _free_ports(brokers)
         controller_ports = _free_ports(controllers, avoid=set(ports))
         return plan_layout(new_cluster_id(), version, ports, controller_ports)
 

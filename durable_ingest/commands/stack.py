@@ -65,10 +65,10 @@ def engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--brokers",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
         help="with --engine kafka: N brokers; from 3 on, topics get replication factor 3 "
-        "and min.insync.replicas 2 (default 1)",
+        "and min.insync.replicas 2 (default: 1, or the size of the cluster in the data dir)",
     )
     parser.add_argument(
         "--controllers",
@@ -125,7 +125,7 @@ def stack_up(
     settings: Settings,
     port: int | None,
     engine: str = "tansu",
-    brokers: int = 1,
+    brokers: int | None = None,
     controllers: int | None = None,
 ) -> int:
     data_dir = settings.data_dir

@@ -67,6 +67,21 @@ class TopicAdmin:
             self._admin.poll(0)
         return sorted(metadata.brokers)
 
+    def under_replicated(self) -> list[str]:
+        """``topic[partition]`` of every partition whose in-sync replicas are fewer than its
+        replicas, or that has no leader; empty when the cluster is fully in sync."""
+        try:
+            with broker_call("listing topics", self._kafka.bootstrap):
+                metadata = self._admin.list_topics(timeout=self._timeout)
+        finally:
+            self._admin.poll(0)
+        return sorted(
+            f"{name}[{p.id}]"
+            for name, topic in metadata.topics.items()
+            for p in topic.partitions.values()
+            if p.leader < 0 or len(p.isrs) < len(p.replicas)
+        )
+
     def replicas(self, topic: str) -> dict[int, PartitionReplicas]:
         """Leader, replicas and in-sync replicas of each partition of ``topic``."""
         try:

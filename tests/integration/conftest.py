@@ -13,13 +13,14 @@ Spawn = Callable[..., "subprocess.Popen[str]"]
 
 @pytest.fixture
 def spawn() -> Iterator[Spawn]:
-    """Start a process with piped text output; whatever a test started is gone after it."""
+    """Start a process with piped text output (unless ``stdout``/``stderr`` say otherwise);
+    whatever a test started is gone after it."""
     started: list[subprocess.Popen[str]] = []
 
     def start(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
-        )
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        process = subprocess.Popen(args, text=True, **kwargs)
         started.append(process)
         return process
 

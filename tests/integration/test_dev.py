@@ -132,10 +132,20 @@ def test_the_readme_command_writes_the_shipped_capture_once_then_sql_reads_it(
 
 
 def test_ctrl_c_stops_in_order_and_loses_nothing_staged_and_sql_works_meanwhile(
-    workdir: Path, spawn: Spawn
+    workdir: Path, spawn: Spawn, stack_engine: str
 ) -> None:
+    """Ctrl-C mid-capture: everything staged is written, and ingest sql works meanwhile
+    (on each engine: ``ingest dev --engine tansu|kafka``)."""
     process = spawn(
-        ingest("dev", "coinbase", "--replay", "--data-dir", str(workdir / "data")),
+        ingest(
+            "dev",
+            "coinbase",
+            "--replay",
+            "--engine",
+            stack_engine,
+            "--data-dir",
+            str(workdir / "data"),
+        ),
         cwd=workdir,
         env=clean_env(),
         start_new_session=True,  # its own process group, as a terminal's foreground job

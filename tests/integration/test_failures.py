@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,11 +18,11 @@ from durable_ingest.errors import (
     WarehouseUnavailableError,
 )
 from durable_ingest.loopback import free_port
-from durable_ingest.stack import EmbeddedBroker
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import TopicSpec
 from staging.schemas import SchemaCatalog
+from tests.conftest import start_test_broker
 from tests.helpers import trade_resource, trades
 
 SECRET = "s3cr3t-Pa55w0rd-XYZ"
@@ -52,9 +53,12 @@ def test_unreachable_broker_for_checkpoints(catalog: SchemaCatalog) -> None:
         )
 
 
-def test_broker_vanishing_mid_session_is_unknown_not_failed(catalog: SchemaCatalog) -> None:
+def test_broker_vanishing_mid_session_is_unknown_not_failed(
+    catalog: SchemaCatalog, stack_engine: str, tmp_path: Path
+) -> None:
     """If the broker dies after the session opened, write_batch reports the outcome as unknown."""
-    with EmbeddedBroker(free_port()) as broker:
+    broker = start_test_broker(stack_engine, tmp_path)
+    try:
         kafka = KafkaSettings(
             bootstrap=broker.bootstrap, connect_timeout_s=2.0, delivery_timeout_ms=3_000
         )
@@ -73,6 +77,8 @@ def test_broker_vanishing_mid_session_is_unknown_not_failed(catalog: SchemaCatal
         if isinstance(info.value, DeliveryUnknownError):
             assert "resend the same rows" in str(info.value)
         session.close()
+    finally:
+        broker.stop()
 
 
 def test_secrets_never_reach_logs_or_errors(

@@ -1,0 +1,257 @@
+"""A live pipeline for fault tests: the Coinbase test exchange trading steadily, a source
+worker process and sink worker processes, over a broker the test names, and the exact
+checks made at the end (every trade once in ClickHouse, every one staged)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from durable_ingest.config import KafkaSettings
+from staging.checkpoints import partition_entries, resume_point
+from staging.kafka import KafkaCheckpointStore
+from staging.resource import TopicSpec
+from tests.helpers import unique
+from tests.integration.conftest import Spawn, python_json
+from tests.integration.source_helpers import process_env, wait_for
+from tests.servers.coinbase import CoinbaseExchange
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTS = ["BTC-USD", "ETH-USD"]
+
+COUNT = textwrap.dedent(
+    """
+    import json, sys
+    from durable_ingest.config import settings_from
+    from durable_ingest.warehouse import open_warehouse
+    client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
+    table = sys.argv[2]
+    rows = client.query(f"SELECT product_id, trade_id FROM default.{table} FINAL").result_rows
+    raw = client.command(f"SELECT count() FROM default.{table}")
+    distinct = client.command(f"SELECT uniqExact(product_id, trade_id) FROM default.{table}")
+    print(json.dumps({"final": [list(r) for r in rows], "raw": raw, "distinct": distinct}))
+    """
+)
+
+
+@dataclass
+class Outcome:
+    """What the end of a run found."""
+
+    expected: int
+    clickhouse_final: int
+    clickhouse_distinct: int
+    clickhouse_raw: int
+    staged: int
+    staged_distinct: int
+
+    @property
+    def wire_duplicates(self) -> int:
+        return self.staged - self.staged_distinct
+
+
+class Trading:
+    """The exchange making ``rate`` trades a second (spread over the products) in a thread."""
+
+    def __init__(self, exchange: CoinbaseExchange, rate: float = 60.0) -> None:
+        self._exchange = exchange
+        self._interval = len(PRODUCTS) / rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            for product in PRODUCTS:
+                self._exchange.trade(product)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class Pipeline:
+    """One Coinbase source and its sinks as processes, writing the embedded warehouse in
+    ``tmp`` (one sink; or stream targets for several)."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        bootstrap: str,
+        spawn: Spawn,
+        exchange: CoinbaseExchange,
+        *,
+        kafka: str = "",
+        staging: str = "replication_factor = 3\n",
+        target: str | None = None,
+    ) -> None:
+        self.tmp = tmp
+        self.bootstrap = bootstrap
+        self.exchange = exchange
+        self.source = unique("cb")
+        self._spawn = spawn
+        resource = (
+            f'[sources.{self.source}.resources.matches]\ntarget = "{target}"\n' if target else ""
+        )
+        self.config = tmp / "ingest.toml"
+        self.config.write_text(
+            textwrap.dedent(
+                f"""
+                data_dir = "{tmp}"
+                [kafka]
+                bootstrap = "{bootstrap}"
+                session_timeout_ms = 6000
+                heartbeat_interval_ms = 1000
+                """
+            )
+            + kafka
+            + f"[staging]\n{staging}"
+            + f'[sources.{self.source}]\nconnector = "coinbase"\n'
+            + f"[sources.{self.source}.runtime]\n"
+            + "linger_s = 0.1\nidle_timeout_s = 5\nbackoff_initial_s = 0.1\nbackoff_max_s = 1\n"
+            + resource
+        )
+        self.env = process_env(self.config, "COINBASE_")
+        self.env.update(
+            COINBASE_WS_URL=exchange.ws_url,
+            COINBASE_REST_URL=exchange.rest_url,
+            COINBASE_PRODUCTS=",".join(PRODUCTS),
+            COINBASE_BACKFILL_GRACE_S="0.3",
+            COINBASE_REST_MIN_INTERVAL_S="0",
+        )
+        self.first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}
+        self.sources: list[subprocess.Popen[str]] = []
+        self.sinks: list[subprocess.Popen[str]] = []
+        self._names: dict[int, str] = {}
+
+    # --- processes ----------------------------------------------------------------
+
+    def _worker(self, name: str, args: list[str]) -> subprocess.Popen[str]:
+        """A worker process whose output goes to ``<tmp>/<name>.log`` (a pipe nobody reads
+        during a long fault could fill and block it)."""
+        log = (self.tmp / f"{name}.log").open("w")
+        try:
+            process = self._spawn(
+                [sys.executable, "-m", *args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        finally:
+            log.close()
+        self._names[process.pid] = name
+        return process
+
+    def log(self, process: subprocess.Popen[str]) -> str:
+        """What a worker this pipeline started has logged so far."""
+        return (self.tmp / f"{self._names[process.pid]}.log").read_text(errors="replace")
+
+    def start_sink(self, *args: str) -> subprocess.Popen[str]:
+        sink = self._worker(
+            f"sink-{len(self.sinks) + 1}", ["sink_workers", "--source", self.source, *args]
+        )
+        self.sinks.append(sink)
+        return sink
+
+    def start_source(self) -> subprocess.Popen[str]:
+        subscribed = len(self.exchange.subscribe_messages)
+        source = self._worker(f"source-{len(self.sources) + 1}", ["source_workers", self.source])
+        self.sources.append(source)
+        wait_for(
+            lambda: len(self.exchange.subscribe_messages) > subscribed or source.poll() is not None,
+            90,
+            "the source to subscribe",
+        )
+        assert source.poll() is None, self.log(source)[-3000:]
+        return source
+
+    def running(self) -> list[subprocess.Popen[str]]:
+        return [p for p in [*self.sources, *self.sinks] if p.poll() is None]
+
+    def start(self) -> Self:
+        self.start_sink()
+        self.start_source()
+        return self
+
+    # --- checkpoints -----------------------------------------------------------------
+
+    def store(self) -> KafkaCheckpointStore:
+        return KafkaCheckpointStore(
+            KafkaSettings(bootstrap=self.bootstrap, connect_timeout_s=10),
+            TopicSpec("ingest._checkpoints", partitions=1, retention_ms=-1, compacted=True),
+        )
+
+    def confirmed(self) -> dict[str, int]:
+        """The trade id per product of the checkpoint a sink confirmed (the resume point)."""
+        store = self.store()
+        try:
+            point = resume_point(partition_entries(store, self.source, "matches")) or {}
+        finally:
+            store.close()
+        products = point.get("products", {})
+        return {p: int(v["trade_id"]) for p, v in products.items() if "trade_id" in v}
+
+    def wait_confirmed_all(self, timeout_s: float = 180) -> None:
+        """Until the sinks confirmed the exchange's last trade of every product."""
+        last = {p: ids[-1] for p, ids in self.exchange.all_trade_ids().items()}
+        wait_for(lambda: self.confirmed() == last, timeout_s, f"the sink to confirm {last}")
+
+    # --- the end ----------------------------------------------------------------------
+
+    def expected(self) -> list[tuple[str, int]]:
+        return sorted(
+            (p, i)
+            for p, ids in self.exchange.all_trade_ids().items()
+            for i in ids
+            if i >= self.first[p]
+        )
+
+    def stop_all(self, timeout_s: float = 60) -> None:
+        """SIGTERM every worker still running; each must exit 0."""
+        running = self.running()
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            process.wait(timeout_s)
+            assert process.returncode == 0, self.log(process)[-3000:]
+
+    def outcome(self, staged: list[tuple[str, int]]) -> Outcome:
+        table = python_json(COUNT, str(self.tmp), f"{self.source}_matches")
+        final = sorted(tuple(r) for r in table["final"])
+        want = self.expected()
+        assert final == want, (len(final), len(want), sorted(set(want) - set(final))[:10])
+        assert table["distinct"] == len(want)
+        assert set(staged) == set(want), sorted(set(want) - set(staged))[:10]
+        return Outcome(
+            expected=len(want),
+            clickhouse_final=len(final),
+            clickhouse_distinct=int(table["distinct"]),
+            clickhouse_raw=int(table["raw"]),
+            staged=len(staged),
+            staged_distinct=len(set(staged)),
+        )
+
+
+def resumed_from(stderr: str) -> dict[str, int]:
+    """The trade id per product a source said it resumes from (its start-up log line)."""
+    found = re.search(r"resource matches: resuming from (\{.*\})", stderr)
+    assert found, stderr[-2000:]
+    checkpoint: dict[str, Any] = json.loads(found.group(1).replace("'", '"'))
+    return {p: int(v["trade_id"]) for p, v in checkpoint.get("products", {}).items()}
+
+
+def duplicates(values: list[Any]) -> int:
+    return sum(n - 1 for n in Counter(values).values() if n > 1)

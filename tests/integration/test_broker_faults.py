@@ -1,0 +1,224 @@
+"""Broker faults on a 3-broker Apache Kafka cluster (replication factor 3,
+``min.insync.replicas`` 2) while a Coinbase source and a sink run as processes and trades
+flow. After each: every trade id exactly once in ClickHouse (FINAL and distinct), every
+trade in the staged topic, no worker restarted by hand. Figures each scenario measured are
+printed (``pytest -s`` shows them); docs/apache-kafka.md keeps the results.
+
+librdkafka settings these results rest on (the product's defaults): the producer's
+``enable.idempotence=true`` and ``acks=all`` (no record is acknowledged before 2 replicas
+have it, and a retried batch is not written twice), ``delivery.timeout.ms`` (a delivery
+not confirmed in that time is reported unknown and resent with the same event ids), the
+consumer's ``enable.auto.commit=false`` with explicit commits after the write, and
+``session.timeout.ms``/``heartbeat.interval.ms`` (how soon a group notices a member gone).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from durable_ingest.apache_kafka import KafkaCluster, KafkaJars
+from durable_ingest.config import KafkaSettings
+from staging.kafka.admin import TopicAdmin
+from tests.integration.conftest import Spawn
+from tests.integration.pipeline import Pipeline, Trading, resumed_from
+from tests.integration.source_helpers import wait_for
+from tests.integration.test_coinbase_source import staged_ids
+from tests.servers.coinbase import CoinbaseExchange
+
+pytestmark = pytest.mark.integration
+PRODUCTS = ["BTC-USD", "ETH-USD"]
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, apache_kafka_jars: KafkaJars
+) -> Iterator[KafkaCluster]:
+    cluster = KafkaCluster(
+        tmp_path_factory.mktemp("faults") / "kafka", brokers=3, port=0, jars=apache_kafka_jars
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def admin(cluster: KafkaCluster) -> TopicAdmin:
+    return TopicAdmin(KafkaSettings(bootstrap=cluster.bootstrap, connect_timeout_s=5))
+
+
+def heal(cluster: KafkaCluster) -> None:
+    """Every node up, and every partition's replicas back in sync."""
+    for node_id in (1, 2, 3):
+        if not cluster.node(node_id).alive():
+            cluster.start_node(node_id)
+    check = admin(cluster)
+    wait_for(lambda: not check.under_replicated(), 120, "every partition back in sync")
+
+
+@pytest.fixture
+def healthy(cluster: KafkaCluster) -> Iterator[KafkaCluster]:
+    heal(cluster)
+    yield cluster
+    heal(cluster)
+
+
+@pytest.fixture
+def exchange() -> Iterator[CoinbaseExchange]:
+    with CoinbaseExchange(PRODUCTS) as server:
+        yield server
+
+
+def leader_of_busiest(cluster: KafkaCluster, topic: str) -> int:
+    """The leader of the partition holding most records of ``topic`` (by its watermarks,
+    which Apache Kafka reports correctly)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "watermarks"})
+    try:
+        sizes = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in admin(cluster).replicas(topic)
+        }
+    finally:
+        consumer.close()
+    busiest = max(sizes, key=lambda p: sizes[p])
+    return admin(cluster).replicas(topic)[busiest].leader
+
+
+def finish(pipeline: Pipeline, cluster: KafkaCluster) -> None:
+    """Wait for the sink to confirm every trade, stop the workers (exit 0), check exactly.
+    No worker may have exited by itself: none needed a hand restart."""
+    workers = pipeline.running()
+    try:
+        pipeline.wait_confirmed_all()
+    finally:
+        for process in workers:
+            assert process.poll() is None, pipeline.log(process)[-3000:]
+    pipeline.stop_all()
+    kafka = KafkaSettings(bootstrap=cluster.bootstrap)
+    outcome = pipeline.outcome(staged_ids(kafka, pipeline.source, expect=len(pipeline.expected())))
+    print(f"\n{outcome}")
+
+
+def test_kill_9_of_the_busiest_partitions_leader_then_restart(
+    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+) -> None:
+    """The leader of the busiest staged partition is killed mid-stream, then restarted."""
+    cluster = healthy
+    pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange).start()
+    with Trading(exchange):
+        wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
+        victim = leader_of_busiest(cluster, f"ingest.{pipeline.source}.matches")
+        cluster.kill(victim)
+        killed = time.monotonic()
+        wait_for(
+            lambda: all(
+                p.leader not in (-1, victim)
+                for p in admin(cluster).replicas(f"ingest.{pipeline.source}.matches").values()
+            ),
+            60,
+            "new leaders",
+        )
+        print(f"\nnew leaders elected {time.monotonic() - killed:.1f} s after the kill")
+        time.sleep(3)
+        cluster.start_node(victim)
+        time.sleep(2)
+    finish(pipeline, cluster)
+
+
+def test_rolling_restart_of_all_three_brokers(
+    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+) -> None:
+    """Each broker in turn: SIGTERM (a controlled shutdown), start, wait until in sync."""
+    cluster = healthy
+    pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange).start()
+    with Trading(exchange):
+        wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
+        for node_id in (1, 2, 3):
+            started = time.monotonic()
+            cluster.stop_node(node_id)
+            cluster.start_node(node_id)
+            check = admin(cluster)
+            wait_for(lambda c=check: not c.under_replicated(), 120, f"node {node_id} in sync")
+            print(f"\nnode {node_id}: restarted and in sync in {time.monotonic() - started:.1f} s")
+    finish(pipeline, cluster)
+
+
+def test_kill_9_of_the_checkpoint_leader_and_a_source_restarting_meanwhile(
+    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+) -> None:
+    """The leader of ``ingest._checkpoints`` is killed; the sink keeps confirming, and a
+    source restarted while that node is down reads the checkpoints from the new leader and
+    resumes from the confirmed one (trades made while it is down come from REST)."""
+    cluster = healthy
+    pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange).start()
+    with Trading(exchange):
+        wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
+        victim = admin(cluster).replicas("ingest._checkpoints")[0].leader
+        cluster.kill(victim)
+        source = pipeline.sources[0]
+        source.terminate()
+        assert source.wait(60) == 0, pipeline.log(source)[-3000:]
+        # What the source staged is all confirmed before it restarts: its resume point is known.
+        staged_last = {p: max(i for q, i in pipeline.expected() if q == p) for p in PRODUCTS}
+        wait_for(
+            lambda: all(pipeline.confirmed().get(p, 0) >= pipeline.first[p] for p in PRODUCTS),
+            60,
+            "confirmed checkpoints",
+        )
+        time.sleep(2)
+        confirmed = pipeline.confirmed()
+        assert all(confirmed[p] <= staged_last[p] for p in PRODUCTS)
+        restarted = pipeline.start_source()
+        time.sleep(3)
+        cluster.start_node(victim)
+    finish(pipeline, cluster)
+    assert resumed_from(pipeline.log(restarted)) == confirmed
+
+
+def test_the_whole_cluster_stopped_then_started_with_its_data(
+    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+) -> None:
+    """Every broker stops (SIGTERM) while trades flow and starts again from its folder; the
+    workers wait it out."""
+    cluster = healthy
+    pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange).start()
+    with Trading(exchange):
+        wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
+        before = pipeline.confirmed()
+        down = time.monotonic()
+        cluster.stop()
+        time.sleep(5)
+        cluster.start()
+        print(f"\ncluster down and back in {time.monotonic() - down:.1f} s")
+        wait_for(lambda: pipeline.confirmed() != before, 120, "checkpoints moving again")
+    finish(pipeline, cluster)
+
+
+def test_two_brokers_down_past_the_delivery_timeout(
+    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+) -> None:
+    """Two of three brokers are killed and held down longer than the producer's
+    ``delivery.timeout.ms`` (10 s here): no write can reach ``min.insync.replicas``, the
+    source's deliveries time out as unknown and are resent with the same event ids."""
+    cluster = healthy
+    pipeline = Pipeline(
+        tmp_path,
+        cluster.bootstrap,
+        spawn,
+        exchange,
+        kafka="delivery_timeout_ms = 10000\n",
+    ).start()
+    with Trading(exchange):
+        wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
+        cluster.kill(2)
+        cluster.kill(3)
+        time.sleep(25)
+        cluster.start_node(2)
+        cluster.start_node(3)
+    finish(pipeline, cluster)
