@@ -25,7 +25,7 @@ from typing import Any
 
 from durable_ingest.render import text_table
 from staging.checkpoints import resume_point, write_time_micros
-from staging.envelope import rfc3339
+from staging.times import rfc3339
 
 JSON_VERSION = 1
 

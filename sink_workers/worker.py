@@ -41,9 +41,10 @@ from sink_workers.tables import TableSpec
 from staging.checkpoints import CheckpointStore, partition_entry, partition_slot
 from staging.deadletters import DeadLetter
 from staging.decoder import StagedRecord
-from staging.envelope import encode_value, to_micros
+from staging.envelope import encode_value
 from staging.offsets import Partition
 from staging.protocol import RecordReader, StagedBatch, StagingSession
+from staging.times import to_micros
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ class SinkWorker:
                 continue  # not ours any more: its new owner re-reads and saves it
             self._checkpoints.save(
                 source,
-                partition_slot(carried.resource, carried.partition),
+                partition_slot(carried.resource, carried.partition, carried.instance),
                 partition_entry(
                     carried.checkpoint,
                     carried.write_time,

@@ -33,6 +33,7 @@ from source_workers.connectors import connector_of, load_connector
 from source_workers.runtime import RuntimeStats, SourceRuntime
 from staging.checkpoints import entries_in, resume_point
 from staging.protocol import StagingContext
+from staging.resource import check_name
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,16 @@ def run_source(
     admin_port: int | None = None,
     admin_host: str = "127.0.0.1",
     record: Path | None = None,
+    instance: str = "",
 ) -> RuntimeStats:
     """Run the source ``name`` until stopped; raises a StopError for what cannot be retried.
 
     ``record``: write every websocket frame received to this new capture file
-    (see :mod:`source_workers.capture`).
+    (see :mod:`source_workers.capture`). ``instance``: this process's name among
+    several of the same source (see :class:`~staging.protocol.StagingContext`).
     """
+    if instance:
+        check_name("instance", instance)
     source, options = build_source(settings, name)
     settings = with_connector_defaults(settings, name)
     catalog = schema_catalog(settings)
@@ -77,18 +82,22 @@ def run_source(
         store = stack.enter_context(closing(checkpoint_store(settings)))
         saved = store.load_all()  # one read of the checkpoint topic for every resource
         checkpoints = {
-            r.name: resume_point(entries_in(saved, name, r.name)) for r in source.resources
+            r.name: resume_point(entries_in(saved, name, r.name, instance))
+            for r in source.resources
         }
         for resource, checkpoint in checkpoints.items():
             log.info(
-                "source %s, resource %s: resuming from %s",
+                "source %s%s, resource %s: resuming from %s",
                 name,
+                f" (instance {instance})" if instance else "",
                 resource,
                 checkpoint or "the live feed (no checkpoint yet)",
             )
         provider = staging_provider(settings, catalog)
         context = StagingContext(
-            source=name, resources=tuple(declared[r.name] for r in source.resources)
+            source=name,
+            resources=tuple(declared[r.name] for r in source.resources),
+            instance=instance,
         )
         session = stack.enter_context(provider.allocate_session(context))
         runtime = SourceRuntime(

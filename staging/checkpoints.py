@@ -10,7 +10,10 @@ record they wrote there, under ``<resource>/<partition>``, together with the
 write's time and the partitions it touched (:func:`partition_entry`). A write
 is in the warehouse once every partition it touched has an entry at least as
 new; :func:`resume_point` picks the newest such write. This holds with any
-number of sink members, each saving only the partitions it owns.
+number of sink members, each saving only the partitions it owns. Several
+processes of one source may stage into the same topics when each has an
+instance name: its entries are saved under ``<resource>@<instance>/<partition>``
+and it resumes from its own.
 """
 
 from __future__ import annotations
@@ -50,9 +53,15 @@ def checkpoint_key(source: str, resource: str) -> str:
     return f"{source}/{resource}"
 
 
-def partition_slot(resource: str, partition: int) -> str:
-    """The store's resource slot for one partition's entry: ``<resource>/<partition>``."""
-    return f"{resource}/{partition}"
+def partition_slot(resource: str, partition: int, instance: str = "") -> str:
+    """The store's resource slot for one partition's entry: ``<resource>/<partition>``, or
+    ``<resource>@<instance>/<partition>`` for a source process with an instance name."""
+    return f"{instance_slot(resource, instance)}/{partition}"
+
+
+def instance_slot(resource: str, instance: str = "") -> str:
+    """``<resource>``, or ``<resource>@<instance>``: whose entries a source resumes from."""
+    return f"{resource}@{instance}" if instance else resource
 
 
 def partition_entry(
@@ -76,17 +85,18 @@ def partition_entry(
 
 
 def partition_entries(
-    store: CheckpointStore, source: str, resource: str
+    store: CheckpointStore, source: str, resource: str, instance: str = ""
 ) -> dict[int, dict[str, Any]]:
     """The per-partition entries sinks saved for one resource (reads the whole store)."""
-    return entries_in(store.load_all(), source, resource)
+    return entries_in(store.load_all(), source, resource, instance)
 
 
 def entries_in(
-    saved: Mapping[str, Mapping[str, Any]], source: str, resource: str
+    saved: Mapping[str, Mapping[str, Any]], source: str, resource: str, instance: str = ""
 ) -> dict[int, dict[str, Any]]:
-    """One resource's per-partition entries, out of everything ``load_all`` returned."""
-    prefix = f"{checkpoint_key(source, resource)}/"
+    """One resource's per-partition entries (of one source instance), out of everything
+    ``load_all`` returned."""
+    prefix = f"{checkpoint_key(source, instance_slot(resource, instance))}/"
     entries = {}
     for key, value in saved.items():
         tail = key[len(prefix) :]

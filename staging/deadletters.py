@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from durable_ingest.errors import CorruptRecordError
-from staging.envelope import rfc3339
+from staging.times import rfc3339
 
 H_REASON = "ingest_dlq_reason"
 H_CODE = "ingest_dlq_code"

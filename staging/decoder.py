@@ -19,6 +19,7 @@ from durable_ingest.errors import CorruptRecordError, UnknownSchemaError
 from staging.codec import HEADER_SIZE, MAGIC
 from staging.envelope import (
     H_CHECKPOINT,
+    H_CHECKPOINT_INSTANCE,
     H_CHECKPOINT_PARTITIONS,
     H_CHECKPOINT_PREV,
     H_CHECKPOINT_SEQ,
@@ -136,6 +137,7 @@ class StagedRecord(NamedTuple):
                 H_CHECKPOINT_PARTITIONS,
                 H_CHECKPOINT_SEQ,
                 H_CHECKPOINT_PREV,
+                H_CHECKPOINT_INSTANCE,
                 H_INGESTTIME,
                 H_TYPE,
             ):
@@ -170,6 +172,7 @@ class StagedRecord(NamedTuple):
             partitions=partitions,
             seq=seq,
             prev=prev,
+            instance=found.get(H_CHECKPOINT_INSTANCE, b"").decode("utf-8", "replace"),
         )
 
 
@@ -186,6 +189,8 @@ class Carried(NamedTuple):
     """The write's sequence number (None: staged before sequences existed)."""
     prev: dict[int, int] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
     """For each partition the write did not touch: the writer's last earlier write there."""
+    instance: str = ""
+    """The source process that wrote it, when it was given an instance name."""
 
 
 class EnvelopeDecoder:

@@ -28,7 +28,6 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from zlib import crc32
 
@@ -38,6 +37,7 @@ from durable_ingest.errors import CheckpointError, RecordTooLargeError, SchemaMi
 from staging.resource import StagedResource
 from staging.rowcheck import decimal_limits, failing_field, logical_fields
 from staging.schemas import StagedSchema
+from staging.times import TimeFormatter, time_unit_us, to_micros
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/avro"
@@ -55,11 +55,11 @@ H_CHECKPOINT_SEQ = "ce_checkpointseq"
 H_CHECKPOINT_PREV = "ce_checkpointprev"
 """Beside ``ce_checkpoint``: for each partition this write did not touch, the
 sequence of the writer's last earlier write that did, e.g. ``1:17,2:16``."""
+H_CHECKPOINT_INSTANCE = "ce_checkpointinstance"
+"""Beside ``ce_checkpoint``, from a source process started with an instance name: whose
+checkpoint it is, when several processes of one source stage into the same topics."""
 H_CONTENT_TYPE = "content-type"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_NAIVE = datetime(1970, 1, 1)
-_ONE_US = timedelta(microseconds=1)
 Checkpoint = Mapping[str, Any]
 Headers = list[tuple[str, bytes]]
 
@@ -67,51 +67,6 @@ Headers = list[tuple[str, bytes]]
 # attributes, deltas): a generous upper bound. Each header adds two varints.
 _RECORD_OVERHEAD = 24
 _PER_HEADER_OVERHEAD = 4
-
-
-def rfc3339(micros: int) -> str:
-    """RFC 3339 UTC timestamp with microseconds, e.g. ``2026-11-22T03:19:22.000001Z``."""
-    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def to_micros(value: Any, int_unit_us: int = 1) -> int:
-    """Microseconds since the epoch of a datetime (naive means UTC) or of an int in
-    units of ``int_unit_us`` microseconds (1000 for a ``timestamp-millis`` field)."""
-    if isinstance(value, datetime):
-        epoch = _EPOCH if value.tzinfo is not None else _EPOCH_NAIVE
-        return (value - epoch) // _ONE_US
-    return int(value) * int_unit_us
-
-
-_UNIT_US = {"timestamp-millis": 1_000, "local-timestamp-millis": 1_000, "date": 86_400_000_000}
-
-
-def time_unit_us(schema: StagedSchema, field: str | None) -> int:
-    """Microseconds per unit of an int value of ``field`` (its logical type; default 1)."""
-    if field is not None:
-        for logical, unit in _UNIT_US.items():
-            if field in logical_fields(schema, logical):
-                return unit
-    return 1
-
-
-class _TimeFormatter:
-    """``rfc3339(micros).encode()``, caching the part up to the second."""
-
-    __slots__ = ("_cache",)
-
-    def __init__(self) -> None:
-        self._cache: dict[int, bytes] = {}
-
-    def __call__(self, micros: int) -> bytes:
-        seconds, fraction = divmod(micros, 1_000_000)
-        prefix = self._cache.get(seconds)
-        if prefix is None:
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            prefix = rfc3339(seconds * 1_000_000)[:-7].encode()
-            self._cache[seconds] = prefix
-        return prefix + b"%06dZ" % fraction
 
 
 def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
@@ -173,9 +128,15 @@ class EnvelopeEncoder:
     """Rows of one resource into envelopes; validates every row before any is sent."""
 
     def __init__(
-        self, resource: StagedResource, *, max_record_bytes: int, partitions: int | None = None
+        self,
+        resource: StagedResource,
+        *,
+        max_record_bytes: int,
+        partitions: int | None = None,
+        instance: str = "",
     ) -> None:
         self.resource = resource
+        self._instance = (H_CHECKPOINT_INSTANCE, instance.encode()) if instance else None
         self.max_record_bytes = max_record_bytes
         self.partitions = partitions or resource.topic.partitions
         schema = resource.schema
@@ -186,7 +147,7 @@ class EnvelopeEncoder:
         self._id_hash = hashlib.blake2b(
             f"{resource.source}\x1f{resource.name}\x1f".encode(), digest_size=16
         )
-        self._time = _TimeFormatter()
+        self._time = TimeFormatter()
         self._time_unit_us = time_unit_us(schema, resource.time_field)
         specversion = (H_SPECVERSION, SPECVERSION.encode())
         self._source = (H_SOURCE, f"/ingest/{resource.source}".encode())
@@ -334,11 +295,15 @@ class EnvelopeEncoder:
                 + len(prev)
                 + 4 * _PER_HEADER_OVERHEAD
             )
+            if self._instance is not None:
+                extra += len(self._instance[0]) + len(self._instance[1]) + _PER_HEADER_OVERHEAD
             for index in sorted(last_of.values()):
                 all_headers[index].append((H_CHECKPOINT, checkpoint_bytes))
                 all_headers[index].append((H_CHECKPOINT_PARTITIONS, touched))
                 all_headers[index].append((H_CHECKPOINT_SEQ, seq_bytes))
                 all_headers[index].append((H_CHECKPOINT_PREV, prev))
+                if self._instance is not None:
+                    all_headers[index].append(self._instance)
                 if sizes[index] + extra > limit:
                     raise self._too_large(index, event_ids[index], sizes[index] + extra)
             # Remembered only once the write is sure to be produced as encoded.

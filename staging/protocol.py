@@ -36,9 +36,15 @@ class StagingContext:
     resources: tuple[StagedResource, ...]
     group_id: str | None = None
     """Consumer group of this session's readers (default ``ingest.sink.<source>``)."""
+    instance: str = ""
+    """Which process of the source writes (``ingest source run --instance``): several
+    processes of one source, each with its own instance name, may stage into the same
+    topics; each resumes from its own checkpoints. Empty: the only one."""
 
     def __post_init__(self) -> None:
         check_name("source", self.source)
+        if self.instance:
+            check_name("instance", self.instance)
         for resource in self.resources:
             if resource.source != self.source:
                 raise UnknownResourceError(
@@ -102,27 +108,39 @@ class StagedBatch:
 
     @property
     def checkpoints(self) -> tuple[CarriedCheckpoint, ...]:
-        """The newest checkpoint per partition in this batch, with its position.
+        """The newest checkpoint per partition (and per source instance) in this batch.
 
         A write's checkpoint rides on its last record in every partition it
-        touched; a later one in the same partition supersedes it. This
-        scans each partition's records from the end and stops at the first
-        checkpoint, so it reads few headers; call it once per batch. Whether
+        touched; a later one of the same writer in the same partition
+        supersedes it. This scans each partition's records from the end and
+        stops at the first checkpoint, so it reads few headers; call it once
+        per batch. Only when that checkpoint names a source instance (several
+        processes of one source share the topic) does it read the rest of the
+        partition's records, for the other instances' newest. Whether
         the whole write is in the warehouse is decided across partitions by
         :func:`staging.checkpoints.resume_point`. Raises
         :class:`CorruptRecordError` for a checkpoint header that is not JSON.
         """
         pending = {(r.topic, r.partition) for r in self.offsets}
+        shared: set[tuple[str, int]] = set()
+        """Partitions whose newest checkpoint names an instance: read to their start."""
+        seen: set[tuple[str, int, str]] = set()
         found: list[CarriedCheckpoint] = []
         for record in reversed(self.records):
-            if not pending:
+            if not pending and not shared:
                 break
             where = (record.topic, record.partition)
-            if where not in pending:
+            if where not in pending and where not in shared:
                 continue
             carried = record.carried()
             if carried is not None:
-                pending.discard(where)
+                if where in pending:
+                    pending.discard(where)
+                    if carried.instance:
+                        shared.add(where)
+                if (*where, carried.instance) in seen:
+                    continue
+                seen.add((*where, carried.instance))
                 found.append(
                     CarriedCheckpoint(
                         carried.resource,
@@ -134,9 +152,10 @@ class StagedBatch:
                         carried.partitions,
                         carried.seq,
                         carried.prev,
+                        carried.instance,
                     )
                 )
-        return tuple(sorted(found, key=lambda c: (c.topic, c.partition)))
+        return tuple(sorted(found, key=lambda c: (c.topic, c.partition, c.instance)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +175,8 @@ class CarriedCheckpoint:
     """The write's sequence number (None: staged before sequences existed)."""
     prev: dict[int, int] = field(default_factory=dict)
     """For partitions the write did not touch: the last earlier write there."""
+    instance: str = ""
+    """The source process that wrote it (its ``--instance``), or empty."""
 
 
 class RecordWriter(Protocol):

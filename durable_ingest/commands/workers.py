@@ -31,6 +31,13 @@ def register(commands: Subcommands) -> None:
         help="also write every websocket frame received to this new capture file "
         "(replay it with: ingest dev <connector> --replay FILE)",
     )
+    source_run.add_argument(
+        "--instance",
+        default="",
+        metavar="NAME",
+        help="this process's name among several processes of one source that stage into "
+        "the same topics (e.g. one per product): each resumes from its own checkpoints",
+    )
     admin_port_option(source_run)
     data_dir_option(source_run)
     source_run.set_defaults(handler=_source_run)
@@ -68,6 +75,7 @@ def _source_run(args: argparse.Namespace, settings: Settings) -> int:
         admin_port=args.admin_port,
         admin_host=args.admin_host,
         record=args.record,
+        instance=args.instance,
     )
     return 0
 

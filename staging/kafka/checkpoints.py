@@ -29,12 +29,13 @@ from confluent_kafka import (
 from durable_ingest.config import KafkaSettings
 from durable_ingest.errors import BrokerUnavailableError, CheckpointError, StagingClosedError
 from staging.checkpoints import checkpoint_key
-from staging.envelope import Checkpoint, encode_checkpoint, rfc3339
+from staging.envelope import Checkpoint, encode_checkpoint
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.client_config import consumer_config, producer_config
 from staging.kafka.translate import client_settings, consume_error, delivery_error, produce_error
 from staging.kafka.writer import now_micros
 from staging.resource import TopicSpec
+from staging.times import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -102,6 +102,7 @@ class KafkaStagingSession:
                 partitions=self._partitions.get(spec.topic.name, spec.topic.partitions),
                 flush_timeout_s=self._provider.kafka.delivery_timeout_ms / 1000 + 5,
                 clock=self._provider._clock,
+                instance=self._context.instance,
             )
             self._writers[spec.name] = writer
         return writer

@@ -59,13 +59,14 @@ class KafkaRecordWriter:
         partitions: int,
         flush_timeout_s: float,
         clock: Callable[[], int] = now_micros,
+        instance: str = "",
     ) -> None:
         self._producer = producer
         self._errors = errors
         self._resource = resource
         self._topic = resource.topic.name
         self._encoder = EnvelopeEncoder(
-            resource, max_record_bytes=max_record_bytes, partitions=partitions
+            resource, max_record_bytes=max_record_bytes, partitions=partitions, instance=instance
         )
         self._flush_timeout_s = flush_timeout_s
         self._clock = clock

@@ -33,6 +33,7 @@ class MemoryRecordWriter:
         *,
         max_record_bytes: int,
         clock: Callable[[], int],
+        instance: str = "",
     ) -> None:
         self._broker = broker
         self._resource = resource
@@ -40,6 +41,7 @@ class MemoryRecordWriter:
             resource,
             max_record_bytes=max_record_bytes,
             partitions=broker.topics()[resource.topic.name],
+            instance=instance,
         )
         self._clock = clock
         self.closed = False
@@ -263,6 +265,7 @@ class MemoryStagingSession:
                 spec,
                 max_record_bytes=self._provider.max_record_bytes,
                 clock=self._provider.clock,
+                instance=self._context.instance,
             )
             self._writers[spec.name] = writer
         return writer

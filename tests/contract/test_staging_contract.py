@@ -146,6 +146,29 @@ def test_checkpoint_travels_with_the_batch(harness: Harness, catalog: SchemaCata
     assert (found.topic, found.partition, found.offset) == (ctx.resources[0].topic.name, 0, 3)
 
 
+def test_each_source_instance_s_checkpoint_travels_with_the_batch(
+    harness: Harness, catalog: SchemaCatalog
+) -> None:
+    """Two processes of one source (instances a and b) stage into one partition: a batch
+    carries the newest checkpoint of each, named, not only the last one written."""
+    ctx = context(catalog, partitions=1)
+    a = StagingContext(source=ctx.source, resources=ctx.resources, instance="a")
+    b = StagingContext(source=ctx.source, resources=ctx.resources, instance="b")
+    with (
+        harness.provider.allocate_session(a) as first,
+        harness.provider.allocate_session(b) as second,
+    ):
+        first.writer().write_batch(trades(2), checkpoint={"n": 1})
+        first.writer().write_batch(trades(2, start=2), checkpoint={"n": 2})
+        second.writer().write_batch(trades(2, start=4), checkpoint={"n": 10})
+        first.writer().write_batch(trades(2, start=6), checkpoint={"n": 3})
+    with harness.provider.allocate_session(ctx) as session:
+        batches = read(session.reader(), 8)
+    assert sum(len(batch) for batch in batches) == 8
+    newest = {c.instance: (c.checkpoint, c.offset) for batch in batches for c in batch.checkpoints}
+    assert newest == {"a": ({"n": 3}, 7), "b": ({"n": 10}, 5)}
+
+
 def test_two_members_split_partitions_and_read_everything(
     harness: Harness, catalog: SchemaCatalog
 ) -> None:

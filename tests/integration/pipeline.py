@@ -4,6 +4,7 @@ checks made at the end (every trade once in ClickHouse, every one staged)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +86,8 @@ class Trading:
 
 class Pipeline:
     """One Coinbase source and its sinks as processes, writing the embedded warehouse in
-    ``tmp`` (one sink; or stream targets for several)."""
+    ``tmp`` (one sink), or a stream target (``target="kafka:derived.{source}.matches"``)
+    for several."""
 
     def __init__(
         self,
@@ -96,6 +99,7 @@ class Pipeline:
         kafka: str = "",
         staging: str = "replication_factor = 3\n",
         target: str | None = None,
+        partitions: int = 3,
     ) -> None:
         self.tmp = tmp
         self.bootstrap = bootstrap
@@ -103,8 +107,13 @@ class Pipeline:
         self.source = unique("cb")
         self._spawn = spawn
         resource = (
-            f'[sources.{self.source}.resources.matches]\ntarget = "{target}"\n' if target else ""
+            f"[sources.{self.source}.resources.matches]\n"
+            'schema_file = "coinbase/matches.avsc"\nkey = ["product_id"]\n'
+            'id_fields = ["product_id", "trade_id"]\ntime_field = "time"\n'
+            f"partitions = {partitions}\n"
         )
+        if target is not None:
+            resource += f'target = "{target.format(source=self.source)}"\n'
         self.config = tmp / "ingest.toml"
         self.config.write_text(
             textwrap.dedent(
@@ -138,7 +147,9 @@ class Pipeline:
 
     # --- processes ----------------------------------------------------------------
 
-    def _worker(self, name: str, args: list[str]) -> subprocess.Popen[str]:
+    def _worker(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         """A worker process whose output goes to ``<tmp>/<name>.log`` (a pipe nobody reads
         during a long fault could fill and block it)."""
         log = (self.tmp / f"{name}.log").open("w")
@@ -146,7 +157,7 @@ class Pipeline:
             process = self._spawn(
                 [sys.executable, "-m", *args],
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
@@ -166,9 +177,11 @@ class Pipeline:
         self.sinks.append(sink)
         return sink
 
-    def start_source(self) -> subprocess.Popen[str]:
+    def start_source(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         subscribed = len(self.exchange.subscribe_messages)
-        source = self._worker(f"source-{len(self.sources) + 1}", ["source_workers", self.source])
+        source = self._worker(
+            f"source-{len(self.sources) + 1}", ["source_workers", self.source, *args], env
+        )
         self.sources.append(source)
         wait_for(
             lambda: len(self.exchange.subscribe_messages) > subscribed or source.poll() is not None,
@@ -194,11 +207,12 @@ class Pipeline:
             TopicSpec("ingest._checkpoints", partitions=1, retention_ms=-1, compacted=True),
         )
 
-    def confirmed(self) -> dict[str, int]:
-        """The trade id per product of the checkpoint a sink confirmed (the resume point)."""
+    def confirmed(self, instance: str = "") -> dict[str, int]:
+        """The trade id per product of the checkpoint a sink confirmed (the resume point)
+        for the source's process ``instance``."""
         store = self.store()
         try:
-            point = resume_point(partition_entries(store, self.source, "matches")) or {}
+            point = resume_point(partition_entries(store, self.source, "matches", instance)) or {}
         finally:
             store.close()
         products = point.get("products", {})
@@ -255,3 +269,66 @@ def resumed_from(stderr: str) -> dict[str, int]:
 
 def duplicates(values: list[Any]) -> int:
     return sum(n - 1 for n in Counter(values).values() if n > 1)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One record of a topic, as a reader outside every group sees it."""
+
+    product: str
+    trade_id: int
+    event_id: str | None
+    partition: int
+    timestamp_ms: int
+
+
+def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 60) -> list[Delivered]:
+    """Every record of ``topic`` (all partitions, from the start), decoded; reads until
+    ``expect`` records came or nothing more arrives for 3 s."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from staging.decoder import EnvelopeDecoder, FixedHeaders
+    from staging.schemas import SchemaCatalog
+
+    catalog = SchemaCatalog.default()
+    catalog.load_all()
+    decoder = EnvelopeDecoder(catalog)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("read")})
+    found: list[Delivered] = []
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        deadline, quiet = time.monotonic() + timeout_s, time.monotonic() + 3
+        while time.monotonic() < min(deadline, quiet) and len(found) < expect:
+            for m in consumer.consume(1_000, 0.5):
+                if m.error() is not None:
+                    continue
+                record = decoder.decode(
+                    topic,
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.value(),
+                    FixedHeaders(m.headers()),
+                )
+                found.append(
+                    Delivered(
+                        record.record["product_id"],
+                        record.record["trade_id"],
+                        record.event_id,
+                        m.partition(),
+                        m.timestamp()[1],
+                    )
+                )
+                quiet = time.monotonic() + 3
+    finally:
+        consumer.close()
+    return found
+
+
+def pauses(records: list[Delivered], at_least_s: float = 1.0) -> list[float]:
+    """The gaps of at least ``at_least_s`` between consecutive deliveries to a topic (by the
+    writer's timestamps), longest first: how long a rebalance stopped delivery."""
+    times = sorted(r.timestamp_ms for r in records)
+    gaps = [(b - a) / 1000 for a, b in itertools.pairwise(times)]
+    return sorted((g for g in gaps if g >= at_least_s), reverse=True)

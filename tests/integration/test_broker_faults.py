@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from durable_ingest.apache_kafka import KafkaCluster, KafkaJars
+from durable_ingest.apache_kafka import KafkaCluster
 from durable_ingest.config import KafkaSettings
-from staging.kafka.admin import TopicAdmin
-from tests.integration.conftest import Spawn
+from tests.integration.conftest import Spawn, admin
 from tests.integration.pipeline import Pipeline, Trading, resumed_from
 from tests.integration.source_helpers import wait_for
 from tests.integration.test_coinbase_source import staged_ids
@@ -31,40 +30,6 @@ from tests.servers.coinbase import CoinbaseExchange
 
 pytestmark = pytest.mark.integration
 PRODUCTS = ["BTC-USD", "ETH-USD"]
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    tmp_path_factory: pytest.TempPathFactory, apache_kafka_jars: KafkaJars
-) -> Iterator[KafkaCluster]:
-    cluster = KafkaCluster(
-        tmp_path_factory.mktemp("faults") / "kafka", brokers=3, port=0, jars=apache_kafka_jars
-    )
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-def admin(cluster: KafkaCluster) -> TopicAdmin:
-    return TopicAdmin(KafkaSettings(bootstrap=cluster.bootstrap, connect_timeout_s=5))
-
-
-def heal(cluster: KafkaCluster) -> None:
-    """Every node up, and every partition's replicas back in sync."""
-    for node_id in (1, 2, 3):
-        if not cluster.node(node_id).alive():
-            cluster.start_node(node_id)
-    check = admin(cluster)
-    wait_for(lambda: not check.under_replicated(), 120, "every partition back in sync")
-
-
-@pytest.fixture
-def healthy(cluster: KafkaCluster) -> Iterator[KafkaCluster]:
-    heal(cluster)
-    yield cluster
-    heal(cluster)
 
 
 @pytest.fixture
@@ -106,10 +71,10 @@ def finish(pipeline: Pipeline, cluster: KafkaCluster) -> None:
 
 
 def test_kill_9_of_the_busiest_partitions_leader_then_restart(
-    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+    healthy_cluster: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
 ) -> None:
     """The leader of the busiest staged partition is killed mid-stream, then restarted."""
-    cluster = healthy
+    cluster = healthy_cluster
     pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange).start()
     with Trading(exchange):
         wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
@@ -132,10 +97,10 @@ def test_kill_9_of_the_busiest_partitions_leader_then_restart(
 
 
 def test_rolling_restart_of_all_three_brokers(
-    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+    healthy_cluster: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
 ) -> None:
     """Each broker in turn: SIGTERM (a controlled shutdown), start, wait until in sync."""
-    cluster = healthy
+    cluster = healthy_cluster
     pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange).start()
     with Trading(exchange):
         wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
@@ -150,12 +115,12 @@ def test_rolling_restart_of_all_three_brokers(
 
 
 def test_kill_9_of_the_checkpoint_leader_and_a_source_restarting_meanwhile(
-    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+    healthy_cluster: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
 ) -> None:
     """The leader of ``ingest._checkpoints`` is killed; the sink keeps confirming, and a
     source restarted while that node is down reads the checkpoints from the new leader and
     resumes from the confirmed one (trades made while it is down come from REST)."""
-    cluster = healthy
+    cluster = healthy_cluster
     pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange).start()
     with Trading(exchange):
         wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
@@ -182,11 +147,11 @@ def test_kill_9_of_the_checkpoint_leader_and_a_source_restarting_meanwhile(
 
 
 def test_the_whole_cluster_stopped_then_started_with_its_data(
-    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+    healthy_cluster: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
 ) -> None:
     """Every broker stops (SIGTERM) while trades flow and starts again from its folder; the
     workers wait it out."""
-    cluster = healthy
+    cluster = healthy_cluster
     pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange).start()
     with Trading(exchange):
         wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
@@ -201,12 +166,12 @@ def test_the_whole_cluster_stopped_then_started_with_its_data(
 
 
 def test_two_brokers_down_past_the_delivery_timeout(
-    healthy: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
+    healthy_cluster: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
 ) -> None:
     """Two of three brokers are killed and held down longer than the producer's
     ``delivery.timeout.ms`` (10 s here): no write can reach ``min.insync.replicas``, the
     source's deliveries time out as unknown and are resent with the same event ids."""
-    cluster = healthy
+    cluster = healthy_cluster
     pipeline = Pipeline(
         tmp_path,
         cluster.bootstrap,

@@ -113,7 +113,8 @@ class CoinbaseExchange(LocalServer):
         self._next_id = {p: first_trade_id for p in products}
         self._sequence = {p: 50_000 for p in products}
         self._held: dict[str, Trade | None] = {p: None for p in products}
-        self._subscribers: set[ServerConnection] = set()
+        self._subscribers: dict[ServerConnection, set[str]] = {}
+        """Open feed connections and the products each subscribed to."""
         self._lock = threading.Lock()
         self.connections_opened = 0
         self.rest_requests = 0
@@ -169,7 +170,7 @@ class CoinbaseExchange(LocalServer):
     async def _publish(self, trades: list[Trade]) -> None:
         for trade in trades:
             for frame in self._frames_for(trade):
-                await self._broadcast(frame)
+                await self._broadcast(frame, trade.product)
             if trade.trade_id in self.faults.disconnect_after:
                 for connection in list(self._subscribers):
                     connection.transport.abort()
@@ -191,10 +192,12 @@ class CoinbaseExchange(LocalServer):
             yield json.dumps(held.match())
         yield from faults.malformed_after.get(trade.trade_id, [])
 
-    async def _broadcast(self, frame: str | bytes) -> None:
-        for connection in list(self._subscribers):
-            with contextlib.suppress(ConnectionClosed):
-                await connection.send(frame)
+    async def _broadcast(self, frame: str | bytes, product: str) -> None:
+        """Send ``frame`` to the connections subscribed to ``product`` (as the feed does)."""
+        for connection, products in list(self._subscribers.items()):
+            if product in products:
+                with contextlib.suppress(ConnectionClosed):
+                    await connection.send(frame)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -216,7 +219,7 @@ class CoinbaseExchange(LocalServer):
                         "time": _iso(datetime.now(UTC)),
                     }
                 )
-                await self._broadcast(frame)
+                await self._broadcast(frame, product)
 
     # --- the feed -------------------------------------------------------------
 
@@ -257,12 +260,12 @@ class CoinbaseExchange(LocalServer):
                     last = self.trades[product][-1] if self.trades[product] else None
                 if last is not None and not self.faults.silent:
                     await connection.send(json.dumps(last.match("last_match")))
-            self._subscribers.add(connection)
+            self._subscribers[connection] = set(products)
             await connection.wait_closed()
         except (ConnectionClosed, TimeoutError, ValueError):
             pass
         finally:
-            self._subscribers.discard(connection)
+            self._subscribers.pop(connection, None)
 
     # --- REST -----------------------------------------------------------------
 

@@ -40,6 +40,7 @@ PURE = (
     "sink_workers/replay_plan.py",
     "sink_workers/replay_keys.py",
     "durable_ingest/apache_kafka/layout.py",
+    "staging/times.py",
 )
 IO_LIBRARIES = (
     "confluent_kafka",

@@ -22,11 +22,10 @@ from staging.envelope import (
     H_TIME,
     H_TYPE,
     EnvelopeEncoder,
-    rfc3339,
-    to_micros,
 )
 from staging.resource import StagedResource
 from staging.schemas import SchemaCatalog
+from staging.times import rfc3339, to_micros
 from tests.helpers import T0, trade, trades
 
 NOW = 1_795_000_000_000_000

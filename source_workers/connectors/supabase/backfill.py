@@ -29,7 +29,7 @@ from source_workers.authoring import Internal
 from source_workers.connectors.supabase.changes import pg_time_us
 from source_workers.connectors.supabase.tables import TableChanges
 from source_workers.context import SourceContext
-from staging.envelope import rfc3339
+from staging.times import rfc3339
 
 if TYPE_CHECKING:
     from source_workers.connectors.supabase.source import SupabaseSettings
