@@ -44,7 +44,7 @@ from staging.checkpoints import entries_in
 from staging.envelope import H_TIME
 from staging.kafka.scan import TopicScanner
 from staging.protocol import StagingContext
-from staging.resource import StagedResource
+from staging.resource import StagedResource, check_name
 
 DEFAULT_SCAN_LIMIT = 10_000
 DEFAULT_WAIT_S = 2.0
@@ -64,6 +64,12 @@ def register(commands: Subcommands) -> None:
         default=DEFAULT_SCAN_LIMIT,
         metavar="N",
         help=f"records read per partition to find its end (default {DEFAULT_SCAN_LIMIT})",
+    )
+    status.add_argument(
+        "--instance",
+        default="",
+        metavar="NAME",
+        help="the resume point of this source process (ingest source run --instance NAME)",
     )
     wait_option(status)
     status.set_defaults(handler=_status)
@@ -95,7 +101,11 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     wait_s = check_wait(args)
     settings = with_connector_defaults(settings, args.source)
     resources = staged_resources(settings, schema_catalog(settings), args.source)
-    statuses = collect(settings, resources, scan_limit=args.scan_limit, wait_s=wait_s)
+    if args.instance:
+        check_name("instance", args.instance)
+    statuses = collect(
+        settings, resources, scan_limit=args.scan_limit, wait_s=wait_s, instance=args.instance
+    )
     now_us = time.time_ns() // 1_000
     if args.json:
         print(json.dumps(status_json(statuses, now_us), indent=2, sort_keys=False))
@@ -105,7 +115,12 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def collect(
-    settings: Settings, resources: list[StagedResource], *, scan_limit: int, wait_s: float
+    settings: Settings,
+    resources: list[StagedResource],
+    *,
+    scan_limit: int,
+    wait_s: float,
+    instance: str = "",
 ) -> list[ResourceStatus]:
     """Read every resource's state (the checkpoints first: that fails fast without Kafka)."""
     if not resources:
@@ -128,7 +143,7 @@ def collect(
                 group=sink_group(r),
                 exists=probes.result() is not None,
                 partitions=tuple(partition_status(p) for p in probes.result() or ()),
-                checkpoint=checkpoint_status(entries_in(saved, r.source, r.name)),
+                checkpoint=checkpoint_status(entries_in(saved, r.source, r.name, instance)),
                 dead_letters=counted.result(),
             )
             for r, probes, counted in zip(resources, staged, letters, strict=True)

@@ -5,7 +5,10 @@ counts: every trade delivered, duplicates counted; rebalance pauses are printed
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +114,18 @@ def test_sources_split_by_product_into_one_topic_lose_nothing_when_one_is_killed
     )
     pipeline.stop_all()
     assert resumed_from(pipeline.log(restarted)) == confirmed
+    shown = subprocess.run(
+        [sys.executable, "-m", "durable_ingest.cli", "status", "--instance", "btc", "--json"],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    (status,) = json.loads(shown.stdout)["resources"]
+    assert (
+        status["checkpoint"]["resume_from"]["products"]["BTC-USD"]["trade_id"] == (last["BTC-USD"])
+    )
     staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches", 10**9, 60)
     outcome = pipeline.outcome([(r.product, r.trade_id) for r in staged])
     print(f"\n{outcome}")
