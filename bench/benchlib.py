@@ -23,6 +23,7 @@ import random
 import resource
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -31,14 +32,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import confluent_kafka
 import fastavro
 from confluent_kafka import Consumer
 
-from durable_ingest.loopback import free_port
-from durable_ingest.stack import EmbeddedBroker
+from durable_ingest.stack import make_broker
 from staging.protocol import StagingContext
 from staging.resource import StagedResource
 from staging.schemas import StagedSchema
@@ -259,12 +260,12 @@ def versions_line(*extra: str) -> str:
 
 
 def peak_rss_line(broker_pid: int | None, note: str = "") -> str:
-    """Peak RSS of this process (``note`` after it) and of the embedded broker, if any."""
+    """Peak RSS of this process (``note`` after it) and of the broker it started, if any."""
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     line = f"peak RSS: this process {peak_mib:,.0f} MiB{note}"
     broker_hwm = vm_hwm_mib(broker_pid)
     if broker_hwm is not None:
-        line += f", embedded broker {broker_hwm:,.0f} MiB"
+        line += f", broker {broker_hwm:,.0f} MiB"
     return line
 
 
@@ -282,15 +283,39 @@ def vm_hwm_mib(pid: int | None) -> float | None:
 # -- setup ---------------------------------------------------------------------
 
 
+ENGINES = {"tansu": "Tansu (embedded)", "kafka": "Apache Kafka (one KRaft node)"}
+
+
+def engines(args: argparse.Namespace) -> list[str]:
+    """The brokers ``--engine`` names, in the order they run (``both``: Tansu, then Kafka)."""
+    return list(ENGINES) if args.engine == "both" else [args.engine]
+
+
 @contextmanager
-def kafka_bootstrap() -> Iterator[tuple[str, int | None]]:
-    """``INGEST_KAFKA_BOOTSTRAP`` (pid None), or an embedded Tansu broker and its pid."""
+def kafka_bootstrap(engine: str = "tansu") -> Iterator[tuple[str, int | None]]:
+    """``INGEST_KAFKA_BOOTSTRAP`` (pid None), or a broker of ``engine`` started for the run
+    (Tansu, or one Apache Kafka node with its data in a temporary folder) and its pid."""
     external = os.environ.get("INGEST_KAFKA_BOOTSTRAP")
     if external:
         yield external, None
         return
-    with EmbeddedBroker(free_port()) as broker:
-        yield broker.bootstrap, broker.pid
+    with tempfile.TemporaryDirectory(prefix="bench-broker-") as folder:
+        broker = make_broker(engine, Path(folder), 0)
+        broker.start()
+        try:
+            pids = broker.pids()
+            yield broker.bootstrap, pids[0] if pids else None
+        finally:
+            broker.stop()
+
+
+def engine_banner(engine: str, bootstrap: str) -> str:
+    name = (
+        "external (INGEST_KAFKA_BOOTSTRAP)"
+        if os.environ.get("INGEST_KAFKA_BOOTSTRAP")
+        else ENGINES[engine]
+    )
+    return f"== broker: {name} at {bootstrap}"
 
 
 def arg_parser(description: str, chunk_help: str) -> argparse.ArgumentParser:
@@ -299,6 +324,13 @@ def arg_parser(description: str, chunk_help: str) -> argparse.ArgumentParser:
     parser.add_argument("--records", type=int, default=200_000, help="trades per stage")
     parser.add_argument("--repeats", type=int, default=3, help="runs of every stage")
     parser.add_argument("--chunk", type=int, default=5_000, help=chunk_help)
+    parser.add_argument(
+        "--engine",
+        choices=[*ENGINES, "both"],
+        default="tansu",
+        help="the broker to run on: tansu (default), kafka (Apache Kafka, one KRaft node; "
+        "needs Java 17), or both, one after the other in this run",
+    )
     return parser
 
 

@@ -519,16 +519,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"building {args.records:,} trades...", file=sys.stderr, flush=True)
     rows = tuple(benchlib.build_trades(args.records))
-    with (
-        benchlib.kafka_bootstrap() as (bootstrap, broker_pid),
-        warehouse_client() as (client, where),
-    ):
-        print(f"broker {bootstrap}, warehouse {where}", file=sys.stderr, flush=True)
-        bench = Bench(bootstrap, client, rows, args.chunk)
-        bench.run(args.repeats)
-        report(bench, args, where, broker_pid)
-        if args.profile:
-            bench.profile(args.profile)
+    for engine in benchlib.engines(args):
+        with (
+            benchlib.kafka_bootstrap(engine) as (bootstrap, broker_pid),
+            warehouse_client() as (client, where),
+        ):
+            print(benchlib.engine_banner(engine, bootstrap), flush=True)
+            bench = Bench(bootstrap, client, rows, args.chunk)
+            bench.run(args.repeats)
+            report(bench, args, where, broker_pid)
+            if args.profile:
+                bench.profile(args.profile)
     return 0
 
 

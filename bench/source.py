@@ -242,7 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, list[float]] = {
         k: [] for k in ("parse", "encode", "produce", "ours", "no_socket")
     }
-    with benchlib.kafka_bootstrap() as (bootstrap, broker_pid):
+    if args.engine == "both":
+        parser.error("bench/source.py runs on one broker at a time: --engine tansu or kafka")
+    with benchlib.kafka_bootstrap(args.engine) as (bootstrap, broker_pid):
+        print(benchlib.engine_banner(args.engine, bootstrap), flush=True)
         for _ in range(args.repeats):
             results["parse"].append(raw_parse(frames))
             rate, values = raw_encode(schema.parsed, rows)

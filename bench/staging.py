@@ -329,11 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"building {args.records:,} trades...", file=sys.stderr, flush=True)
     rows = benchlib.build_trades(args.records)
-    with benchlib.kafka_bootstrap() as (bootstrap, broker_pid):
-        print(f"broker {bootstrap}", file=sys.stderr, flush=True)
-        bench = Bench(bootstrap, rows, args.chunk)
-        bench.run(args.repeats)
-        report(bench, args, broker_pid)
+    for engine in benchlib.engines(args):
+        with benchlib.kafka_bootstrap(engine) as (bootstrap, broker_pid):
+            print(benchlib.engine_banner(engine, bootstrap), flush=True)
+            bench = Bench(bootstrap, rows, args.chunk)
+            bench.run(args.repeats)
+            report(bench, args, broker_pid)
     return 0
 
 
