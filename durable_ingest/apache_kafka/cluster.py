@@ -64,6 +64,7 @@ class KafkaCluster:
         port: int | None = None,
         jars: KafkaJars | None = None,
         heap: str = DEFAULT_HEAP,
+        properties: dict[str, str] | None = None,
     ) -> None:
         if brokers is not None and brokers < 1:
             raise StackError(f"--brokers must be at least 1, not {brokers}")
@@ -73,6 +74,8 @@ class KafkaCluster:
         self._port = port
         self._jars = jars
         self._heap = heap
+        self._properties = dict(properties or {})
+        """Broker properties over the layout's (e.g. a production group delay for a bench)."""
         self._layout: ClusterLayout | None = None
         self._nodes: dict[int, Node] = {}
 
@@ -125,7 +128,10 @@ class KafkaCluster:
             raise StackError(f"cannot create {self.data_dir}: {exc.strerror}") from None
         layout = self._load_or_plan(jars.version)
         self._check_ports(layout)
-        nodes = {s.node_id: Node(s, self.data_dir, java, jars, self._heap) for s in layout.nodes}
+        nodes = {
+            s.node_id: Node(s, self.data_dir, java, jars, self._heap, self._properties)
+            for s in layout.nodes
+        }
         self._format(layout, list(nodes.values()))
         (self.data_dir / LAYOUT_FILE).write_text(layout.to_json())
         self._layout, self._nodes = layout, nodes

@@ -27,7 +27,13 @@ class Node:
     """One node of a :class:`~durable_ingest.apache_kafka.cluster.KafkaCluster`."""
 
     def __init__(
-        self, spec: NodeSpec, data_dir: Path, java: str, jars: KafkaJars, heap: str = DEFAULT_HEAP
+        self,
+        spec: NodeSpec,
+        data_dir: Path,
+        java: str,
+        jars: KafkaJars,
+        heap: str = DEFAULT_HEAP,
+        properties: dict[str, str] | None = None,
     ) -> None:
         self.spec = spec
         self.log_dir = data_dir / f"node-{spec.node_id}"
@@ -36,6 +42,7 @@ class Node:
         self._java = java
         self._jars = jars
         self._heap = heap
+        self._properties = dict(properties or {})
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -55,7 +62,8 @@ class Node:
         return meta_cluster_id(meta.read_text()) or "(none)"
 
     def write_properties(self, layout: ClusterLayout) -> Path:
-        self.properties_path.write_text(render(layout.properties(self.spec, self.log_dir)))
+        properties = {**layout.properties(self.spec, self.log_dir), **self._properties}
+        self.properties_path.write_text(render(properties))
         return self.properties_path
 
     def format(self, layout: ClusterLayout) -> None:
