@@ -23,6 +23,7 @@ from staging.deadletters import DeadLetter
 from staging.decoder import EnvelopeDecoder, FixedHeaders
 from staging.envelope import (
     H_CHECKPOINT,
+    H_CHECKPOINT_INSTANCE,
     H_CHECKPOINT_PARTITIONS,
     H_CHECKPOINT_PREV,
     H_CHECKPOINT_SEQ,
@@ -35,7 +36,13 @@ from staging.schemas import SchemaCatalog
 
 H_REDRIVEN_FROM = "ingest_redriven_from"
 """On a re-driven staged record: the dead letter it came from, ``<dlq topic>[<p>]@<o>``."""
-_DROPPED_ON_REDRIVE = (H_CHECKPOINT, H_CHECKPOINT_PARTITIONS, H_CHECKPOINT_SEQ, H_CHECKPOINT_PREV)
+_DROPPED_ON_REDRIVE = (
+    H_CHECKPOINT,
+    H_CHECKPOINT_PARTITIONS,
+    H_CHECKPOINT_SEQ,
+    H_CHECKPOINT_PREV,
+    H_CHECKPOINT_INSTANCE,
+)
 _EVERY_RESOURCE = ("frame", "control")
 """Stages of a source letter that failed before any resource saw the frame."""
 

@@ -55,6 +55,18 @@ def leader_of_busiest(cluster: KafkaCluster, topic: str) -> int:
     return admin(cluster).replicas(topic)[busiest].leader
 
 
+def recovered(pipeline: Pipeline, since: float, timeout_s: float = 120) -> float:
+    """Seconds from ``since`` (a monotonic time) until the sink confirmed, for every
+    product, a trade made after this call: how long the fault held the pipeline up."""
+    now = {p: ids[-1] for p, ids in pipeline.exchange.all_trade_ids().items()}
+    wait_for(
+        lambda: all(pipeline.confirmed().get(p, 0) > last for p, last in now.items()),
+        timeout_s,
+        "the pipeline to confirm trades made after the fault",
+    )
+    return time.monotonic() - since
+
+
 def finish(pipeline: Pipeline, cluster: KafkaCluster) -> None:
     """Wait for the sink to confirm every trade, stop the workers (exit 0), check exactly.
     No worker may have exited by itself: none needed a hand restart."""
@@ -89,7 +101,10 @@ def test_kill_9_of_the_busiest_partitions_leader_then_restart(
             60,
             "new leaders",
         )
-        print(f"\nnew leaders elected {time.monotonic() - killed:.1f} s after the kill")
+        elected = time.monotonic() - killed
+        print(
+            f"\nnew leaders {elected:.1f} s, flowing again {recovered(pipeline, killed):.1f} s after the kill"
+        )
         time.sleep(3)
         cluster.start_node(victim)
         time.sleep(2)
@@ -107,10 +122,15 @@ def test_rolling_restart_of_all_three_brokers(
         for node_id in (1, 2, 3):
             started = time.monotonic()
             cluster.stop_node(node_id)
+            stopped = time.monotonic() - started
             cluster.start_node(node_id)
             check = admin(cluster)
             wait_for(lambda c=check: not c.under_replicated(), 120, f"node {node_id} in sync")
-            print(f"\nnode {node_id}: restarted and in sync in {time.monotonic() - started:.1f} s")
+            print(
+                f"\nnode {node_id}: stopped in {stopped:.1f} s, back in sync "
+                f"{time.monotonic() - started:.1f} s after its SIGTERM; flowing "
+                f"{recovered(pipeline, started):.1f} s after it"
+            )
     finish(pipeline, cluster)
 
 
@@ -126,6 +146,7 @@ def test_kill_9_of_the_checkpoint_leader_and_a_source_restarting_meanwhile(
         wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
         victim = admin(cluster).replicas("ingest._checkpoints")[0].leader
         cluster.kill(victim)
+        killed = time.monotonic()
         source = pipeline.sources[0]
         source.terminate()
         assert source.wait(60) == 0, pipeline.log(source)[-3000:]
@@ -140,6 +161,10 @@ def test_kill_9_of_the_checkpoint_leader_and_a_source_restarting_meanwhile(
         confirmed = pipeline.confirmed()
         assert all(confirmed[p] <= staged_last[p] for p in PRODUCTS)
         restarted = pipeline.start_source()
+        print(
+            f"\nsource restarted and subscribed {time.monotonic() - killed:.1f} s after the "
+            f"checkpoint leader's kill; flowing {recovered(pipeline, killed):.1f} s after it"
+        )
         time.sleep(3)
         cluster.start_node(victim)
     finish(pipeline, cluster)
@@ -160,8 +185,12 @@ def test_the_whole_cluster_stopped_then_started_with_its_data(
         cluster.stop()
         time.sleep(5)
         cluster.start()
-        print(f"\ncluster down and back in {time.monotonic() - down:.1f} s")
-        wait_for(lambda: pipeline.confirmed() != before, 120, "checkpoints moving again")
+        back = time.monotonic() - down
+        print(
+            f"\ncluster stopped and started again in {back:.1f} s; flowing "
+            f"{recovered(pipeline, down):.1f} s after the stop began"
+        )
+        assert pipeline.confirmed() != before
     finish(pipeline, cluster)
 
 
@@ -183,7 +212,13 @@ def test_two_brokers_down_past_the_delivery_timeout(
         wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
         cluster.kill(2)
         cluster.kill(3)
+        killed = time.monotonic()
         time.sleep(25)
         cluster.start_node(2)
         cluster.start_node(3)
+        back = time.monotonic() - killed
+        print(
+            f"\ntwo brokers down {back:.1f} s; flowing {recovered(pipeline, killed):.1f} s "
+            "after the kill"
+        )
     finish(pipeline, cluster)

@@ -101,7 +101,7 @@ def test_stack_up_serves_kcat_and_stops_without_leftovers(
     lines = wait_up(process)
     assert f"kafka bootstrap: 127.0.0.1:{port}" in lines
     state = json.loads((tmp_path / "stack.json").read_text())
-    broker_pid = state["broker_pid"]
+    (broker_pid,) = state["broker_pids"]
     assert alive(broker_pid)
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat is not None:
@@ -144,7 +144,7 @@ def test_kill_9_of_the_cli_takes_the_broker_down(spawn: Spawn, tmp_path: Path) -
     port = free_port()
     process = start(spawn, tmp_path, "--port", str(port))
     wait_up(process)
-    broker_pid = json.loads((tmp_path / "stack.json").read_text())["broker_pid"]
+    (broker_pid,) = json.loads((tmp_path / "stack.json").read_text())["broker_pids"]
     process.kill()
     process.communicate(timeout=10)
     assert gone_within(broker_pid, 10)
