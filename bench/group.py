@@ -122,10 +122,6 @@ class Member:
             time.sleep(0.02)
         raise RuntimeError(f"timed out; events: {self.events[-5:]}")
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(60)
 
 
 def one_round(bootstrap: str) -> dict[str, float]:
@@ -133,13 +129,19 @@ def one_round(bootstrap: str) -> dict[str, float]:
     TopicAdmin(KafkaSettings(bootstrap=bootstrap)).ensure([TopicSpec(topic, partitions=PARTITIONS)])
     group = f"bench.group.{uuid.uuid4().hex[:8]}"
     everything = list(range(PARTITIONS))
-    first = Member(bootstrap, group, topic)
+    members: list[Member] = []
+
+    def member() -> Member:
+        members.append(Member(bootstrap, group, topic))
+        return members[-1]
+
+    first = member()
     found: dict[str, float] = {}
     try:
         got = first.wait(lambda m: m.held() == everything)
         found["first join"] = got - first.time_of("subscribe")
 
-        second = Member(bootstrap, group, topic)
+        second = member()
         both = second.wait(lambda m: bool(m.held()) and len(first.held()) < PARTITIONS)
         first.wait(lambda m: bool(m.held()) and len(m.held()) + len(second.held()) == PARTITIONS)
         found["member joins"] = max(both, first.events[-1]["t"]) - second.time_of("subscribe")
@@ -150,7 +152,7 @@ def one_round(bootstrap: str) -> dict[str, float]:
         found["member leaves (close)"] = got - left
         second.process.wait(60)
 
-        third = Member(bootstrap, group, topic)
+        third = member()
         third.wait(lambda m: bool(m.held()))
         first.wait(lambda m: len(m.held()) + len(third.held()) == PARTITIONS)
         time.sleep(1)
@@ -160,7 +162,10 @@ def one_round(bootstrap: str) -> dict[str, float]:
         found["member dies (kill -9)"] = got - died
         third.process.wait(10)
     finally:
-        first.stop()
+        for each in members:
+            if each.process.poll() is None:
+                each.process.kill()
+            each.process.wait(10)
     return found
 
 

@@ -18,6 +18,7 @@ quoted, a secret-looking key is refused before its value is looked at).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from durable_ingest.errors import ConfigError
 
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+"""Source, resource and instance names (also part of topic and table names)."""
 ENV_PREFIX = "INGEST_"
 ENV_CONFIG_FILE = "INGEST_CONFIG"
 DEFAULT_CONFIG_FILE = Path("ingest.toml")
@@ -242,6 +245,22 @@ class SourceSettings(_Model):
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
     """Staging settings per resource; the connector's defaults fill in the rest."""
     runtime: RuntimeSettings = RuntimeSettings()
+    instances: list[str] = Field(default_factory=list)
+    """Names of the processes this source runs as, when several stage into the same
+    topics (e.g. one per product): each runs ``ingest source run <source> --instance
+    <name>`` and resumes from its own checkpoints; sinks keep each one's apart."""
+
+    @model_validator(mode="after")
+    def _instances(self) -> SourceSettings:
+        for name in self.instances:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"instance name {name!r} is invalid: use 1-63 lowercase letters, digits "
+                    "or '_', starting with a letter"
+                )
+        if len(set(self.instances)) != len(self.instances):
+            raise ValueError("instances must not repeat a name")
+        return self
 
 
 class StagingSettings(_Model):

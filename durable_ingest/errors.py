@@ -30,6 +30,7 @@
         ├── CheckpointError          a checkpoint is not plain JSON
         ├── SchemaEvolutionError     a schema change the table cannot follow
         ├── TopicError               a staging topic is missing or cannot be created
+        │   └── UnknownTopicError    the broker does not know the topic (yet)
         ├── ReplayRangeError         a replay range that is malformed, reversed or
         │                            before the retained data
         ├── DeliveryRejectedError    the broker refused a record for good (e.g. ACL)
@@ -306,6 +307,11 @@ class TopicError(StopError):
     def __init__(self, message: str, *, topic: str) -> None:
         super().__init__(message)
         self.topic = topic
+
+
+class UnknownTopicError(TopicError):
+    """A topic the broker does not know: missing, or created a moment ago and not yet
+    known to the broker that answered."""
 
 
 class ReplayRangeError(StopError):

@@ -171,7 +171,12 @@ def run_sink(
         # max.poll.interval.ms, hence the cap.
         retry = RetryPolicy(give_up_after_s=min(120.0, settings.kafka.max_poll_interval_ms / 2000))
         worker = SinkWorker(
-            session, targets, chunk_size=chunk_size, checkpoints=checkpoints, retry=retry
+            session,
+            targets,
+            chunk_size=chunk_size,
+            checkpoints=checkpoints,
+            retry=retry,
+            per_instance=bool(settings.sources[source].instances),
         )
         if admin_port is not None:
             admin = start_admin(

@@ -121,6 +121,7 @@ class SinkWorker:
         max_dead_letter_ratio: float = 0.1,
         min_dead_letters_to_stop: int = 100,
         checkpoints: CheckpointStore | None = None,
+        per_instance: bool = False,
         metrics: Metrics | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -136,6 +137,8 @@ class SinkWorker:
         self._max_ratio = max_dead_letter_ratio
         self._min_to_stop = min_dead_letters_to_stop
         self._checkpoints = checkpoints
+        self._per_instance = per_instance
+        """The source runs as named instances: save each one's newest checkpoint."""
         self.metrics = metrics or Metrics()
         self._time_field = {r.topic.name: r.time_field for r in session.context.resources}
         self._running = False
@@ -236,7 +239,7 @@ class SinkWorker:
             return
         source = self._session.context.source
         try:
-            carried_checkpoints = batch.checkpoints
+            carried_checkpoints = batch.carried_checkpoints(per_instance=self._per_instance)
         except CorruptRecordError as exc:
             # The rows are written and committed; only the checkpoint is unusable.
             log.error("checkpoint not saved: %s", exc)

@@ -64,8 +64,18 @@ def run_source(
     (see :mod:`source_workers.capture`). ``instance``: this process's name among
     several of the same source (see :class:`~staging.protocol.StagingContext`).
     """
-    if instance:
+    declared_instances = settings.sources[name].instances if name in settings.sources else []
+    if instance and instance not in declared_instances:
         check_name("instance", instance)
+        raise StopError(
+            f"source {name} has no instance {instance!r} (declared: "
+            f"{', '.join(declared_instances) or 'none'}): add it to instances in "
+            f"[sources.{name}], so that its sinks keep each instance's checkpoints apart"
+        )
+    if declared_instances and not instance:
+        raise StopError(
+            f"source {name} runs as instances {', '.join(declared_instances)}: pass --instance NAME"
+        )
     source, options = build_source(settings, name)
     settings = with_connector_defaults(settings, name)
     catalog = schema_catalog(settings)
@@ -85,6 +95,17 @@ def run_source(
             r.name: resume_point(entries_in(saved, name, r.name, instance))
             for r in source.resources
         }
+        for r in source.resources:
+            if instance and checkpoints[r.name] is None and entries_in(saved, name, r.name):
+                log.warning(
+                    "source %s, resource %s: instance %s has no checkpoint yet, but checkpoints "
+                    "saved without an instance name exist; they are not used: instance %s "
+                    "starts from the live feed",
+                    name,
+                    r.name,
+                    instance,
+                    instance,
+                )
         for resource, checkpoint in checkpoints.items():
             log.info(
                 "source %s%s, resource %s: resuming from %s",

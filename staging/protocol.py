@@ -108,53 +108,54 @@ class StagedBatch:
 
     @property
     def checkpoints(self) -> tuple[CarriedCheckpoint, ...]:
-        """The newest checkpoint per partition (and per source instance) in this batch.
+        """The newest checkpoint per partition in this batch, with its position.
 
         A write's checkpoint rides on its last record in every partition it
-        touched; a later one of the same writer in the same partition
-        supersedes it. This scans each partition's records from the end and
-        stops at the first checkpoint, so it reads few headers; call it once
-        per batch. Only when that checkpoint names a source instance (several
-        processes of one source share the topic) does it read the rest of the
-        partition's records, for the other instances' newest. Whether
+        touched; a later one in the same partition supersedes it. This scans
+        each partition's records from the end and stops at the first
+        checkpoint, so it reads few headers; call it once per batch. Whether
         the whole write is in the warehouse is decided across partitions by
         :func:`staging.checkpoints.resume_point`. Raises
         :class:`CorruptRecordError` for a checkpoint header that is not JSON.
         """
+        return self.carried_checkpoints(per_instance=False)
+
+    def carried_checkpoints(self, *, per_instance: bool) -> tuple[CarriedCheckpoint, ...]:
+        """:attr:`checkpoints`, or with ``per_instance`` the newest per partition *and*
+        per source instance (``ce_checkpointinstance``): for a source whose processes
+        stage into the same topics, each one's newest. That reads every record's
+        headers, so only sinks of such sources ask for it."""
         pending = {(r.topic, r.partition) for r in self.offsets}
-        shared: set[tuple[str, int]] = set()
-        """Partitions whose newest checkpoint names an instance: read to their start."""
         seen: set[tuple[str, int, str]] = set()
         found: list[CarriedCheckpoint] = []
         for record in reversed(self.records):
-            if not pending and not shared:
+            if not pending:
                 break
             where = (record.topic, record.partition)
-            if where not in pending and where not in shared:
+            if where not in pending:
                 continue
             carried = record.carried()
-            if carried is not None:
-                if where in pending:
-                    pending.discard(where)
-                    if carried.instance:
-                        shared.add(where)
-                if (*where, carried.instance) in seen:
-                    continue
-                seen.add((*where, carried.instance))
-                found.append(
-                    CarriedCheckpoint(
-                        carried.resource,
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        carried.checkpoint,
-                        carried.write_time,
-                        carried.partitions,
-                        carried.seq,
-                        carried.prev,
-                        carried.instance,
-                    )
+            if carried is None:
+                continue
+            if not per_instance:
+                pending.discard(where)
+            elif (*where, carried.instance) in seen:
+                continue
+            seen.add((*where, carried.instance))
+            found.append(
+                CarriedCheckpoint(
+                    carried.resource,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    carried.checkpoint,
+                    carried.write_time,
+                    carried.partitions,
+                    carried.seq,
+                    carried.prev,
+                    carried.instance,
                 )
+            )
         return tuple(sorted(found, key=lambda c: (c.topic, c.partition, c.instance)))
 
 

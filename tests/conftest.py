@@ -109,7 +109,14 @@ def apache_kafka_or_skip(error: StackError) -> None:
 
 def jars_or_skip() -> KafkaJars:
     """Apache Kafka's jars, fetched once into the cache, with a Java that runs them;
-    when either cannot be had here, skip (or fail, if Apache Kafka was asked for by name)."""
+    when either cannot be had here, skip (or fail, if Apache Kafka was asked for by name).
+    Tests that need Apache Kafka itself (its CLI, a 3-broker cluster) are skipped when the
+    switch leaves Apache Kafka out."""
+    if "apache" not in test_brokers():
+        pytest.skip(
+            f"{ENV_TEST_KAFKA}={os.environ.get(ENV_TEST_KAFKA)} (or INGEST_KAFKA_BOOTSTRAP) "
+            "leaves Apache Kafka out"
+        )
     try:
         java_binary()
         return kafka_jars()

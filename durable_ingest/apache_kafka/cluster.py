@@ -132,8 +132,14 @@ class KafkaCluster:
             s.node_id: Node(s, self.data_dir, java, jars, self._heap, self._properties)
             for s in layout.nodes
         }
+        try:
+            # Before formatting: node folders never exist without the layout they belong to.
+            (self.data_dir / LAYOUT_FILE).write_text(layout.to_json())
+        except OSError as exc:
+            raise StackError(
+                f"cannot write {self.data_dir / LAYOUT_FILE}: {exc.strerror}"
+            ) from None
         self._format(layout, list(nodes.values()))
-        (self.data_dir / LAYOUT_FILE).write_text(layout.to_json())
         self._layout, self._nodes = layout, nodes
         try:
             for node in nodes.values():
@@ -153,6 +159,12 @@ class KafkaCluster:
                 raise StackError(
                     f"{self.data_dir} holds a cluster of {layout.brokers} broker(s), not "
                     f"{self._brokers}: pass --brokers {layout.brokers} or another --data-dir"
+                )
+            if self._controllers is not None and len(layout.controllers) != self._controllers:
+                raise StackError(
+                    f"{self.data_dir} holds a cluster with {len(layout.controllers)} "
+                    f"controller(s), not {self._controllers}: leave out --controllers or "
+                    "pass another --data-dir"
                 )
             if self._port and layout.nodes[0].port != self._port:  # None and 0: its own
                 raise StackError(
@@ -175,7 +187,10 @@ class KafkaCluster:
                 "it is not a cluster this command started; pass another --data-dir"
             )
         brokers = self._brokers or 1
-        controllers = self._controllers if self._controllers is not None else min(3, brokers)
+        # One controller, or three (a quorum that survives one loss); two would stop
+        # when either died, which is worse than one.
+        default = 3 if brokers >= 3 else 1
+        controllers = self._controllers if self._controllers is not None else default
         if self._port != 0:
             first = DEFAULT_PORT if self._port is None else self._port
             ports = [first + i for i in range(brokers)]

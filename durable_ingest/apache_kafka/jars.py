@@ -153,9 +153,13 @@ def _fetch(cache: Path, pom: Path) -> KafkaJars:
             "once (Debian: apt-get install maven)"
         )
     folder = cache / f"kafka-{version}"
-    staging = Path(tempfile.mkdtemp(prefix=f".kafka-{version}-", dir=cache))
     try:
+        staging = Path(tempfile.mkdtemp(prefix=f".kafka-{version}-", dir=cache))
+        staging.chmod(0o755)  # a shared cache stays readable by its other users
         shutil.copyfile(pom, staging / "pom.xml")  # Maven writes nothing next to the shipped pom
+    except OSError as exc:
+        raise StackError(f"cannot prepare the Kafka jar cache in {cache}: {exc.strerror}") from None
+    try:
         command = [
             mvn,
             "-B",
@@ -182,10 +186,13 @@ def _fetch(cache: Path, pom: Path) -> KafkaJars:
                 f"Maven could not fetch Apache Kafka {version} (offline, or Maven Central "
                 f"unreachable?): {maven_cause(done.stdout + done.stderr)}"
             )
-        (staging / MARKER).write_text(pom_digest(pom) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)  # an incomplete fetch, or another pom of the same version
-        staging.rename(folder)
+        try:
+            (staging / MARKER).write_text(pom_digest(pom) + "\n")
+            if folder.exists():
+                shutil.rmtree(folder)  # an incomplete fetch, or another pom of the same version
+            staging.rename(folder)
+        except OSError as exc:
+            raise StackError(f"cannot fill the Kafka jar cache {folder}: {exc.strerror}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return KafkaJars(version, folder / "libs")

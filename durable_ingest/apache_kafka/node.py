@@ -63,7 +63,10 @@ class Node:
 
     def write_properties(self, layout: ClusterLayout) -> Path:
         properties = {**layout.properties(self.spec, self.log_dir), **self._properties}
-        self.properties_path.write_text(render(properties))
+        try:
+            self.properties_path.write_text(render(properties))
+        except OSError as exc:
+            raise StackError(f"cannot write {self.properties_path}: {exc.strerror}") from None
         return self.properties_path
 
     def format(self, layout: ClusterLayout) -> None:
@@ -80,7 +83,14 @@ class Node:
             "--config",
             str(self.write_properties(layout)),
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        except subprocess.TimeoutExpired:
+            raise StackError(
+                f"formatting Kafka node {self.node_id} in {self.log_dir} took over 120 s"
+            ) from None
+        except OSError as exc:
+            raise StackError(f"cannot run {self._java}: {exc.strerror}") from None
         if done.returncode != 0:
             lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
             raise StackError(
@@ -93,7 +103,10 @@ class Node:
             raise StackError(f"Kafka node {self.node_id} is already running")
         properties = self.write_properties(layout)
         self.close_log()
-        self._log = self.log_path.open("ab")
+        try:
+            self._log = self.log_path.open("ab")
+        except OSError as exc:
+            raise StackError(f"cannot write {self.log_path}: {exc.strerror}") from None
         command = [
             self._java,
             f"-Xmx{self._heap}",

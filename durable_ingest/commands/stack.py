@@ -26,17 +26,19 @@ from durable_ingest.compose import (
     staging_provider,
 )
 from durable_ingest.config import Settings
-from durable_ingest.errors import StopError
+from durable_ingest.errors import StackError, StopError
 from durable_ingest.stack import DEFAULT_PORT, ENGINES, Broker, make_broker
 
 log = logging.getLogger("ingest")
 
 
 def register(commands: Subcommands) -> None:
-    stack = commands.add_parser("stack", help="the embedded stack (broker + warehouse directory)")
+    stack = commands.add_parser(
+        "stack", help="a local stack: a broker (Tansu or Apache Kafka) and the warehouse directory"
+    )
     stack_commands = stack.add_subparsers(dest="stack_command", required=True)
     up = stack_commands.add_parser(
-        "up", help="start the embedded broker and create the topics; Ctrl-C stops it"
+        "up", help="start the broker and create the topics; Ctrl-C stops it"
     )
     up.add_argument(
         "--port",
@@ -76,7 +78,7 @@ def engine_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="K",
         help="with --engine kafka: K of the brokers are also KRaft controllers "
-        "(1 to 3; default: up to 3)",
+        "(1 to 3; default 1, or 3 from 3 brokers on)",
     )
 
 
@@ -142,7 +144,15 @@ def stack_up(
     broker = make_broker(engine, data_dir, port, brokers=brokers, controllers=controllers)
     state_file = data_dir / "stack.json"
     try:
-        bootstrap = broker.start()
+        try:
+            bootstrap = broker.start()
+        except StackError as exc:
+            if stop.is_set():  # a Ctrl-C reached the JVM or Maven too: not their fault
+                raise StackError("stopped while the broker was starting") from exc
+            raise
+        if stop.is_set():
+            print("stopped while the broker was starting", flush=True)
+            return 0
         settings = with_broker(settings, broker)
         topics = prepare_topics(settings)
         warehouse = settings.clickhouse.embedded_path

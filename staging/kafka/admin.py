@@ -16,7 +16,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 )
 
 from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import TopicError
+from durable_ingest.errors import TopicError, UnknownTopicError
 from staging.kafka.client_config import admin_config
 from staging.kafka.translate import broker_call, client_settings, kafka_error_of
 from staging.resource import TopicSpec
@@ -147,7 +147,9 @@ class TopicAdmin:
                 raise TopicError(f"cannot create topic {name}: {exc}", topic=name) from None
             created.append(name)
             log.info("created topic %s", name)
-        self._await_visible({s.name: s.partitions for s in missing})
+        # Only the topics created here: one another worker created meanwhile may have
+        # other partitions (the warning above is for that).
+        self._await_visible({s.name: s.partitions for s in missing if s.name in created})
         return sorted(created)
 
     def _await_visible(self, wanted: dict[str, int]) -> None:
@@ -196,7 +198,7 @@ class TopicAdmin:
                     )
                     entries = configs[resource].result(timeout=self._timeout)
                 return {name: entry.value for name, entry in entries.items()}
-            except TopicError:
+            except UnknownTopicError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)

@@ -21,6 +21,7 @@ from durable_ingest.errors import (
     IngestError,
     KafkaFatalError,
     TopicError,
+    UnknownTopicError,
 )
 
 _TIMEOUTS = {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT}
@@ -121,7 +122,7 @@ def broker_call(what: str, bootstrap: str, *, topic: str | None = None) -> Itera
         if error.fatal():
             raise KafkaFatalError(f"{what}: {describe(error)}", code=error.name()) from None
         if topic is not None and error.code() in _UNKNOWN_TOPIC:
-            raise TopicError(f"{what}: topic {topic} does not exist", topic=topic) from None
+            raise UnknownTopicError(f"{what}: topic {topic} does not exist", topic=topic) from None
         if error.code() in _UNREACHABLE or error.retriable():
             raise BrokerUnavailableError(
                 f"{what}: cannot reach Kafka at {bootstrap} ({describe(error)})",

@@ -149,24 +149,33 @@ def test_checkpoint_travels_with_the_batch(harness: Harness, catalog: SchemaCata
 def test_each_source_instance_s_checkpoint_travels_with_the_batch(
     harness: Harness, catalog: SchemaCatalog
 ) -> None:
-    """Two processes of one source (instances a and b) stage into one partition: a batch
-    carries the newest checkpoint of each, named, not only the last one written."""
+    """Processes of one source (instances a and b, and one without a name) stage into one
+    partition: per instance, a batch carries the newest checkpoint of each, named, not only
+    the last one written (which is all a sink of an unnamed source asks for)."""
     ctx = context(catalog, partitions=1)
     a = StagingContext(source=ctx.source, resources=ctx.resources, instance="a")
     b = StagingContext(source=ctx.source, resources=ctx.resources, instance="b")
     with (
         harness.provider.allocate_session(a) as first,
         harness.provider.allocate_session(b) as second,
+        harness.provider.allocate_session(ctx) as unnamed,
     ):
         first.writer().write_batch(trades(2), checkpoint={"n": 1})
         first.writer().write_batch(trades(2, start=2), checkpoint={"n": 2})
         second.writer().write_batch(trades(2, start=4), checkpoint={"n": 10})
         first.writer().write_batch(trades(2, start=6), checkpoint={"n": 3})
+        unnamed.writer().write_batch(trades(2, start=8), checkpoint={"n": 100})
     with harness.provider.allocate_session(ctx) as session:
-        batches = read(session.reader(), 8)
-    assert sum(len(batch) for batch in batches) == 8
-    newest = {c.instance: (c.checkpoint, c.offset) for batch in batches for c in batch.checkpoints}
-    assert newest == {"a": ({"n": 3}, 7), "b": ({"n": 10}, 5)}
+        batches = read(session.reader(), 10)
+    assert sum(len(batch) for batch in batches) == 10
+    newest = {
+        c.instance: (c.checkpoint, c.offset)
+        for batch in batches
+        for c in batch.carried_checkpoints(per_instance=True)
+    }
+    assert newest == {"a": ({"n": 3}, 7), "b": ({"n": 10}, 5), "": ({"n": 100}, 9)}
+    last = [c for batch in batches for c in batch.checkpoints][-1]
+    assert (last.instance, last.checkpoint) == ("", {"n": 100})
 
 
 def test_two_members_split_partitions_and_read_everything(

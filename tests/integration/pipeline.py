@@ -98,6 +98,7 @@ class Pipeline:
         *,
         kafka: str = "",
         staging: str = "replication_factor = 3\n",
+        instances: tuple[str, ...] = (),
         target: str | None = None,
         partitions: int = 3,
     ) -> None:
@@ -128,6 +129,7 @@ class Pipeline:
             + kafka
             + f"[staging]\n{staging}"
             + f'[sources.{self.source}]\nconnector = "coinbase"\n'
+            + f"instances = {json.dumps(list(instances))}\n"
             + f"[sources.{self.source}.runtime]\n"
             + "linger_s = 0.1\nidle_timeout_s = 5\nbackoff_initial_s = 0.1\nbackoff_max_s = 1\n"
             + resource
@@ -144,6 +146,8 @@ class Pipeline:
         self.sources: list[subprocess.Popen[str]] = []
         self.sinks: list[subprocess.Popen[str]] = []
         self._names: dict[int, str] = {}
+        self.stopped: set[int] = set()
+        """Workers the test stopped on purpose."""
 
     # --- processes ----------------------------------------------------------------
 
@@ -194,6 +198,20 @@ class Pipeline:
     def running(self) -> list[subprocess.Popen[str]]:
         return [p for p in [*self.sources, *self.sinks] if p.poll() is None]
 
+    def stop(self, process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> int:
+        """Stop a worker on purpose (SIGTERM, or ``signum``); its exit code."""
+        self.stopped.add(process.pid)
+        process.send_signal(signum)
+        return process.wait(60)
+
+    def exited_by_themselves(self) -> list[str]:
+        """Workers that ended without the test stopping them, with their last log lines."""
+        return [
+            f"{self._names[p.pid]} exited {p.returncode}: {self.log(p)[-2000:]}"
+            for p in [*self.sources, *self.sinks]
+            if p.poll() is not None and p.pid not in self.stopped
+        ]
+
     def start(self) -> Self:
         self.start_sink()
         self.start_source()
@@ -237,6 +255,7 @@ class Pipeline:
         """SIGTERM every worker still running; each must exit 0."""
         running = self.running()
         for process in running:
+            self.stopped.add(process.pid)
             process.send_signal(signal.SIGTERM)
         for process in running:
             process.wait(timeout_s)
@@ -282,9 +301,9 @@ class Delivered:
     timestamp_ms: int
 
 
-def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 60) -> list[Delivered]:
-    """Every record of ``topic`` (all partitions, from the start), decoded; reads until
-    ``expect`` records came or nothing more arrives for 3 s."""
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 90) -> list[Delivered]:
+    """Every record of ``topic`` (all partitions, from the start), decoded, duplicates
+    included: reads until nothing more arrives for 3 s (the writers have stopped)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from staging.decoder import EnvelopeDecoder, FixedHeaders
@@ -299,7 +318,7 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 60) -
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         deadline, quiet = time.monotonic() + timeout_s, time.monotonic() + 3
-        while time.monotonic() < min(deadline, quiet) and len(found) < expect:
+        while time.monotonic() < min(deadline, quiet):
             for m in consumer.consume(1_000, 0.5):
                 if m.error() is not None:
                     continue

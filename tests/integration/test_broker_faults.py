@@ -21,11 +21,9 @@ from pathlib import Path
 import pytest
 
 from durable_ingest.apache_kafka import KafkaCluster
-from durable_ingest.config import KafkaSettings
 from tests.integration.conftest import Spawn, admin
-from tests.integration.pipeline import Pipeline, Trading, resumed_from
+from tests.integration.pipeline import Pipeline, Trading, read_topic, resumed_from
 from tests.integration.source_helpers import wait_for
-from tests.integration.test_coinbase_source import staged_ids
 from tests.servers.coinbase import CoinbaseExchange
 
 pytestmark = pytest.mark.integration
@@ -70,15 +68,13 @@ def recovered(pipeline: Pipeline, since: float, timeout_s: float = 120) -> float
 def finish(pipeline: Pipeline, cluster: KafkaCluster) -> None:
     """Wait for the sink to confirm every trade, stop the workers (exit 0), check exactly.
     No worker may have exited by itself: none needed a hand restart."""
-    workers = pipeline.running()
     try:
         pipeline.wait_confirmed_all()
     finally:
-        for process in workers:
-            assert process.poll() is None, pipeline.log(process)[-3000:]
+        assert not pipeline.exited_by_themselves(), pipeline.exited_by_themselves()
     pipeline.stop_all()
-    kafka = KafkaSettings(bootstrap=cluster.bootstrap)
-    outcome = pipeline.outcome(staged_ids(kafka, pipeline.source, expect=len(pipeline.expected())))
+    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches")
+    outcome = pipeline.outcome([(r.product, r.trade_id) for r in staged])
     print(f"\n{outcome}")
 
 
@@ -148,18 +144,13 @@ def test_kill_9_of_the_checkpoint_leader_and_a_source_restarting_meanwhile(
         cluster.kill(victim)
         killed = time.monotonic()
         source = pipeline.sources[0]
-        source.terminate()
-        assert source.wait(60) == 0, pipeline.log(source)[-3000:]
-        # What the source staged is all confirmed before it restarts: its resume point is known.
-        staged_last = {p: max(i for q, i in pipeline.expected() if q == p) for p in PRODUCTS}
-        wait_for(
-            lambda: all(pipeline.confirmed().get(p, 0) >= pipeline.first[p] for p in PRODUCTS),
-            60,
-            "confirmed checkpoints",
-        )
-        time.sleep(2)
+        assert pipeline.stop(source) == 0, pipeline.log(source)[-3000:]
+        # Everything the stopped source staged is confirmed before it restarts, so the
+        # checkpoint it must resume from is known: the last trade staged per product.
+        staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches")
+        staged_last = {p: max(r.trade_id for r in staged if r.product == p) for p in PRODUCTS}
+        wait_for(lambda: pipeline.confirmed() == staged_last, 60, f"{staged_last} confirmed")
         confirmed = pipeline.confirmed()
-        assert all(confirmed[p] <= staged_last[p] for p in PRODUCTS)
         restarted = pipeline.start_source()
         print(
             f"\nsource restarted and subscribed {time.monotonic() - killed:.1f} s after the "

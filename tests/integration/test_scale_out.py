@@ -54,21 +54,20 @@ def test_sink_members_killed_added_and_stopped_deliver_every_record(
         wait_for(lambda: bool(pipeline.confirmed()), 90, "a first confirmed checkpoint")
         time.sleep(2)
         marks["kill -9"] = time.time()
-        pipeline.sinks[0].send_signal(signal.SIGKILL)
-        pipeline.sinks[0].wait(10)
+        pipeline.stop(pipeline.sinks[0], signal.SIGKILL)
         time.sleep(10)
         marks["fourth joins"] = time.time()
         pipeline.start_sink()
         time.sleep(10)
         marks["SIGTERM"] = time.time()
-        pipeline.sinks[1].send_signal(signal.SIGTERM)
-        assert pipeline.sinks[1].wait(60) == 0, pipeline.log(pipeline.sinks[1])[-3000:]
+        assert pipeline.stop(pipeline.sinks[1]) == 0, pipeline.log(pipeline.sinks[1])[-3000:]
         time.sleep(10)
     pipeline.wait_confirmed_all()
+    assert not pipeline.exited_by_themselves(), pipeline.exited_by_themselves()
     pipeline.stop_all()
     want = set(pipeline.expected())
-    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches", len(want))
-    delivered = read_topic(cluster.bootstrap, f"derived.{pipeline.source}.matches", len(want))
+    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches")
+    delivered = read_topic(cluster.bootstrap, f"derived.{pipeline.source}.matches")
     assert {(r.product, r.trade_id) for r in delivered} == want
     assert {r.event_id for r in delivered} == {r.event_id for r in staged}
     duplicates = len(delivered) - len({(r.product, r.trade_id) for r in delivered})
@@ -85,11 +84,11 @@ def test_sink_members_killed_added_and_stopped_deliver_every_record(
 def test_sources_split_by_product_into_one_topic_lose_nothing_when_one_is_killed(
     healthy_cluster: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
 ) -> None:
-    """Two processes of one source, one per product (``--instance btc``/``eth``), stage into
-    the same topic; the BTC one is killed with -9 mid-stream and restarted after trades it
+    """Two processes of one source, one per product (``instances = ["btc", "eth"]``, each
+    run with ``--instance``), stage into the same topic; the BTC one is killed with -9 mid-stream and restarted after trades it
     missed: it resumes from its own confirmed checkpoint, so REST fills exactly its gap."""
     cluster = healthy_cluster
-    pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange)
+    pipeline = Pipeline(tmp_path, cluster.bootstrap, spawn, exchange, instances=("btc", "eth"))
     pipeline.start_sink()
     btc = pipeline.start_source("--instance", "btc", env={"COINBASE_PRODUCTS": "BTC-USD"})
     pipeline.start_source("--instance", "eth", env={"COINBASE_PRODUCTS": "ETH-USD"})
@@ -97,8 +96,7 @@ def test_sources_split_by_product_into_one_topic_lose_nothing_when_one_is_killed
         wait_for(lambda: len(pipeline.confirmed("btc")) == 1, 90, "BTC confirmed")
         wait_for(lambda: len(pipeline.confirmed("eth")) == 1, 90, "ETH confirmed")
         time.sleep(2)
-        btc.send_signal(signal.SIGKILL)
-        btc.wait(10)
+        pipeline.stop(btc, signal.SIGKILL)
         time.sleep(5)  # BTC trades while its source is down: only REST has them now
         confirmed = pipeline.confirmed("btc")
         restarted = pipeline.start_source("--instance", "btc", env={"COINBASE_PRODUCTS": "BTC-USD"})
@@ -112,6 +110,7 @@ def test_sources_split_by_product_into_one_topic_lose_nothing_when_one_is_killed
         180,
         "both instances confirmed to the last trade",
     )
+    assert not pipeline.exited_by_themselves(), pipeline.exited_by_themselves()
     pipeline.stop_all()
     assert resumed_from(pipeline.log(restarted)) == confirmed
     shown = subprocess.run(
@@ -126,6 +125,6 @@ def test_sources_split_by_product_into_one_topic_lose_nothing_when_one_is_killed
     assert (
         status["checkpoint"]["resume_from"]["products"]["BTC-USD"]["trade_id"] == (last["BTC-USD"])
     )
-    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches", 10**9, 60)
+    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches")
     outcome = pipeline.outcome([(r.product, r.trade_id) for r in staged])
     print(f"\n{outcome}")

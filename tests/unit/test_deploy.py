@@ -84,10 +84,33 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return result
 
 
+def stages() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each stage's name (its ``AS``, else its index) and instructions, in order."""
+    found: list[tuple[str, list[tuple[str, str]]]] = []
+    for keyword, arguments in instructions(DOCKERFILE.read_text()):
+        if keyword == "FROM":
+            words = arguments.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(found))
+            found.append((name, []))
+        if found:  # before the first FROM: global ARGs
+            found[-1][1].append((keyword, arguments))
+    return found
+
+
+def effective(name: str | None = None) -> list[tuple[str, str]]:
+    """What a build target (default: the last stage) runs, following ``FROM <stage>`` to the
+    stage it builds on: that stage's instructions first, then its own."""
+    named = dict(stages())
+    steps = named[name] if name is not None else stages()[-1][1]
+    base = steps[0][1].split()[0]
+    if base in named:
+        return [*effective(base), *steps[1:]]
+    return steps
+
+
 def final_stage() -> list[tuple[str, str]]:
-    steps = instructions(DOCKERFILE.read_text())
-    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
-    return steps[last_from:]
+    """The default target, as built: ``docker build -f deploy/Dockerfile .``."""
+    return effective()
 
 
 def only(stage: list[tuple[str, str]], keyword: str) -> str:
@@ -274,19 +297,24 @@ def test_no_secret_is_hard_coded_in_compose() -> None:
 
 
 def test_image_is_python_slim_and_installs_the_project_without_embedded() -> None:
-    """Python 3.11+ slim; the project is built into a wheel and installed, no [embedded]."""
+    """Python 3.11+ slim; the project is built into a wheel and installed, no [embedded] in
+    the default target; the "embedded" target adds it (chDB) to the same image."""
     text = DOCKERFILE.read_text()
     steps = instructions(text)
+    names = {name for name, _ in stages()}
     args = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
     for keyword, arguments in steps:
-        if keyword == "FROM":
+        if keyword == "FROM" and arguments.split()[0] not in names:
             image = resolve(arguments.split()[0], args)
             name, _, tag = image.partition(":")
             assert name == "python" and tag.endswith("-slim"), image
             assert tuple(map(int, tag.removesuffix("-slim").split("."))) >= (3, 11)
-    runs = " ".join(a for k, a in steps if k == "RUN")
-    assert "pip wheel" in runs and "pip install" in runs
-    assert "embedded" not in runs
+    runs = " ".join(a for k, a in final_stage() if k == "RUN")
+    assert "pip install" in runs and "embedded" not in runs
+    assert "pip wheel" in " ".join(a for k, a in dict(stages())["build"] if k == "RUN")
+    embedded = effective("embedded")
+    assert [a for k, a in embedded if k == "RUN" and "durable-ingest[embedded]" in a]
+    assert [a for k, a in embedded if k == "USER"][-1] == "10001:10001"
     assert image_env()["PYTHONUNBUFFERED"] == "1"
 
 
