@@ -123,7 +123,6 @@ class Member:
         raise RuntimeError(f"timed out; events: {self.events[-5:]}")
 
 
-
 def one_round(bootstrap: str) -> dict[str, float]:
     topic = f"bench.group.{uuid.uuid4().hex[:8]}"
     TopicAdmin(KafkaSettings(bootstrap=bootstrap)).ensure([TopicSpec(topic, partitions=PARTITIONS)])
