@@ -42,13 +42,14 @@ from typing import Any, TextIO
 from durable_ingest.commands.stack import prepare_topics, with_broker
 from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
 from durable_ingest.config import Settings
-from durable_ingest.errors import CaptureError, IngestError, StopError
+from durable_ingest.errors import IngestError, StopError
 from durable_ingest.processes import Worker
 from durable_ingest.progress import Snapshot, describe_checkpoint, render
 from durable_ingest.stack import Broker, make_broker
 from sink_workers.tables import identifier
 from source_workers.capture import CaptureFile, ReplaySpec
 from source_workers.connectors import Connector, load_connector
+from source_workers.replay_feed import load_capture, replay_env
 
 log = logging.getLogger("ingest.dev")
 STATE_FILE = "dev.json"
@@ -71,13 +72,6 @@ class DevOptions:
     log_level: str = "INFO"
 
 
-def sample_capture(connector: str) -> Path:
-    """The capture a connector ships (``connectors/<name>/captures/sample.jsonl``)."""
-    import source_workers.connectors as package
-
-    return Path(package.__file__).parent / connector / "captures" / "sample.jsonl"
-
-
 class DevRun:
     def __init__(self, settings: Settings, options: DevOptions, out: TextIO = sys.stdout) -> None:
         self.options = options
@@ -91,21 +85,7 @@ class DevRun:
         self.capture: CaptureFile | None = None
         self.replay_spec: ReplaySpec | None = None
         if options.replay is not None:
-            self.replay_spec = getattr(self.connector.pipeline, "REPLAY", None)
-            if self.replay_spec is None:
-                raise StopError(
-                    f"connector {options.connector} cannot replay a capture (it has no REPLAY "
-                    "spec in its pipeline); run it against its provider instead"
-                )
-            self.capture = CaptureFile(options.replay)
-            if self.capture.header.connector != options.connector:
-                raise CaptureError(
-                    f"capture {options.replay} was recorded from connector "
-                    f"{self.capture.header.connector}, not {options.connector}"
-                )
-            frames = self.capture.check()  # every line, before anything starts
-            if frames == 0:
-                raise CaptureError(f"capture {options.replay} holds no frames")
+            self.capture, self.replay_spec = load_capture(self.connector, options.replay)
         if not options.speed > 0:
             raise StopError(f"--speed must be above 0, not {options.speed}")
         if options.max_events is not None and options.max_events < 1:
@@ -185,11 +165,7 @@ class DevRun:
 
     def _replay_env(self, ws_url: str, http_url: str) -> dict[str, str]:
         assert self.replay_spec is not None and self.capture is not None
-        env = self.capture.header.env(self.connector.env_prefix, self.replay_spec)
-        env[self.replay_spec.websocket_env] = ws_url
-        for name in self.replay_spec.http_env:
-            env[name] = http_url
-        return env
+        return replay_env(self.connector, self.capture, self.replay_spec, ws_url, http_url)
 
     def _start(self, name: str, command: list[str], env: dict[str, str], dev_dir: Path) -> Worker:
         args = [sys.executable, "-m", "durable_ingest.cli", "--log-level", self.options.log_level]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ from durable_ingest.config import Settings, connector_settings
 from durable_ingest.errors import StopError
 from source_workers.authoring import Source
 from source_workers.capture import CaptureRecorder, ReplaySpec, recorded_settings
-from source_workers.connectors import connector_of, load_connector
+from source_workers.connectors import Connector, connector_of, load_connector
+from source_workers.replay_feed import load_capture, replay_env
 from source_workers.runtime import RuntimeStats, SourceRuntime
 from staging.checkpoints import entries_in, resume_point
 from staging.protocol import StagingContext
@@ -38,13 +41,19 @@ from staging.resource import check_name
 log = logging.getLogger(__name__)
 
 
-def build_source(settings: Settings, name: str) -> tuple[Source, Any]:
-    """The configured source ``name`` and its connector settings."""
+def source_connector(settings: Settings, name: str) -> Connector:
+    """The connector the source ``name`` runs."""
     configured = settings.sources.get(name)
-    connector = load_connector(
-        configured.connector if configured and configured.connector else name
-    )
-    options = connector_settings(connector.settings_model, connector.env_prefix)
+    return load_connector(connector_of(name, configured.connector if configured else None))
+
+
+def build_source(
+    settings: Settings, name: str, env: Mapping[str, str] | None = None
+) -> tuple[Source, Any]:
+    """The configured source ``name`` and its connector settings (from ``env``, default
+    the process environment)."""
+    connector = source_connector(settings, name)
+    options = connector_settings(connector.settings_model, connector.env_prefix, env)
     source: Source = connector.pipeline.build(name, options)
     return source, options
 
@@ -57,12 +66,16 @@ def run_source(
     admin_host: str = "127.0.0.1",
     record: Path | None = None,
     instance: str = "",
+    replay: Path | None = None,
+    speed: float = 1.0,
 ) -> RuntimeStats:
     """Run the source ``name`` until stopped; raises a StopError for what cannot be retried.
 
     ``record``: write every websocket frame received to this new capture file
     (see :mod:`source_workers.capture`). ``instance``: this process's name among
     several of the same source (see :class:`~staging.protocol.StagingContext`).
+    ``replay``: feed the connector this capture, played ``speed`` times faster by a
+    local capture server, instead of its provider.
     """
     declared_instances = settings.sources[name].instances if name in settings.sources else []
     if instance and instance not in declared_instances:
@@ -76,7 +89,44 @@ def run_source(
         raise StopError(
             f"source {name} runs as instances {', '.join(declared_instances)}: pass --instance NAME"
         )
-    source, options = build_source(settings, name)
+    with ExitStack() as feed:
+        env: dict[str, str] | None = None
+        if replay is not None:
+            env = dict(os.environ) | _replay(feed, source_connector(settings, name), replay, speed)
+        source, options = build_source(settings, name, env)
+        return _run_source(
+            settings, name, source, options, admin_port, admin_host, record, instance
+        )
+
+
+def _replay(feed: ExitStack, connector: Connector, path: Path, speed: float) -> dict[str, str]:
+    """Start a capture server on ``path`` (closed with ``feed``); the connector's variables."""
+    from source_workers.transport.capture_server import CaptureServer
+
+    capture, spec = load_capture(connector, path)
+    server = feed.enter_context(CaptureServer(capture, speed=speed))
+    log.info("replaying capture %s at %gx over %s", path, speed, server.ws_url)
+
+    def watch() -> None:
+        server.finished.wait()
+        log.info(
+            "capture played: %d frames sent; the source keeps running until stopped", server.sent
+        )
+
+    threading.Thread(target=watch, name="capture watcher", daemon=True).start()
+    return replay_env(connector, capture, spec, server.ws_url, server.http_url)
+
+
+def _run_source(
+    settings: Settings,
+    name: str,
+    source: Source,
+    options: Any,
+    admin_port: int | None,
+    admin_host: str,
+    record: Path | None,
+    instance: str,
+) -> RuntimeStats:
     settings = with_connector_defaults(settings, name)
     catalog = schema_catalog(settings)
     declared = {r.name: r for r in staged_resources(settings, catalog, name)}
@@ -148,8 +198,7 @@ def run_source(
 
 
 def _recorder(settings: Settings, name: str, options: Any, path: Path) -> CaptureRecorder:
-    configured = settings.sources.get(name)
-    connector = load_connector(connector_of(name, configured.connector if configured else None))
+    connector = source_connector(settings, name)
     spec: ReplaySpec | None = getattr(connector.pipeline, "REPLAY", None)
     kept = recorded_settings(options, spec) if spec is not None else {}
     return CaptureRecorder(path, connector.name, kept, note=f"recorded by source {name}")

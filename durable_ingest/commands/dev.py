@@ -62,7 +62,8 @@ def register(commands: Subcommands) -> None:
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
-    from durable_ingest.dev import DevOptions, DevRun, sample_capture
+    from durable_ingest.dev import DevOptions, DevRun
+    from source_workers.replay_feed import sample_capture
 
     replay: Path | None = None
     if args.replay == SAMPLE:

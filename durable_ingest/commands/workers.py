@@ -14,6 +14,8 @@ from durable_ingest.compose import with_connector_defaults
 from durable_ingest.config import Settings
 from durable_ingest.errors import StopError
 
+SAMPLE = "sample"
+
 
 def register(commands: Subcommands) -> None:
     source = commands.add_parser("source", help="source workers: provider APIs into staging")
@@ -30,6 +32,17 @@ def register(commands: Subcommands) -> None:
         metavar="FILE",
         help="also write every websocket frame received to this new capture file "
         "(replay it with: ingest dev <connector> --replay FILE)",
+    )
+    source_run.add_argument(
+        "--replay",
+        nargs="?",
+        const=SAMPLE,
+        metavar="FILE",
+        help="feed the connector a captured feed over a local websocket instead of its "
+        "provider (offline); without FILE, the capture the connector ships",
+    )
+    source_run.add_argument(
+        "--speed", type=float, default=1.0, help="with --replay: this many times faster (1)"
     )
     source_run.add_argument(
         "--instance",
@@ -69,6 +82,16 @@ def register(commands: Subcommands) -> None:
 def _source_run(args: argparse.Namespace, settings: Settings) -> int:
     from source_workers.run import run_source
 
+    replay: Path | None = None
+    if args.replay is not None:
+        from source_workers.connectors import connector_of
+        from source_workers.replay_feed import sample_capture
+
+        configured = settings.sources.get(args.source)
+        connector = connector_of(args.source, configured.connector if configured else None)
+        replay = sample_capture(connector) if args.replay == SAMPLE else Path(args.replay)
+    if not args.speed > 0:
+        raise StopError(f"--speed must be above 0, not {args.speed}")
     run_source(
         settings,
         args.source,
@@ -76,6 +99,8 @@ def _source_run(args: argparse.Namespace, settings: Settings) -> int:
         admin_host=args.admin_host,
         record=args.record,
         instance=args.instance,
+        replay=replay,
+        speed=args.speed,
     )
     return 0
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from durable_ingest.config import KafkaSettings
-from durable_ingest.dev import sample_capture
 from source_workers.capture import CaptureFile
+from source_workers.replay_feed import sample_capture
 from tests.helpers import unique
 from tests.integration.conftest import Spawn
 from tests.integration.source_helpers import process_env, source_config, wait_for

@@ -1,0 +1,52 @@
+"""A capture played as a connector's feed: checked before anything starts, and the
+connector variables that point the connector at the local capture server.
+
+Used by ``ingest dev --replay`` and ``ingest source run --replay`` alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from durable_ingest.errors import CaptureError, StopError
+from source_workers.capture import CaptureFile, ReplaySpec
+from source_workers.connectors import Connector
+
+
+def sample_capture(connector: str) -> Path:
+    """The capture a connector ships (``connectors/<name>/captures/sample.jsonl``)."""
+    import source_workers.connectors as package
+
+    return Path(package.__file__).parent / connector / "captures" / "sample.jsonl"
+
+
+def load_capture(connector: Connector, path: Path) -> tuple[CaptureFile, ReplaySpec]:
+    """The capture at ``path`` and the connector's replay spec; every line is checked
+    first, so a bad capture is one clear error before anything starts."""
+    spec: ReplaySpec | None = getattr(connector.pipeline, "REPLAY", None)
+    if spec is None:
+        raise StopError(
+            f"connector {connector.name} cannot replay a capture (it has no REPLAY "
+            "spec in its pipeline); run it against its provider instead"
+        )
+    capture = CaptureFile(path)
+    if capture.header.connector != connector.name:
+        raise CaptureError(
+            f"capture {path} was recorded from connector {capture.header.connector}, "
+            f"not {connector.name}"
+        )
+    if capture.check() == 0:
+        raise CaptureError(f"capture {path} holds no frames")
+    return capture, spec
+
+
+def replay_env(
+    connector: Connector, capture: CaptureFile, spec: ReplaySpec, ws_url: str, http_url: str
+) -> dict[str, str]:
+    """The connector's variables for a replay: the recorded settings (e.g. products) and
+    its URLs pointed at the capture server."""
+    env = capture.header.env(connector.env_prefix, spec)
+    env[spec.websocket_env] = ws_url
+    for name in spec.http_env:
+        env[name] = http_url
+    return env
