@@ -26,6 +26,11 @@ trap 'rm -rf "$CONTEXT"' EXIT
 cp -r "$LIBS" "$CONTEXT/libs"
 cp "$HERE/kafka/run.py" "$HERE/kafka/kafka-topics.sh" "$CONTEXT/"
 cp "$HERE/../../durable_ingest/apache_kafka/log4j2.properties" "$CONTEXT/"
-podman build --quiet --network host --format docker -f "$HERE/kafka/Dockerfile" \
-  -t "$IMAGE" "$CONTEXT" >/dev/null
+if ! podman build --network host --format docker -f "$HERE/kafka/Dockerfile" \
+    -t "$IMAGE" "$CONTEXT" >"$CONTEXT.log" 2>&1; then
+  tail -n 20 "$CONTEXT.log" >&2; rm -f "$CONTEXT.log"
+  echo "kafka-image: building $IMAGE failed" >&2
+  exit 1
+fi
+rm -f "$CONTEXT.log"
 echo "built $IMAGE"

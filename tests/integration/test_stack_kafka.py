@@ -80,6 +80,7 @@ def test_a_three_broker_cluster_replicates_keeps_its_data_and_leaves_no_jvm(
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     producer.produce("ingest.coinbase.matches", value, b"k", partition=0)
     assert producer.flush(30) == 0
+    del producer  # no client left retrying a cluster the test stops
     pids = json.loads((data / "stack.json").read_text())["broker_pids"]
     assert len(pids) == 3
 

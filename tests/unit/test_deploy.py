@@ -309,12 +309,18 @@ def test_image_is_python_slim_and_installs_the_project_without_embedded() -> Non
             name, _, tag = image.partition(":")
             assert name == "python" and tag.endswith("-slim"), image
             assert tuple(map(int, tag.removesuffix("-slim").split("."))) >= (3, 11)
-    runs = " ".join(a for k, a in final_stage() if k == "RUN")
-    assert "pip install" in runs and "embedded" not in runs
-    assert "pip wheel" in " ".join(a for k, a in dict(stages())["build"] if k == "RUN")
+    named = dict(stages())
+    build = " ".join(a for k, a in named["build"] if k == "RUN")
+    assert "pip install ." in build and "embedded" not in build
+    copies = [a for k, a in final_stage() if k == "COPY" and a.startswith("--from=")]
+    assert copies == ["--from=build /opt/durable-ingest /opt/durable-ingest"]
+    assert "pip install '.[embedded]'" in " ".join(
+        a for k, a in named["build-embedded"] if k == "RUN"
+    )
     embedded = effective("embedded")
-    assert [a for k, a in embedded if k == "RUN" and "durable-ingest[embedded]" in a]
+    assert embedded[-1] == ("COPY", "--from=build-embedded /opt/durable-ingest /opt/durable-ingest")
     assert [a for k, a in embedded if k == "USER"][-1] == "10001:10001"
+    assert image_env()["PATH"].startswith("/opt/durable-ingest/bin:")
     assert image_env()["PYTHONUNBUFFERED"] == "1"
 
 
