@@ -187,11 +187,25 @@ def test_clickhouse_server_matches_the_sink() -> None:
     assert "--user" in " ".join(clickhouse["healthcheck"]["test"])
 
 
+def test_the_local_profile_needs_no_clickhouse_server() -> None:
+    """Profile "local": one embedded sink (chDB on a volume, never scaled) and an offline
+    source; neither needs the clickhouse service, and both are only in that profile."""
+    local = {n: s for n, s in services().items() if "local" in s.get("profiles", [])}
+    assert set(local) == {"sink-local", "coinbase-replay"}
+    sink = local["sink-local"]
+    assert sink["image"] == "durable-ingest:embedded" and sink["build"]["target"] == "embedded"
+    assert sink["volumes"] == ["warehouse:/var/lib/durable-ingest"]
+    assert "deploy" not in sink and "INGEST_CLICKHOUSE_DSN" not in sink["environment"]
+    assert local["coinbase-replay"]["command"][:4] == ["source", "run", "coinbase", "--replay"]
+    for service in local.values():
+        assert set(service["depends_on"]) == {"kafka"}
+
+
 def test_workers_one_source_and_two_scalable_sinks() -> None:
     """One coinbase source (a source is one connection) and a sink service with 2 replicas
     that `--scale` can change: no fixed container name, no host port."""
     workers_ = {n: s for n, s in services().items() if s.get("image", "").startswith("durable")}
-    commands = {n: s["command"][:2] for n, s in workers_.items()}
+    commands = {n: s["command"][:2] for n, s in workers_.items() if "profiles" not in s}
     assert commands == {"coinbase-source": ["source", "run"], "sink": ["sink", "run"]}
     assert services()["coinbase-source"].get("deploy", {}).get("replicas", 1) == 1
     sink = services()["sink"]
