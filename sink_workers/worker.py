@@ -37,6 +37,7 @@ from durable_ingest.errors import (
 from durable_ingest.metrics import Metrics
 from sink_workers.batching import InsertBatch, by_partition
 from sink_workers.columns import to_columns
+from sink_workers.sink_metrics import declare_series, publish_lag
 from sink_workers.tables import TableSpec
 from staging.checkpoints import CheckpointStore, partition_entry, partition_slot
 from staging.deadletters import DeadLetter
@@ -150,6 +151,7 @@ class SinkWorker:
         self._stopping = False
         self.stats = SinkStats()
         self._last_checkpoints: dict[str, Any] = {}
+        declare_series(self.metrics, [r.name for r in session.context.resources])
 
     def health(self) -> dict[str, Any]:
         """For ``/health``: healthy while running and not failed."""
@@ -222,6 +224,7 @@ class SinkWorker:
                 len(reader.assignment()),
                 help="Partitions this member owns",
             )
+            publish_lag(self.metrics, reader.ends(), committed, self._resource_of)
             seen += len(batch.records) + len(batch.corrupt)
             if (
                 self.stats.dead_letters >= self._min_to_stop

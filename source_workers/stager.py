@@ -74,6 +74,14 @@ class Stager:
         """What ended staging: a write that failed for good, or a give-up at shutdown."""
         self._stop_deadline: float | None = None
         self._labels = {name: {"source": source, "resource": name} for name in resources}
+        for labels in self._labels.values():  # every series from the start, at 0
+            self.metrics.inc("source_records_staged_total", 0, labels, help="Records staged")
+            self.metrics.inc(
+                "source_dead_letters_total",
+                0,
+                labels,
+                help="Frames and records quarantined to dead-letter topics",
+            )
 
     async def add(
         self,

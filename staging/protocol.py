@@ -232,6 +232,12 @@ class RecordReader(Protocol):
         """Partitions this member owns right now."""
         ...
 
+    def ends(self) -> dict[Partition, int]:
+        """The end (next offset to be written) of each owned partition, as the broker
+        last reported it to this reader; no request is sent. A partition not fetched yet
+        is missing. A broker with wrong watermarks (Tansu) gives wrong ends."""
+        ...
+
     def wait(self, seconds: float) -> None:
         """Wait (e.g. to retry a write) without being dropped from the group.
 

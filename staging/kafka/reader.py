@@ -221,6 +221,17 @@ class KafkaRecordReader:
     def assignment(self) -> frozenset[Partition]:
         return self._ledger.assigned
 
+    def ends(self) -> dict[Partition, int]:
+        found = {}
+        for part in self._ledger.assigned:
+            # cached: the high watermark of the last fetch response, no broker request.
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(part.topic, part.partition), cached=True
+            )
+            if high is not None and high >= 0:
+                found[part] = int(high)
+        return found
+
     def wait(self, seconds: float) -> None:
         """Wait while staying in the group: pause every partition, keep polling.
 

@@ -177,6 +177,10 @@ class MemoryRecordReader:
         self._rebalance()
         return self._ledger.assigned
 
+    def ends(self) -> dict[Partition, int]:
+        self._check_open()
+        return {part: self._broker.end_offset(part) for part in self._ledger.assigned}
+
     def wait(self, seconds: float) -> None:
         """Nothing to keep alive in memory: just wait."""
         self._check_open()

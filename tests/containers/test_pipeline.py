@@ -157,6 +157,15 @@ def warehouse(podman: Podman, volume: str, query: str) -> list[list[object]]:
     return rows
 
 
+def rss_mib(podman: Podman, container: str) -> float:
+    """Resident memory of a container's main process (as the host sees it), in MiB."""
+    pid = int(podman.state(container)["Pid"])
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def stop(podman: Podman, container: str, grace_s: int) -> tuple[int, float]:
     """``podman stop`` (SIGTERM, then SIGKILL after ``grace_s``); exit code and seconds."""
     started = time.monotonic()
@@ -195,6 +204,10 @@ def test_source_and_sink_containers_write_every_trade_and_stop_cleanly(podman: P
         "every trade written",
     )
     assert metric(source_port, "source_records_staged_total") == len(TRADES)
+    print(
+        f"\nRSS: kafka {rss_mib(podman, kafka.name):.0f} MiB, source {rss_mib(podman, source):.0f} MiB, "
+        f"sink (embedded chDB) {rss_mib(podman, sink):.0f} MiB"
+    )
 
     assert podman("healthcheck", "run", sink, check=False).returncode == 0
     pid = int(podman.state(sink)["Pid"])
@@ -329,6 +342,7 @@ def test_three_sink_containers_in_one_group_one_killed_deliver_everything(
         delivered = read_topic(kafka.external, "derived.coinbase.matches")
         keys = [(r.product, r.trade_id) for r in delivered]
     assert set(keys) == TRADES
+    print(f"\nRSS of a sink with a stream target: {rss_mib(podman, sinks[1][0]):.0f} MiB")
     for name, _ in sinks[1:]:
         code, _ = stop(podman, name, 60)
         assert code == 0, podman.logs(name)[-3000:]

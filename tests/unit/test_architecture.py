@@ -41,6 +41,7 @@ PURE = (
     "sink_workers/replay_keys.py",
     "durable_ingest/apache_kafka/layout.py",
     "staging/times.py",
+    "sink_workers/sink_metrics.py",
 )
 IO_LIBRARIES = (
     "confluent_kafka",

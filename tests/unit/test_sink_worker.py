@@ -272,3 +272,29 @@ def test_stop_during_a_retry_wait_stops_without_committing(catalog: SchemaCatalo
         with pytest.raises(StopError, match="stopped while retrying"):
             worker.run(idle_timeout_s=5)
     assert committed(provider, context) == 0
+
+
+def test_lag_is_what_the_staged_topic_holds_beyond_the_commit(catalog: SchemaCatalog) -> None:
+    """sink_lag_records per partition: 0 once everything is written; the reader's ends
+    count records staged after its last commit."""
+    provider, context, table = setup(catalog, 300)
+    worker = run(provider, context, table)
+    resource = context.resources[0]
+    lags = {
+        p: worker.metrics.value(
+            "sink_lag_records",
+            {"resource": resource.name, "topic": resource.topic.name, "partition": str(p)},
+        )
+        for p in range(3)
+    }
+    assert {v for v in lags.values() if v is not None} == {0}  # partitions with records
+    with provider.allocate_session(context) as session:
+        reader = session.reader()
+        batch = next(reader.iter_batches(10, poll_timeout_s=0.01, idle_timeout_s=0.1), None)
+        assert batch is None  # everything is committed
+        session.writer().write_batch(trades(30, start=300))
+        first = next(reader.iter_batches(5, poll_timeout_s=0.01, idle_timeout_s=0.1))
+        committed = reader.commit(first)
+        ends = reader.ends()
+        assert sum(ends.values()) == 330
+        assert sum(ends[p] - committed.get(p, ends[p]) for p in ends) > 0
