@@ -173,10 +173,19 @@ def stop(podman: Podman, container: str, grace_s: int) -> tuple[int, float]:
     return podman.wait_exit(container), time.monotonic() - started
 
 
-def test_source_and_sink_containers_write_every_trade_and_stop_cleanly(podman: Podman) -> None:
-    """Rows reach ClickHouse; the health check answers healthy, and unhealthy while the
-    sink is stopped (SIGSTOP: stuck); ``podman stop`` ends each worker with exit 0 well
-    within its grace period, and every trade of the capture is written once."""
+@dataclass
+class Running:
+    """A Kafka container, an embedded sink writing ``volume`` and a replaying source."""
+
+    kafka: Kafka
+    volume: str
+    sink: str
+    sink_port: int
+    source: str
+    source_port: int
+
+
+def start_pipeline(podman: Podman, speed: str) -> Running:
     network = podman.network()
     kafka = start_kafka(podman, network)
     volume = podman.volume("warehouse")
@@ -196,7 +205,23 @@ def test_source_and_sink_containers_write_every_trade_and_stop_cleanly(podman: P
         network,
         kafka,
         IMAGE,
-        ["source", "run", "coinbase", "--replay", "--speed", "5"],
+        ["source", "run", "coinbase", "--replay", "--speed", speed],
+    )
+    return Running(kafka, volume, sink, sink_port, source, source_port)
+
+
+def test_source_and_sink_containers_write_every_trade_and_stop_cleanly(podman: Podman) -> None:
+    """Rows reach ClickHouse; the health check answers healthy, and unhealthy while the
+    sink is stopped (SIGSTOP: stuck); ``podman stop`` ends each worker with exit 0 well
+    within its grace period, and every trade of the capture is written once."""
+    run = start_pipeline(podman, "5")
+    kafka, volume, sink, sink_port, source, source_port = (
+        run.kafka,
+        run.volume,
+        run.sink,
+        run.sink_port,
+        run.source,
+        run.source_port,
     )
     wait_for(
         lambda: metric(sink_port, "sink_rows_written_total") >= len(TRADES),
@@ -236,26 +261,13 @@ def test_source_and_sink_containers_write_every_trade_and_stop_cleanly(podman: P
 def test_podman_kill_of_the_sink_and_a_restart_keep_every_trade_once(podman: Podman) -> None:
     """SIGKILL of the sink container mid-stream, then ``podman start`` of the same container
     (its volume, its group): every trade once (distinct and FINAL)."""
-    network = podman.network()
-    kafka = start_kafka(podman, network)
-    volume = podman.volume("warehouse")
-    sink, sink_port = worker(
-        podman,
-        "sink",
-        network,
-        kafka,
-        EMBEDDED,
-        ["sink", "run", "--source", "coinbase"],
-        "-v",
-        f"{volume}:/var/lib/durable-ingest",
-    )
-    source, source_port = worker(
-        podman,
-        "source",
-        network,
-        kafka,
-        IMAGE,
-        ["source", "run", "coinbase", "--replay", "--speed", "2"],
+    run = start_pipeline(podman, "2")
+    volume, sink, sink_port, source, source_port = (
+        run.volume,
+        run.sink,
+        run.sink_port,
+        run.source,
+        run.source_port,
     )
     wait_for(lambda: metric(sink_port, "sink_rows_written_total") > 0, 120, "a first insert")
     podman("kill", sink)  # SIGKILL

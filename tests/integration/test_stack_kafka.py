@@ -4,12 +4,11 @@ on disk across restarts, no JVM left behind, and one line for each bad input."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
 import socket
-import sys
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +20,7 @@ from durable_ingest.apache_kafka.jars import KafkaJars, kafka_version
 from durable_ingest.config import KafkaSettings
 from staging.kafka.admin import TopicAdmin
 from tests.integration.conftest import Spawn
-from tests.integration.test_stack_cli import gone_within, one_error_line, wait_up
+from tests.integration.test_stack_cli import gone_within, one_error_line, start, wait_up
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,23 +31,11 @@ def _jars(apache_kafka_jars: KafkaJars) -> None:
     """Every test here runs Apache Kafka from the cached jars (fetched once)."""
 
 
-def up(spawn: Spawn, data: Path, *args: str, env: dict[str, str] | None = None) -> Spawn:
-    return spawn(
-        [
-            sys.executable,
-            "-m",
-            "durable_ingest.cli",
-            "stack",
-            "up",
-            "--engine",
-            "kafka",
-            "--data-dir",
-            str(data),
-            *args,
-        ],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
+def up(
+    spawn: Spawn, data: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``ingest stack up --engine kafka --data-dir DATA ARGS``."""
+    return start(spawn, data, "--engine", "kafka", *args, env=env)
 
 
 def value_of(lines: list[str], prefix: str) -> str:
