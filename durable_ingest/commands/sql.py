@@ -74,7 +74,16 @@ def _running_dev_sink(settings: Settings) -> str | None:
 
 def _direct(settings: Settings, query: str) -> dict[str, Any]:
     from durable_ingest.warehouse import open_warehouse
-    from sink_workers.clickhouse.query import ReadOnlyQuery
+    from sink_workers.clickhouse.query import ReadOnlyQuery, check_read_only
+
+    check_read_only(query.strip().rstrip(";").strip())  # before anything is opened
+    path = settings.clickhouse.embedded_path
+    if path is not None and not path.is_dir():
+        # A read-only command creates nothing: opening chDB on a new folder would.
+        raise WarehouseError(
+            f"there is no warehouse in {path} yet: a sink creates it (ingest dev, or "
+            "ingest sink run with this data directory)"
+        )
 
     try:
         client = open_warehouse(settings.clickhouse)

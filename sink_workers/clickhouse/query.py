@@ -10,6 +10,7 @@ serializes the two (the writer takes it around each insert).
 
 from __future__ import annotations
 
+import re
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -34,8 +35,7 @@ class ReadOnlyQuery:
 
     def __call__(self, sql: str) -> dict[str, Any]:
         text = sql.strip().rstrip(";").strip()
-        if not text:
-            raise QueryError("the query is empty")
+        check_read_only(text)
         try:
             with self._lock:
                 result = self._client.query(
@@ -48,7 +48,8 @@ class ReadOnlyQuery:
                     },
                 )
         except ClickHouseError as exc:
-            raise QueryError(f"the warehouse refused the query: {_first_line(exc)}") from None
+            reason = users_view(_first_line(exc), text)
+            raise QueryError(f"the warehouse refused the query: {reason}") from None
         rows = [list(row) for row in result.result_rows]
         return {
             "columns": list(result.column_names),
@@ -56,6 +57,50 @@ class ReadOnlyQuery:
             "rows": rows[:MAX_ROWS],
             "truncated": len(rows) > MAX_ROWS,
         }
+
+
+READ_KINDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
+_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
+_SETTINGS = re.compile(r"\s*SETTINGS readonly = '1'(?:, \w+ = '[^']*')*")
+_SYNTAX = re.compile(
+    r"Syntax error: failed at position (\d+) \(([^)]*)\) \(line (\d+), col (\d+)\)(: .*)?$"
+)
+
+
+def statement_kind(text: str) -> str:
+    """The first keyword of a statement (after comments and opening brackets), upper case."""
+    rest = _COMMENTS.sub("", text, count=1)
+    word = re.match(r"[A-Za-z]+", rest)
+    return word.group(0).upper() if word else ""
+
+
+def check_read_only(text: str) -> None:
+    """QueryError naming the statement kind unless it is a read (SELECT, SHOW, ...)."""
+    if not text:
+        raise QueryError("the query is empty")
+    kind = statement_kind(text)
+    if kind not in READ_KINDS:
+        what = f"{kind} statements are" if kind else "this statement is"
+        raise QueryError(
+            f"ingest sql runs read-only queries: {what} refused "
+            f"(use {', '.join(k for k in READ_KINDS if k != 'DESC')})"
+        )
+
+
+def users_view(reason: str, text: str) -> str:
+    """ClickHouse's reason, without the settings this module appended to the query, and
+    with a syntax error past the user's text said as such."""
+    reason = _SETTINGS.sub("", reason)
+    syntax = _SYNTAX.search(reason)
+    if syntax is not None:
+        position, token, line, col, _ = syntax.groups()
+        lines = text.count("\n") + 1
+        if int(line) > lines or int(position) >= len(text):
+            plain = "Syntax error: the query ends before it is complete"
+        else:
+            plain = f"Syntax error at line {line}, column {col} (near {token})"
+        reason = reason[: syntax.start()] + plain
+    return reason
 
 
 def _first_line(exc: Exception) -> str:

@@ -166,7 +166,8 @@ def test_ctrl_c_stops_in_order_and_loses_nothing_staged_and_sql_works_meanwhile(
         str(workdir / "data"),
         cwd=workdir,
     )
-    assert refused.returncode == 2 and "readonly" in refused.stderr.lower()
+    assert refused.returncode == 2, refused.stderr
+    assert "read-only queries: INSERT statements are refused" in refused.stderr
     assert refused.stderr.count("\n") == 1
     os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
     process.wait(120)
@@ -177,6 +178,18 @@ def test_ctrl_c_stops_in_order_and_loses_nothing_staged_and_sql_works_meanwhile(
     assert 0 < staged < len(trade_keys(sample_capture("coinbase")))  # stopped mid-capture
     assert rows == staged == written  # everything the source staged was written
     assert not (workdir / "data" / "dev.json").exists()
+
+
+def test_sql_on_a_fresh_folder_creates_nothing(workdir: Path) -> None:
+    """A read-only command on a data directory without a warehouse says so, in one line,
+    and leaves no warehouse behind; a write is refused by its kind before anything opens."""
+    fresh = workdir / "fresh"
+    done = run("sql", "SELECT 1", "--data-dir", str(fresh), cwd=workdir)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"there is no warehouse in {fresh / 'warehouse'} yet" in done.stderr
+    assert not (fresh / "warehouse").exists()
+    done = run("sql", "DROP TABLE coinbase_matches", "--data-dir", str(fresh), cwd=workdir)
+    assert done.returncode == 2 and "DROP statements are refused" in done.stderr
 
 
 @pytest.mark.parametrize(
