@@ -26,7 +26,8 @@ from durable_ingest.commands import (
     status,
     workers,
 )
-from durable_ingest.config import load_settings, settings_from
+from durable_ingest.config import settings_from
+from durable_ingest.config_load import load_settings
 from durable_ingest.errors import IngestError
 
 log = logging.getLogger("ingest")

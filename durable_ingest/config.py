@@ -17,9 +17,7 @@ quoted, a secret-looking key is refused before its value is looked at).
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -306,58 +304,6 @@ _SECTIONS: dict[str, type[_Model]] = {
 }
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    """Nested settings from ``INGEST_*`` variables; unknown names are an error."""
-    result: dict[str, Any] = {}
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_FILE:
-            continue
-        rest = name[len(ENV_PREFIX) :].lower()
-        if rest == "data_dir":
-            result["data_dir"] = value
-            continue
-        section, _, field = rest.partition("_")
-        model = _SECTIONS.get(section)
-        if model is None or field not in model.model_fields or field in ("producer", "consumer"):
-            raise ConfigError(f"environment variable {name} is not a durable-ingest setting")
-        result.setdefault(section, {})[field] = value
-    return result
-
-
-def connector_settings(
-    model: type[ModelT], prefix: str, env: Mapping[str, str] | None = None
-) -> ModelT:
-    """A connector's settings from ``<PREFIX>_<FIELD>`` environment variables.
-
-    ``connector_settings(CoinbaseSettings, "COINBASE")`` reads ``COINBASE_WS_URL``
-    into ``ws_url``. Raises :class:`ConfigError` naming the variable, never its value.
-    """
-    env = os.environ if env is None else env
-    names = {(info.alias or field): field for field, info in model.model_fields.items()}
-    data = {
-        alias: env[f"{prefix}_{alias.upper()}"]
-        for alias in names
-        if f"{prefix}_{alias.upper()}" in env
-    }
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        lines = _error_lines(
-            exc, lambda loc: f"{prefix}_{loc[0].upper()}" if loc else f"{prefix} settings"
-        )
-        raise ConfigError(f"invalid {prefix.lower()} settings: {lines}") from None
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _error_lines(error: ValidationError, where: Callable[[list[str]], str]) -> str:
     """Each error as ``<where>: <message>``, from field locations only (never values)."""
     return "; ".join(
@@ -377,42 +323,3 @@ def settings_from(data: Mapping[str, Any], origin: str = "settings") -> Settings
         return Settings.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin)) from None
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"configuration file {path} is not UTF-8 text (byte {exc.start})"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror}") from None
-
-
-def load_settings(
-    path: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Defaults, then the TOML file, then ``INGEST_*`` variables, then ``overrides`` (flags)."""
-    env = os.environ if env is None else env
-    if path is None and env.get(ENV_CONFIG_FILE):
-        path = Path(env[ENV_CONFIG_FILE])
-    if path is None and DEFAULT_CONFIG_FILE.is_file():
-        path = DEFAULT_CONFIG_FILE
-    data: dict[str, Any] = read_toml(path) if path is not None else {}
-    origin = str(path) if path is not None else "defaults"
-    from_env = _env_overrides(env)
-    if from_env:
-        origin += " + environment"
-    merged = _merge(data, from_env)
-    if overrides:
-        merged = _merge(merged, overrides)
-        origin += " + command line"
-    return settings_from(merged, origin)

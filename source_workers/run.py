@@ -27,7 +27,8 @@ from durable_ingest.compose import (
     staging_provider,
     with_connector_defaults,
 )
-from durable_ingest.config import Settings, connector_settings
+from durable_ingest.config import Settings
+from durable_ingest.config_load import connector_settings
 from durable_ingest.errors import StopError
 from source_workers.authoring import Source
 from source_workers.capture import CaptureRecorder, ReplaySpec, recorded_settings

@@ -32,13 +32,8 @@ from typing import Any
 
 from durable_ingest.commands import Subcommands
 from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
-from durable_ingest.config import (
-    DEFAULT_CONFIG_FILE,
-    ENV_CONFIG_FILE,
-    ENV_PREFIX,
-    Settings,
-    connector_settings,
-)
+from durable_ingest.config import DEFAULT_CONFIG_FILE, ENV_CONFIG_FILE, ENV_PREFIX, Settings
+from durable_ingest.config_load import connector_settings
 from durable_ingest.errors import ConfigError, SchemaError
 
 MASK = "**********"

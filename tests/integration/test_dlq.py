@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
-from durable_ingest.config import KafkaSettings, Settings, load_settings
+from durable_ingest.config import KafkaSettings, Settings
+from durable_ingest.config_load import load_settings
 from durable_ingest.dlq import read_records
 from durable_ingest.dlq_redrive import H_REDRIVEN_FROM
 from staging.deadletters import DeadLetter

@@ -16,7 +16,8 @@ import pytest
 
 from durable_ingest.cli import main
 from durable_ingest.compose import checkpoint_store
-from durable_ingest.config import KafkaSettings, Settings, load_settings
+from durable_ingest.config import KafkaSettings, Settings
+from durable_ingest.config_load import load_settings
 from durable_ingest.dlq import read_records
 from durable_ingest.errors import BatchRejectedError
 from durable_ingest.loopback import free_port

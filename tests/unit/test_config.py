@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from durable_ingest.config import Settings, load_settings, settings_from
+from durable_ingest.config import Settings, settings_from
+from durable_ingest.config_load import load_settings
 from durable_ingest.errors import ConfigError
 
 SECRET = "s3cr3t-Pa55w0rd-XYZ"
@@ -139,13 +140,39 @@ def test_dsn_scheme_is_checked() -> None:
         settings_from({"clickhouse": {"dsn": "tcp://host:9000"}})
 
 
+@pytest.mark.parametrize(
+    ("section", "name"),
+    [
+        ("kafka", "sasl_password"),
+        ("kafka", "ssl_key_password"),
+        ("kafka", "sasl_oauthbearer_client_secret"),
+        ("clickhouse", "password"),
+    ],
+)
+def test_a_secret_in_the_file_is_refused_naming_its_variable(
+    tmp_path: Path, section: str, name: str
+) -> None:
+    """Every secret setting is refused in the TOML file (as a DSN password is), naming the
+    variable to use instead and never the value."""
+    path = write(tmp_path, f'[{section}]\n{name} = "{SECRET}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    message = str(info.value)
+    assert f"sets {section}.{name}, a secret" in message
+    assert f"INGEST_{section.upper()}_{name.upper()}" in message
+    assert SECRET not in message
+
+
 def test_secrets_never_appear_in_repr_dump_or_errors(tmp_path: Path) -> None:
-    """Passwords given by file or environment never show in reprs, dumps or errors."""
-    env = {"INGEST_KAFKA_SASL_PASSWORD": SECRET, "INGEST_CLICKHOUSE_PASSWORD": SECRET}
+    """Passwords given by the environment never show in reprs, dumps or errors."""
+    env = {
+        "INGEST_KAFKA_SASL_PASSWORD": SECRET,
+        "INGEST_CLICKHOUSE_PASSWORD": SECRET,
+        "INGEST_KAFKA_SSL_KEY_PASSWORD": SECRET,
+    }
     path = write(
         tmp_path,
-        '[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_mechanism = "PLAIN"\nsasl_username = "u"\n'
-        f'ssl_key_password = "{SECRET}"\n',
+        '[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_mechanism = "PLAIN"\nsasl_username = "u"\n',
     )
     settings = load_settings(path, env=env)
     assert settings.kafka.sasl_password is not None

@@ -20,7 +20,8 @@ import yaml
 from durable_ingest.admin import AdminServer
 from durable_ingest.cli import _parser
 from durable_ingest.commands import workers
-from durable_ingest.config import RuntimeSettings, connector_settings, load_settings
+from durable_ingest.config import RuntimeSettings
+from durable_ingest.config_load import connector_settings, load_settings
 from durable_ingest.metrics import Metrics
 from source_workers.connectors.coinbase.source import CoinbaseSettings
 

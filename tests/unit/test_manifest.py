@@ -17,7 +17,8 @@ from durable_ingest import manifest as manifest_module
 from durable_ingest.cli import main
 from durable_ingest.commands.manifest import check, default_file, first_difference
 from durable_ingest.compose import staged_resources, with_connector_defaults
-from durable_ingest.config import connector_settings, settings_from
+from durable_ingest.config import settings_from
+from durable_ingest.config_load import connector_settings
 from durable_ingest.errors import StopError
 from durable_ingest.manifest import REGENERATE, build, render
 from sink_workers.run import table_name

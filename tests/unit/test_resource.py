@@ -75,7 +75,7 @@ def test_context_refuses_unknown_resources(catalog: SchemaCatalog) -> None:
 
 def test_resources_from_settings(catalog: SchemaCatalog) -> None:
     """The shipped ingest.toml declares coinbase.matches with its topic settings."""
-    from durable_ingest.config import load_settings
+    from durable_ingest.config_load import load_settings
 
     settings = load_settings(Path(__file__).parents[2] / "ingest.toml", env={})
     (resource,) = staged_resources(settings, catalog)

@@ -14,8 +14,8 @@ from durable_ingest.config import (
     ResourceSettings,
     RuntimeSettings,
     StagingSettings,
-    load_settings,
 )
+from durable_ingest.config_load import load_settings
 from source_workers.connectors import CONNECTORS, load_connector
 
 TEXT = (Path(__file__).parents[2] / "ingest.toml").read_text()
