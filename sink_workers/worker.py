@@ -34,6 +34,7 @@ from durable_ingest.errors import (
     RetryError,
     StopError,
 )
+from durable_ingest.log_throttle import LogThrottle, held_back
 from durable_ingest.metrics import Metrics
 from sink_workers.batching import InsertBatch, by_partition
 from sink_workers.columns import to_columns
@@ -151,6 +152,8 @@ class SinkWorker:
         self._stopping = False
         self.stats = SinkStats()
         self._last_checkpoints: dict[str, Any] = {}
+        self._log_throttle = LogThrottle(clock=clock)
+        """One warning per kind of dead letter a minute; the metric counts every one."""
         declare_series(self.metrics, [r.name for r in session.context.resources])
 
     def health(self) -> dict[str, Any]:
@@ -309,13 +312,16 @@ class SinkWorker:
         except DeadLetterError as exc:
             if len(group.records) == 1:
                 record = group.records[0]
-                log.warning(
-                    "dead-lettering %s[%d]@%d: %s",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    exc,
-                )
+                held = self._log_throttle.allow((record.topic, type(exc).__name__))
+                if held is not None:
+                    log.warning(
+                        "dead-lettering %s[%d]@%d: %s%s",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        exc,
+                        held_back(held),
+                    )
                 return [
                     DeadLetter(
                         self._resource_of[record.topic],

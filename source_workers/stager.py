@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from durable_ingest.config import RuntimeSettings
 from durable_ingest.errors import BackoffError, RecordTooLargeError, RetryError, SchemaMismatchError
+from durable_ingest.log_throttle import LogThrottle, held_back
 from durable_ingest.metrics import Metrics
 from source_workers.buffer import LazyCheckpoint, Pending, ResourceBuffer
 from source_workers.frames import frame_bytes
@@ -74,6 +75,8 @@ class Stager:
         """What ended staging: a write that failed for good, or a give-up at shutdown."""
         self._stop_deadline: float | None = None
         self._labels = {name: {"source": source, "resource": name} for name in resources}
+        self._log_throttle = LogThrottle(clock=clock)
+        """One warning per kind of dead letter a minute; the metric counts every one."""
         for labels in self._labels.values():  # every series from the start, at 0
             self.metrics.inc("source_records_staged_total", 0, labels, help="Records staged")
             self.metrics.inc(
@@ -163,12 +166,15 @@ class Stager:
             self._labels[resource],
             help="Frames and records quarantined to dead-letter topics",
         )
-        log.warning(
-            "source %s, resource %s: dead-lettered a frame: %s",
-            self._source,
-            resource,
-            reason[:300],
-        )
+        held = self._log_throttle.allow((resource, stage, type(error).__name__))
+        if held is not None:
+            log.warning(
+                "source %s, resource %s: dead-lettered a frame: %s%s",
+                self._source,
+                resource,
+                reason[:300],
+                held_back(held),
+            )
 
     async def flush_all(self) -> None:
         """Stage everything received (at stop); then raise what broke staging, if anything."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 from durable_ingest.config import KafkaSettings
+from durable_ingest.log_throttle import LogThrottle
 
 LIBRDKAFKA_LOGGER = logging.getLogger("staging.kafka.librdkafka")
 REPEAT_WINDOW_S = 60.0
@@ -25,18 +25,10 @@ class _Repeats(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._seen: dict[str, float] = {}
+        self._throttle = LogThrottle(REPEAT_WINDOW_S)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        kind = _VARIABLE.sub("#", record.getMessage())
-        now = time.monotonic()
-        last = self._seen.get(kind)
-        if last is not None and now - last < REPEAT_WINDOW_S:
-            return False
-        if len(self._seen) > 1_000:
-            self._seen.clear()
-        self._seen[kind] = now
-        return True
+        return self._throttle.allow(_VARIABLE.sub("#", record.getMessage())) is not None
 
 
 LIBRDKAFKA_LOGGER.addFilter(_Repeats())
