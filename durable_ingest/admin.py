@@ -7,10 +7,18 @@ healthy, 503 otherwise. ``/sql`` takes a query as the request body and answers
 ``{"columns": [...], "rows": [...]}`` or ``{"error": "..."}`` (400): in
 embedded mode the sink process is the only one that may open the warehouse,
 so other processes (``ingest sql``) query through it while it runs.
+
+``/sql`` answers loopback clients (the same host, or the same container) as it
+is. A client from elsewhere, which a ``--admin-host 0.0.0.0`` (containers) lets
+in, must send the sink's token (``Authorization: Bearer <INGEST_ADMIN_SQL_TOKEN>``);
+without a token set, ``/sql`` refuses every such client (403, one line saying how
+to enable it): every table is readable through it.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import threading
 from collections.abc import Callable
@@ -24,6 +32,25 @@ Query = Callable[[str], dict[str, Any]]
 MAX_QUERY_BYTES = 1_000_000
 
 
+def sql_refusal(peer: str, token: str | None, authorization: str | None) -> str | None:
+    """Why ``/sql`` refuses a client at ``peer``, or None to serve it."""
+    try:
+        if ipaddress.ip_address(peer).is_loopback:
+            return None
+    except ValueError:
+        pass
+    if token is None:
+        return (
+            "/sql answers clients on the sink's own host only: to query it from elsewhere, "
+            "set INGEST_ADMIN_SQL_TOKEN on the sink and send that token "
+            "(ingest sql reads the same variable)"
+        )
+    sent = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(sent.encode(), token.encode()):
+        return "/sql needs the sink's token: set INGEST_ADMIN_SQL_TOKEN to it"
+    return None
+
+
 class AdminServer:
     """Serves ``/health`` and ``/metrics``; ``close()`` stops it."""
 
@@ -35,6 +62,7 @@ class AdminServer:
         host: str = "127.0.0.1",
         port: int = 0,
         query: Query | None = None,
+        sql_token: str | None = None,
     ) -> None:
         registry, check, run_query = metrics, health, query
 
@@ -52,6 +80,12 @@ class AdminServer:
             def do_POST(self) -> None:
                 if self.path != "/sql" or run_query is None:
                     self._send(404, b"not found\n", "text/plain")
+                    return
+                refused = sql_refusal(
+                    self.client_address[0], sql_token, self.headers.get("Authorization")
+                )
+                if refused is not None:
+                    self._json(403, {"error": refused})
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 if not 0 < length <= MAX_QUERY_BYTES:
@@ -99,9 +133,10 @@ def start_admin(
     host: str,
     port: int,
     query: Query | None = None,
+    sql_token: str | None = None,
 ) -> AdminServer:
     """An :class:`AdminServer`, or a StopError saying why the port cannot be served."""
     try:
-        return AdminServer(metrics, health, host=host, port=port, query=query)
+        return AdminServer(metrics, health, host=host, port=port, query=query, sql_token=sql_token)
     except (OSError, OverflowError) as exc:
         raise StopError(f"cannot serve the admin port {host}:{port}: {exc}") from None

@@ -275,6 +275,15 @@ class StagingSettings(_Model):
     """Folder of ``.avsc`` files; default: the ``schemas/`` shipped with durable-ingest."""
 
 
+class AdminSettings(_Model):
+    """The workers' admin port (``--admin-port``)."""
+
+    sql_token: SecretStr | None = None
+    """Lets clients from other hosts use a sink's ``POST /sql`` when they send it
+    (``INGEST_ADMIN_SQL_TOKEN``; ``ingest sql`` sends it too). Without it, ``/sql``
+    answers clients on the sink's own host only."""
+
+
 class Settings(_Model):
     """Everything a worker needs, validated."""
 
@@ -282,6 +291,7 @@ class Settings(_Model):
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings
     staging: StagingSettings = StagingSettings()
+    admin: AdminSettings = AdminSettings()
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -301,6 +311,7 @@ _SECTIONS: dict[str, type[_Model]] = {
     "kafka": KafkaSettings,
     "clickhouse": ClickHouseSettings,
     "staging": StagingSettings,
+    "admin": AdminSettings,
 }
 
 

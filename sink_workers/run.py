@@ -179,8 +179,14 @@ def run_sink(
             per_instance=bool(settings.sources[source].instances),
         )
         if admin_port is not None:
+            token = settings.admin.sql_token
             admin = start_admin(
-                worker.metrics, worker.health, host=admin_host, port=admin_port, query=query
+                worker.metrics,
+                worker.health,
+                host=admin_host,
+                port=admin_port,
+                query=query,
+                sql_token=token.get_secret_value() if token is not None else None,
             )
             stack.callback(admin.close)
             log.info(

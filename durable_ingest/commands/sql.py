@@ -41,7 +41,12 @@ def register(commands: Subcommands) -> None:
 
 def _sql(args: argparse.Namespace, settings: Settings) -> int:
     admin = args.admin or _running_dev_sink(settings)
-    answer = _through_admin(admin, args.query) if admin else _direct(settings, args.query)
+    token = settings.admin.sql_token
+    answer = (
+        _through_admin(admin, args.query, token.get_secret_value() if token else None)
+        if admin
+        else _direct(settings, args.query)
+    )
     columns, rows = answer["columns"], answer["rows"]
     if args.format == "json":
         print(json.dumps(answer, default=str))
@@ -101,10 +106,12 @@ def _direct(settings: Settings, query: str) -> dict[str, Any]:
         client.close()
 
 
-def _through_admin(url: str, query: str) -> dict[str, Any]:
+def _through_admin(url: str, query: str, token: str | None = None) -> dict[str, Any]:
     request = urllib.request.Request(  # noqa: S310 - an http(s) URL the user gave
         url.rstrip("/") + "/sql", data=query.encode(), method="POST"
     )
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     if not url.startswith(("http://", "https://")):
         raise QueryError(f"--admin {url} is not an http:// URL")
     try:

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from tests.integration.test_dev import trade_keys
 
 pytestmark = pytest.mark.containers
 TRADES = trade_keys(sample_capture("coinbase"))
+TOKEN = "container-test-token"
 
 
 @dataclass
@@ -185,7 +187,22 @@ class Running:
     source_port: int
 
 
-def start_pipeline(podman: Podman, speed: str) -> Running:
+def post_sql(port: int, query: str, token: str | None = None) -> tuple[int, str]:
+    """``POST /sql`` from this host through the published port: inside the container the
+    client is the network's gateway, not loopback. (HTTP status, body)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/sql", data=query.encode(), method="POST"
+    )
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def start_pipeline(podman: Podman, speed: str, *sink_args: str) -> Running:
     network = podman.network()
     kafka = start_kafka(podman, network)
     volume = podman.volume("warehouse")
@@ -198,6 +215,7 @@ def start_pipeline(podman: Podman, speed: str) -> Running:
         ["sink", "run", "--source", "coinbase"],
         "-v",
         f"{volume}:/var/lib/durable-ingest",
+        *sink_args,
     )
     source, source_port = worker(
         podman,
@@ -234,6 +252,23 @@ def test_source_and_sink_containers_write_every_trade_and_stop_cleanly(podman: P
         f"sink (embedded chDB) {rss_mib(podman, sink):.0f} MiB"
     )
 
+    # /sql, with the admin port on 0.0.0.0 and no token: another host is refused, the
+    # container itself is served.
+    status, body = post_sql(sink_port, "SELECT count() FROM coinbase_matches")
+    assert status == 403 and "set INGEST_ADMIN_SQL_TOKEN on the sink" in body
+    inside = podman(
+        "exec",
+        sink,
+        "ingest",
+        "sql",
+        "--admin",
+        "http://127.0.0.1:8080",
+        "SELECT 1",
+        "--format",
+        "json",
+    )
+    assert json.loads(inside.stdout)["rows"] == [[1]]
+
     assert podman("healthcheck", "run", sink, check=False).returncode == 0
     pid = int(podman.state(sink)["Pid"])
     os.kill(pid, signal.SIGSTOP)  # stuck: the process answers nothing, /health included
@@ -261,7 +296,7 @@ def test_source_and_sink_containers_write_every_trade_and_stop_cleanly(podman: P
 def test_podman_kill_of_the_sink_and_a_restart_keep_every_trade_once(podman: Podman) -> None:
     """SIGKILL of the sink container mid-stream, then ``podman start`` of the same container
     (its volume, its group): every trade once (distinct and FINAL)."""
-    run = start_pipeline(podman, "2")
+    run = start_pipeline(podman, "2", "-e", f"INGEST_ADMIN_SQL_TOKEN={TOKEN}")
     volume, sink, sink_port, source, source_port = (
         run.volume,
         run.sink,
@@ -270,6 +305,9 @@ def test_podman_kill_of_the_sink_and_a_restart_keep_every_trade_once(podman: Pod
         run.source_port,
     )
     wait_for(lambda: metric(sink_port, "sink_rows_written_total") > 0, 120, "a first insert")
+    status, _ = post_sql(sink_port, "SELECT 1", TOKEN)  # another host, with the token
+    assert status == 200
+    assert post_sql(sink_port, "SELECT 1", "wrong")[0] == 403
     podman("kill", sink)  # SIGKILL
     assert podman.wait_exit(sink) != 0
     podman("start", sink)

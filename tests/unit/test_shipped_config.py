@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from durable_ingest.config import (
+    AdminSettings,
     ClickHouseSettings,
     KafkaSettings,
     ResourceSettings,
@@ -23,7 +24,14 @@ TEXT = (Path(__file__).parents[2] / "ingest.toml").read_text()
 
 @pytest.mark.parametrize(
     "model",
-    [KafkaSettings, ClickHouseSettings, StagingSettings, RuntimeSettings, ResourceSettings],
+    [
+        KafkaSettings,
+        ClickHouseSettings,
+        StagingSettings,
+        AdminSettings,
+        RuntimeSettings,
+        ResourceSettings,
+    ],
 )
 def test_every_worker_setting_is_shown(model: type[BaseModel]) -> None:
     missing = [
