@@ -90,6 +90,12 @@ def run_source(
         raise StopError(
             f"source {name} runs as instances {', '.join(declared_instances)}: pass --instance NAME"
         )
+    connector = source_connector(settings, name)
+    if record is not None and getattr(connector.pipeline, "KIND", "websocket") != "websocket":
+        raise StopError(
+            f"--record captures websocket frames, and connector {connector.name} polls HTTP: "
+            "it would write a capture with no frames, which no replay can play"
+        )
     with ExitStack() as feed:
         env: dict[str, str] | None = None
         if replay is not None:

@@ -1,5 +1,6 @@
-"""Source instances: declared in the configuration, named on the command line, checked in
-one line before anything connects; their checkpoint slots stay apart."""
+"""``ingest source run`` refuses what cannot work in one line, before anything connects:
+an undeclared or missing instance name, ``--record`` on an HTTP connector; and source
+instances' checkpoint slots stay apart."""
 
 from __future__ import annotations
 
@@ -73,3 +74,16 @@ def test_each_instance_resumes_from_its_own_entries() -> None:
     assert resume_point(entries_in(saved, "coinbase", "matches", "btc")) == {"n": 2}
     assert resume_point(entries_in(saved, "coinbase", "matches", "eth")) == {"n": 3}
     assert entries_in(saved, "coinbase", "matches", "sol") == {}
+
+
+def test_record_on_an_http_connector_is_refused_before_writing_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--record captures websocket frames: an HTTP connector would leave a header-only
+    capture that ingest dev --replay then refuses."""
+    capture = tmp_path / "usgs.jsonl"
+    line = one_error(
+        capsys, "--config", str(config(tmp_path)), "source", "run", "usgs", "--record", str(capture)
+    )
+    assert "--record captures websocket frames, and connector usgs polls HTTP" in line
+    assert not capture.exists()
