@@ -21,6 +21,7 @@ already exists (nothing is written then).
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 from pathlib import Path
@@ -82,6 +83,35 @@ def plan(name: str, kind: str, root: Path) -> dict[Path, str]:
     return files
 
 
+def settings_variables(source_text: str, prefix: str) -> list[str]:
+    """The ``<PREFIX>_<FIELD>`` variables of the ``...Settings`` model in a connector's
+    ``source.py`` (its annotated fields, or their ``alias``)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source_text)):
+        if isinstance(node, ast.ClassDef) and node.name.endswith("Settings"):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    field = item.target.id
+                    if isinstance(item.value, ast.Call):
+                        for keyword in item.value.keywords:
+                            if keyword.arg == "alias" and isinstance(keyword.value, ast.Constant):
+                                field = str(keyword.value.value)
+                    names.append(f"{prefix}_{field.upper()}")
+    return names
+
+
+def config_block(name: str, kind: str, variables: list[str]) -> str:
+    """The commented ``ingest.toml`` block that names a new connector and its variables."""
+    lines = [
+        "",
+        f"# {name} ({kind} connector, made by ingest new-source). Uncomment to run it",
+        f"# (ingest source run {name}). Environment: {', '.join(variables)}.",
+        f"# [sources.{name}]",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def scaffold(name: str, kind: str = "websocket", root: Path | None = None) -> list[Path]:
     """Write a new connector into the checkout at ``root``; the files written."""
     root = (root or default_root()).resolve()
@@ -101,14 +131,26 @@ def scaffold(name: str, kind: str = "websocket", root: Path | None = None) -> li
             f"{taken[0].relative_to(root)} already exists: new-source never overwrites a file"
         )
     written: list[Path] = []
+    config = root / "ingest.toml"
+    source = next(p for p in files if p.name == "source.py")
+    block = config_block(name, kind, settings_variables(files[source], name.upper()))
+    before = config.read_text(encoding="utf-8") if config.exists() else None
     try:
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("x", encoding="utf-8") as handle:
                 handle.write(text)
             written.append(path)
+        if before is not None:
+            # Every connector variable is named in the shipped configuration
+            # (tests/unit/test_shipped_config.py): the new one's too, commented.
+            config.write_text(before.rstrip("\n") + "\n" + block, encoding="utf-8")
+            written.append(config)
     except OSError as exc:
         for path in reversed(written):
-            path.unlink(missing_ok=True)
+            if path != config:
+                path.unlink(missing_ok=True)
+        if before is not None:
+            config.write_text(before, encoding="utf-8")
         raise ConfigError(f"cannot write the new connector: {exc}") from None
     return written

@@ -33,7 +33,8 @@ def register(commands: Subcommands) -> None:
 def _new_source(args: argparse.Namespace, _settings: Settings) -> int:
     written = scaffold(args.name, args.kind, args.root)
     for path in written:
-        print(f"created {path}")
+        verb = "named its variables in" if path.name == "ingest.toml" else "created"
+        print(f"{verb} {path}")
     name = args.name
     print(
         f"\nnext: .venv/bin/python -m pytest tests/unit/test_{name}_resource.py "

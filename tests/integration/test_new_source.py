@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 COPIED = (
     "pyproject.toml",
+    "ingest.toml",
     "durable_ingest",
     "staging",
     "source_workers",
@@ -41,8 +42,9 @@ def copy_checkout(target: Path) -> Path:
     shutil.copytree(
         ROOT / "tests", target / "tests", ignore=shutil.ignore_patterns("test_*.py", "__pycache__")
     )
-    contract = "tests/unit/test_connector_contract.py"  # the folder contract, for the new ones
-    shutil.copy2(ROOT / contract, target / contract)
+    # The folder contract and the shipped configuration's, for the new connectors.
+    for kept in ("tests/unit/test_connector_contract.py", "tests/unit/test_shipped_config.py"):
+        shutil.copy2(ROOT / kept, target / kept)
     return target
 
 
@@ -84,6 +86,7 @@ def test_both_kinds_generate_connectors_whose_tests_pass_untouched(tree: Path) -
         done = new_source(tree, name, "--kind", kind)
         assert done.returncode == 0, done.stderr
         assert f"created {tree / 'schemas' / name / 'events.avsc'}" in done.stdout
+        assert f"named its variables in {tree / 'ingest.toml'}" in done.stdout
     files = [*generated(tree, "wsdemo"), *generated(tree, LONG)]
     lint = python(tree, "-m", "ruff", "check", *files)
     assert lint.returncode == 0, lint.stdout + lint.stderr
@@ -105,6 +108,7 @@ def test_both_kinds_generate_connectors_whose_tests_pass_untouched(tree: Path) -
         "tests/integration/test_wsdemo_source.py",
         f"tests/integration/test_{LONG}_source.py",
         "tests/unit/test_connector_contract.py",
+        "tests/unit/test_shipped_config.py",
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "skipped" not in tests.stdout and "deselected" not in tests.stdout, tests.stdout
