@@ -9,7 +9,7 @@ from __future__ import annotations
 from durable_ingest.config import ResourceSettings, Settings, SourceSettings
 from durable_ingest.errors import UnknownResourceError
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
-from staging.resource import StagedResource, TopicSpec, check_topic
+from staging.resource import StagedResource, TopicSpec, check_topic, default_topic
 from staging.schemas import SchemaCatalog
 
 
@@ -47,6 +47,27 @@ def with_connector_defaults(settings: Settings, name: str | None = None) -> Sett
     if not changed and sources.keys() == settings.sources.keys():
         return settings
     return settings.model_copy(update={"sources": sources})
+
+
+def unconfigured_connectors(settings: Settings) -> dict[str, list[str]]:
+    """Connectors no configured source is named after, with their resources' names: a
+    source may run as one (``ingest source run usgs``) without being in the TOML."""
+    from source_workers.connectors import CONNECTORS, load_connector
+
+    return {
+        name: [r.name for r in load_connector(name).pipeline.build(name).resources]
+        for name in CONNECTORS
+        if name not in settings.sources
+    }
+
+
+def with_staged_connectors(settings: Settings, topics: set[str]) -> Settings:
+    """``settings`` plus every unconfigured connector that has staged topics (by their
+    default names), so that operations see every source that staged something."""
+    for name, resources in unconfigured_connectors(settings).items():
+        if any(default_topic(name, r) in topics for r in resources):
+            settings = with_connector_defaults(settings, name)
+    return settings
 
 
 def staged_resources(

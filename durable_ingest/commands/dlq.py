@@ -17,7 +17,12 @@ from typing import Any
 
 from durable_ingest.commands import Subcommands
 from durable_ingest.commands.status import check_wait, wait_option
-from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
+from durable_ingest.compose import (
+    schema_catalog,
+    staged_resources,
+    unconfigured_connectors,
+    with_connector_defaults,
+)
 from durable_ingest.config import Settings
 from durable_ingest.dlq import Letter, dlq_group, is_open, load_letters, states
 from durable_ingest.dlq_redrive import FrameRedrive, Redriver, RetryReport
@@ -72,11 +77,24 @@ def resolve(
     catalog = schema_catalog(settings)
     everything = staged_resources(settings, catalog, source)
     found = [r for r in everything if r.name == name]
+    if not found and source is None:
+        # A connector run without being in the TOML (ingest source run usgs).
+        owners = [c for c, names in unconfigured_connectors(settings).items() if name in names]
+        if len(owners) == 1:
+            return resolve(settings, name, owners[0])
+        if owners:
+            raise ConfigError(
+                f"resource {name!r} exists in connectors {', '.join(owners)}: name one with "
+                "--source"
+            )
     if not found:
         known = ", ".join(r.qualified_name for r in everything) or "none"
         where = f"source {source} has no resource" if source else "no resource is called"
         raise UnknownResourceError(
-            f"{where} {name!r} (known: {known})", source=source or "", resource=name
+            f"{where} {name!r} (known: {known}; a source not in the configuration: "
+            "--source <source>)",
+            source=source or "",
+            resource=name,
         )
     if len(found) > 1:
         sources = ", ".join(r.source for r in found)

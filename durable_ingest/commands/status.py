@@ -26,6 +26,7 @@ from durable_ingest.compose import (
     schema_catalog,
     staged_resources,
     with_connector_defaults,
+    with_staged_connectors,
 )
 from durable_ingest.config import Settings
 from durable_ingest.dlq import counts, dlq_group, load_letters, read_records
@@ -42,6 +43,7 @@ from durable_ingest.status import (
 )
 from staging.checkpoints import entries_in
 from staging.envelope import H_TIME
+from staging.kafka.admin import TopicAdmin
 from staging.kafka.scan import TopicScanner
 from staging.protocol import StagingContext
 from staging.resource import StagedResource, check_name
@@ -100,6 +102,12 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         raise StopError(f"--scan-limit must be at least 1, not {args.scan_limit}")
     wait_s = check_wait(args)
     settings = with_connector_defaults(settings, args.source)
+    if args.source is None:
+        # Sources run from a connector without being in the TOML count too, once they
+        # staged something (ingest source run usgs).
+        settings = with_staged_connectors(
+            settings, set(TopicAdmin(settings.kafka).existing_topics())
+        )
     resources = staged_resources(settings, schema_catalog(settings), args.source)
     if args.instance:
         check_name("instance", args.instance)

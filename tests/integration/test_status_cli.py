@@ -303,3 +303,35 @@ def test_status_bad_input_is_one_line(tmp_path: Path, kafka: KafkaSettings) -> N
     errors = [x for x in done.stderr.splitlines() if x.startswith("ingest: error: ")]
     assert errors == done.stderr.strip().splitlines()[-1:]
     assert f"cannot reach Kafka at {unreachable.bootstrap}" in errors[0]
+
+
+def test_a_connector_not_in_the_configuration_is_seen_once_it_staged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stack_engine: str
+) -> None:
+    """``ingest source run usgs`` needs no [sources.usgs]: once its topics exist, ``ingest
+    status`` lists it beside the configured sources, and ``ingest dlq show earthquakes``
+    finds its resource without --source. (A broker of its own: a connector's topics have
+    fixed names.)"""
+    from durable_ingest.compose import schema_catalog, staged_resources, staging_provider
+    from durable_ingest.compose import with_connector_defaults as defaults
+    from durable_ingest.config import settings_from
+    from tests.conftest import start_test_broker
+
+    broker = start_test_broker(stack_engine, tmp_path / "broker")
+    try:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap, connect_timeout_s=5.0)
+        config = write_config(tmp_path, kafka, "[sources.coinbase]\n")
+        usgs = defaults(settings_from({"kafka": {"bootstrap": broker.bootstrap}}), "usgs")
+        staging_provider(usgs, schema_catalog(usgs)).ensure_topics(
+            staged_resources(usgs, schema_catalog(usgs), "usgs")
+        )
+        code, out = cli(capsys, "--config", str(config), "status", "--json", "--wait", "0.5")
+        assert code == 0
+        listed = {(r["source"], r["resource"]) for r in json.loads(out)["resources"]}
+        assert listed == {("coinbase", "matches"), ("usgs", "earthquakes")}
+        code, out = cli(
+            capsys, "--config", str(config), "dlq", "show", "earthquakes", "--json", "--wait", "0.5"
+        )
+        assert code == 0, out
+    finally:
+        broker.stop()
