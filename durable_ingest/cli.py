@@ -26,7 +26,7 @@ from durable_ingest.commands import (
     status,
     workers,
 )
-from durable_ingest.config import settings_from
+from durable_ingest.config import Settings, settings_from
 from durable_ingest.config_load import load_settings
 from durable_ingest.errors import IngestError
 
@@ -75,6 +75,18 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def for_operation(settings: Settings, log_level: str) -> Settings:
+    """An operations command (status, dlq, replay) waits ``command_timeout_s`` for Kafka,
+    and librdkafka's own lines stay out of its one-line errors (DEBUG shows them)."""
+    if log_level != "DEBUG":
+        logging.getLogger("staging.kafka.librdkafka").setLevel(logging.CRITICAL)
+    kafka = settings.kafka
+    timeout = min(kafka.connect_timeout_s, kafka.command_timeout_s)
+    return settings.model_copy(
+        update={"kafka": kafka.model_copy(update={"connect_timeout_s": timeout})}
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.log_level)
@@ -86,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings(args.config, overrides=overrides)
         else:  # manifest, new-source: about the code, not this deployment
             settings = settings_from({})
+        if getattr(args, "operation", False):
+            settings = for_operation(settings, args.log_level)
         return int(args.handler(args, settings))
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)

@@ -93,6 +93,9 @@ class KafkaSettings(_Model):
     sasl_oauthbearer_scope: str | None = None
     connect_timeout_s: float = Field(10.0, gt=0)
     """How long to wait for the first metadata answer before BrokerUnavailableError."""
+    command_timeout_s: float = Field(3.0, gt=0)
+    """The same for the operations commands (``ingest status``, ``dlq``, ``replay``): a
+    person waits for them, so an unreachable broker is said sooner (the shorter wins)."""
     delivery_timeout_ms: int = Field(30_000, ge=1_000)
     linger_ms: int = Field(5, ge=0)
     session_timeout_ms: int = Field(6_000, ge=1_000)

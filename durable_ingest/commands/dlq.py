@@ -49,7 +49,7 @@ def register(commands: Subcommands) -> None:
     show.add_argument(
         "--limit", type=int, default=20, metavar="N", help="the newest N (default 20; 0: all)"
     )
-    show.set_defaults(handler=_show)
+    show.set_defaults(handler=_show, operation=True)
     retry = dlq_commands.add_parser(
         "retry", help="re-drive a resource's open dead letters, each once"
     )
@@ -57,7 +57,7 @@ def register(commands: Subcommands) -> None:
     retry.add_argument(
         "--dry-run", action="store_true", help="say what would happen; write and commit nothing"
     )
-    retry.set_defaults(handler=_retry)
+    retry.set_defaults(handler=_retry, operation=True)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -76,7 +76,7 @@ def register(commands: Subcommands) -> None:
         help="end a partition's scan after this long without records (default 2)",
     )
     data_dir_option(replay)
-    replay.set_defaults(handler=_replay)
+    replay.set_defaults(handler=_replay, operation=True)
 
 
 def _warn(message: str) -> None:

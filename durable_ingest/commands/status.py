@@ -74,7 +74,7 @@ def register(commands: Subcommands) -> None:
         help="the resume point of this source process (ingest source run --instance NAME)",
     )
     wait_option(status)
-    status.set_defaults(handler=_status)
+    status.set_defaults(handler=_status, operation=True)
 
 
 def wait_option(parser: argparse.ArgumentParser) -> None:

@@ -11,9 +11,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from durable_ingest.loopback import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +54,29 @@ def test_an_unreachable_broker_is_one_line(tmp_path: Path, args: list[str]) -> N
 def _kind(line: str) -> str:
     """A log line without its time and counters (what the repeat filter compares)."""
     return re.sub(r"\d+", "#", line.split(" ", 2)[-1])
+
+
+@pytest.mark.parametrize("command", [["status"], ["dlq", "show", "matches"]])
+def test_operations_say_an_unreachable_broker_in_one_line_within_seconds(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """kafka.command_timeout_s (3 s): one line naming the address, no librdkafka line."""
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "durable_ingest.cli", *command],
+        cwd=tmp_path,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("INGEST_")},
+            "INGEST_KAFKA_BOOTSTRAP": address,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"cannot reach Kafka at {address}" in done.stderr
+    assert elapsed < 8  # 3 s and the interpreter's start, far from the 10 s of before
