@@ -8,6 +8,8 @@ clickhouse-connect errors are translated here and nowhere else.
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +19,15 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from durable_ingest.config import ClickHouseSettings
 from durable_ingest.errors import WarehouseError
+
+# clickhouse-connect's HTTP client (urllib3) logs every retry and driver error as a
+# warning before it raises: the one-line WarehouseError below says the same.
+for _noisy in (
+    "urllib3.connectionpool",
+    "clickhouse_connect.driver._backend.http_sync",
+    "clickhouse_connect.driver.httpclient",
+):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 
 def _describe_dsn(settings: ClickHouseSettings) -> str:
@@ -59,7 +70,25 @@ def open_warehouse(settings: ClickHouseSettings) -> Client:
                 "(in embedded mode exactly one process owns it), or this process opened "
                 "a different path first"
             ) from None
-        first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise WarehouseError(
-            f"cannot open the warehouse at {_describe_dsn(settings)}: {first_line}"
+            f"cannot open the warehouse at {_describe_dsn(settings)}: {connection_cause(text)}"
         ) from None
+
+
+_CAUSES = (
+    re.compile(r"\[Errno -?\d+\] ([^\"')]+)"),
+    re.compile(r"(Read timed out|timed out|Connection aborted)", re.IGNORECASE),
+    re.compile(r"\b(Code: \d+\. DB::Exception: [^.(]+)"),
+)
+
+
+def connection_cause(text: str) -> str:
+    """The reason worth a line out of clickhouse-connect's message: the socket error
+    (``Connection refused``), a timeout, or the server's own exception, never the retry
+    and query-id wrapping; else its first line."""
+    for pattern in _CAUSES:
+        found = pattern.search(text)
+        if found is not None:
+            return found.group(1).strip().rstrip(".:")
+    stripped = text.strip()
+    return stripped.splitlines()[0][:300] if stripped else "no reason given"

@@ -98,6 +98,31 @@ def test_unreachable_server_is_a_warehouse_error_without_secrets() -> None:
     assert SECRET not in str(info.value)
 
 
+def test_an_unreachable_server_is_one_line_naming_the_dsn_and_the_cause(tmp_path: Path) -> None:
+    """As a user sees it: one line with the DSN (no password) and the socket's reason, no
+    urllib3 or driver warnings, no query id."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    env |= {
+        "INGEST_CLICKHOUSE_DSN": f"http://127.0.0.1:{port}",
+        "INGEST_CLICKHOUSE_USERNAME": "u",
+        "INGEST_CLICKHOUSE_PASSWORD": SECRET,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "durable_ingest.cli", "sql", "SELECT 1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"ingest: error: cannot open the warehouse at http://127.0.0.1:{port}: Connection refused\n"
+    )
+
+
 def test_warehouse_fixture_runs_clickhouse_sql(clickhouse: ClickHouseSettings) -> None:
     """The test warehouse (server or chDB) answers SQL with ClickHouse's engine."""
     client = open_warehouse(clickhouse)
