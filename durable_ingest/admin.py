@@ -20,14 +20,18 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import logging
+import socketserver
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from durable_ingest.errors import IngestError, StopError
 from durable_ingest.metrics import Metrics
 
+log = logging.getLogger(__name__)
 Query = Callable[[str], dict[str, Any]]
 MAX_QUERY_BYTES = 1_000_000
 
@@ -63,8 +67,11 @@ class AdminServer:
         port: int = 0,
         query: Query | None = None,
         sql_token: str | None = None,
+        unix_path: Path | None = None,
     ) -> None:
         registry, check, run_query = metrics, health, query
+        local = unix_path is not None
+        """A Unix socket's clients are on this host (the file is the owner's only)."""
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -81,8 +88,12 @@ class AdminServer:
                 if self.path != "/sql" or run_query is None:
                     self._send(404, b"not found\n", "text/plain")
                     return
-                refused = sql_refusal(
-                    self.client_address[0], sql_token, self.headers.get("Authorization")
+                refused = (
+                    None
+                    if local
+                    else sql_refusal(
+                        self.client_address[0], sql_token, self.headers.get("Authorization")
+                    )
                 )
                 if refused is not None:
                     self._json(403, {"error": refused})
@@ -110,7 +121,13 @@ class AdminServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # scrapes every few seconds would flood the worker's log
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._unix_path = unix_path
+        if unix_path is None:
+            self._server: socketserver.BaseServer = ThreadingHTTPServer((host, port), Handler)
+        else:
+            unix_path.unlink(missing_ok=True)  # a crashed owner's; this process owns the dir now
+            self._server = _UnixHTTPServer(str(unix_path), Handler)
+            unix_path.chmod(0o600)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="admin-http", daemon=True
         )
@@ -118,12 +135,43 @@ class AdminServer:
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        address = self._server.server_address
+        return int(address[1]) if isinstance(address, tuple) else 0
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        if self._unix_path is not None:
+            self._unix_path.unlink(missing_ok=True)
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self) -> tuple[Any, Any]:
+        request, _ = super().get_request()
+        return request, ("local", 0)  # BaseHTTPRequestHandler expects (host, port)
+
+
+SQL_SOCKET = "sink.sock"
+"""In its data directory, the Unix socket on which a sink that owns the embedded warehouse
+answers ``/sql`` (and ``/health``, ``/metrics``) to processes of its own user."""
+
+
+def start_local_sql(
+    metrics: Metrics, health: Callable[[], dict[str, Any]], query: Query, data_dir: Path
+) -> AdminServer | None:
+    """The owning sink's Unix socket, ``<data_dir>/sink.sock``; None (and a log line) when
+    the path is too long for a Unix socket or cannot be made."""
+    path = data_dir / SQL_SOCKET
+    try:
+        return AdminServer(metrics, health, query=query, unix_path=path)
+    except OSError as exc:
+        log.warning(
+            "no local /sql socket at %s (%s): ingest sql needs --admin-port then", path, exc
+        )
+        return None
 
 
 def start_admin(

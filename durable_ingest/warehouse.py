@@ -8,8 +8,11 @@ clickhouse-connect errors are translated here and nowhere else.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +33,29 @@ for _noisy in (
     logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 
+_OPENED_HERE: set[Path] = set()
+"""chDB directories this process opened: its own engine holds their lock (a second client
+of the same process, as a sink's /sql client, is no other owner)."""
+
+
+def owned_elsewhere(path: Path) -> bool:
+    """True if another process holds the chDB directory's lock (``status``, flock-ed by
+    the engine that opened it). Asked first so that chDB's own ``Code: 76 ... Cannot lock
+    file`` line never reaches the terminal."""
+    status = path / "status"
+    try:
+        descriptor = os.open(status, os.O_RDONLY)
+    except OSError:
+        return False  # no engine ever opened it, or it was closed cleanly
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)  # releases a lock this call took
+    return False
+
+
 def _describe_dsn(settings: ClickHouseSettings) -> str:
     parts = urlsplit(settings.dsn)
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
@@ -41,7 +67,15 @@ def open_warehouse(settings: ClickHouseSettings) -> Client:
     try:
         if path is not None:
             path.mkdir(parents=True, exist_ok=True)
-            return clickhouse_connect.get_client(interface="chdb", path=str(path.resolve()))
+            resolved = path.resolve()
+            if resolved not in _OPENED_HERE and owned_elsewhere(path):
+                raise WarehouseError(
+                    f"the embedded warehouse {path} is already open in another process "
+                    "(in embedded mode exactly one process owns it)"
+                )
+            client = clickhouse_connect.get_client(interface="chdb", path=str(resolved))
+            _OPENED_HERE.add(resolved)
+            return client
         kwargs: dict[str, Any] = {
             "dsn": settings.dsn,
             "database": settings.database,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
 from types import FrameType
 
-from durable_ingest.admin import start_admin
+from durable_ingest.admin import start_admin, start_local_sql
 from durable_ingest.compose import (
     checkpoint_store,
     schema_catalog,
@@ -178,6 +178,12 @@ def run_sink(
             retry=retry,
             per_instance=bool(settings.sources[source].instances),
         )
+        if query is not None:
+            # The owner of the embedded warehouse answers ingest sql on this host with no
+            # flag: a Unix socket in its data directory.
+            local = start_local_sql(worker.metrics, worker.health, query, settings.data_dir)
+            if local is not None:
+                stack.callback(local.close)
         if admin_port is not None:
             token = settings.admin.sql_token
             admin = start_admin(

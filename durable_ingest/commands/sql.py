@@ -11,12 +11,16 @@ itself. Every query runs with ``readonly=1``.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+from durable_ingest.admin import SQL_SOCKET
 from durable_ingest.commands import Subcommands, data_dir_option
 from durable_ingest.config import Settings
 from durable_ingest.dev import STATE_FILE
@@ -94,16 +98,47 @@ def _direct(settings: Settings, query: str) -> dict[str, Any]:
         client = open_warehouse(settings.clickhouse)
     except WarehouseError as exc:
         if settings.clickhouse.embedded_path is not None and "already open" in str(exc):
+            socket_path = settings.data_dir / SQL_SOCKET
+            if socket_path.exists():
+                return through_socket(socket_path, query)
             raise WarehouseError(
                 f"the embedded warehouse {settings.clickhouse.embedded_path} is owned by a "
-                "running sink: query through it with --admin http://127.0.0.1:PORT "
-                "(its --admin-port)"
+                f"process that serves no {socket_path}: query through its admin port with "
+                "--admin http://127.0.0.1:PORT"
             ) from None
         raise
     try:
         return ReadOnlyQuery(client)(query)
     finally:
         client.close()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=60)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(str(self._path))
+        self.sock = sock
+
+
+def through_socket(path: Path, query: str) -> dict[str, Any]:
+    """``POST /sql`` to the owning sink over its Unix socket."""
+    connection = _UnixConnection(path)
+    try:
+        connection.request("POST", "/sql", body=query.encode())
+        response = connection.getresponse()
+        body: dict[str, Any] = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        raise QueryError(f"cannot query through the sink's socket {path}: {exc}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise QueryError(str(body.get("error", f"HTTP {response.status}")))
+    return body
 
 
 def _through_admin(url: str, query: str, token: str | None = None) -> dict[str, Any]:

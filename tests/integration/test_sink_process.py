@@ -361,3 +361,60 @@ def test_two_sinks_with_a_stream_target_deliver_every_record(
         .event_ids
     )
     assert set(seen.values()) == set(staged_ids)  # the same deterministic event ids
+
+
+def test_the_owning_sink_answers_ingest_sql_on_its_socket_with_no_flag(
+    tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
+) -> None:
+    """A sink without --admin-port owns the embedded warehouse: ingest sql on the same data
+    directory goes through <data_dir>/sink.sock, and chDB's "Cannot lock file" line never
+    shows; a write is still refused, and the socket goes with the sink."""
+    setup = Setup(tmp_path, kafka, spawn)
+    setup.stage(100)
+    sink = setup.sink()
+    socket_path = tmp_path / "sink.sock"
+    wait_for_path = time.monotonic() + 60
+    while not socket_path.exists() and time.monotonic() < wait_for_path:
+        time.sleep(0.1)
+    if not socket_path.exists():
+        sink.kill()
+        raise AssertionError(f"no socket: {sink.communicate(timeout=10)[1][-3000:]}")
+    assert oct(socket_path.stat().st_mode & 0o777) == oct(0o600)
+
+    def sql(query: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "durable_ingest.cli",
+                "--config",
+                str(setup.config),
+                "sql",
+                query,
+                "--format",
+                "json",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    table = f"{setup.source}_matches"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = sql(f"SELECT count() FROM {table} FINAL")
+        if done.returncode == 0 and json.loads(done.stdout)["rows"] == [[100]]:
+            break
+        time.sleep(0.5)
+    assert done.returncode == 0 and json.loads(done.stdout)["rows"] == [[100]], done.stderr
+    assert "Cannot lock" not in done.stderr and "Code: 76" not in done.stderr
+    refused = sql(f"INSERT INTO {table} (trade_id) VALUES (1)")
+    assert refused.returncode == 2 and "INSERT statements are refused" in refused.stderr
+    sink.send_signal(signal.SIGTERM)
+    code, err = finished(sink)
+    assert code == 0, err
+    assert not socket_path.exists()
