@@ -2,8 +2,11 @@
 
 A value object with injected time and randomness, so it is tested with plain
 numbers. ``failed(now)`` gives the next delay; ``connected(now)`` marks the
-start of a connection; a connection that stayed up ``reset_after_s`` resets
-the schedule the next time it fails. Pure code.
+start of a connection; a connection that stayed up ``reset_after_s``, or that
+``delivered()`` data, resets the schedule the next time it fails: a feed that
+drops every few seconds but delivers in between is reconnected at once, not
+after delays grown to the cap. (A connection that delivers nothing still backs
+off, so a server that accepts and closes is not hammered.) Pure code.
 """
 
 from __future__ import annotations
@@ -23,10 +26,17 @@ class Backoff:
     """A number in [0, 1): the share of the capped delay actually waited ("full jitter")."""
     attempt: int = 0
     connected_at: float | None = None
+    delivering: bool = False
+    """The current connection delivered data."""
 
     def connected(self, now: float) -> None:
         """A connection (or session) started at ``now``."""
         self.connected_at = now
+        self.delivering = False
+
+    def delivered(self) -> None:
+        """The current connection delivered data: it worked, whatever ends it."""
+        self.delivering = True
 
     def ceiling(self) -> float:
         """The capped delay of the current attempt, before jitter."""
@@ -34,9 +44,11 @@ class Backoff:
 
     def failed(self, now: float) -> float:
         """The connection failed at ``now``: how long to wait before the next try."""
-        if self.connected_at is not None and now - self.connected_at >= self.reset_after_s:
+        healthy = self.connected_at is not None and now - self.connected_at >= self.reset_after_s
+        if healthy or self.delivering:
             self.attempt = 0
         self.connected_at = None
+        self.delivering = False
         ceiling = self.ceiling()
         self.attempt = min(self.attempt + 1, 64)
         # Never zero: half the ceiling at least, so a storm of failures cannot spin.

@@ -278,6 +278,8 @@ class SourceRuntime:
                 claimed = True
                 continue
             records, checkpoint = normalize(self.source.name, name, result)
+            if records:
+                self.backoff.delivered()
             await self.stager.add(name, records, frame, checkpoint, now)
         if not claimed:
             if resource is not None:

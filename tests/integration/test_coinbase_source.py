@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import signal
 import subprocess
 import sys
@@ -203,6 +205,36 @@ def test_disconnect_storm_reconnects_without_leaking(
     assert stats.sessions >= 20
     assert worker.tasks_left == 0
     wait_for(lambda: exchange.open_connections == 0, 5, "the last socket to close")
+    assert sorted(staged_ids(kafka, worker.source, expect=len(want))) == want
+
+
+def test_a_feed_dropping_every_900_messages_is_reconnected_at_once(
+    kafka: KafkaSettings, exchange: CoinbaseExchange, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the default backoff (0.5 s growing to 30 s, reset after 60 s up), a feed that
+    drops every 900 trades but delivers in between is reconnected after about the first
+    delay each time, never a grown one; every trade is staged."""
+    first = {p: exchange.trade(p)[0].trade_id for p in PRODUCTS}
+    exchange.faults.disconnect_after = {first["BTC-USD"] + 900 * n for n in range(1, 6)}
+    defaults = {"backoff_initial_s": 0.5, "backoff_max_s": 30.0, "backoff_reset_after_s": 60.0}
+    with caplog.at_level(logging.INFO, logger="source_workers.runtime"):
+        with InProcess(kafka, exchange, **defaults) as worker:
+            wait_for(subscribed(exchange), what="subscription")
+            for _ in range(500):  # about 500 trades a second: a drop every 2 s or so
+                exchange.trade("BTC-USD", 10)
+                time.sleep(0.02)
+            wait_for(subscribed(exchange, 6), 60, "five reconnects")
+            exchange.trade("BTC-USD")
+            want = expected(exchange, first)
+            wait_for(lambda: worker.runtime.stats.records_staged >= len(want), 60, "staging")
+            worker.stop()
+    delays = [
+        float(m.group(1))
+        for r in caplog.records
+        if (m := re.search(r"reconnecting in ([\d.]+) s", r.getMessage()))
+    ]
+    assert len(delays) >= 5
+    assert max(delays) <= 0.5, delays  # the first delay, jittered; never grown
     assert sorted(staged_ids(kafka, worker.source, expect=len(want))) == want
 
 

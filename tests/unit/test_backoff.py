@@ -27,3 +27,21 @@ def test_a_healthy_connection_resets_the_schedule() -> None:
     assert round(backoff.failed(129.0), 3) == 16.0  # up 29 s: not long enough
     backoff.connected(200.0)
     assert round(backoff.failed(230.0), 3) == 1.0  # up 30 s: reset
+
+
+def test_a_connection_that_delivered_data_resets_the_schedule() -> None:
+    """A feed that drops every 2.5 s but delivers in between is reconnected at the first
+    delay every time; one that delivers nothing still backs off."""
+    backoff = Backoff(initial_s=0.5, max_s=30.0, reset_after_s=60.0, jitter=lambda: 0.999999)
+    delays = []
+    now = 0.0
+    for _ in range(20):
+        backoff.connected(now)
+        backoff.delivered()
+        now += 2.5
+        delays.append(round(backoff.failed(now), 3))
+    assert max(delays) <= 0.5
+    silent = [round(backoff.failed(now + i), 3) for i in range(1, 5)]  # no delivery
+    assert silent == [1.0, 2.0, 4.0, 8.0]  # the series goes on from the reset
+    backoff.connected(now + 10)
+    assert round(backoff.failed(now + 11), 3) == 16.0  # connected, delivered nothing
