@@ -28,6 +28,7 @@ from websockets.exceptions import (
     InvalidURI,
     WebSocketException,
 )
+from websockets.protocol import State
 
 from durable_ingest.errors import ConnectionLostError, ProviderRefusedError
 from source_workers.transport.urls import masked_url, secret_values
@@ -52,6 +53,10 @@ class _ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 class StreamStopped(Exception):
     """The runtime is stopping: leave the read loop."""
+
+
+CLOSE_TIMEOUT_S = 2.0
+"""The longest a closing handshake may take, answered or not."""
 
 
 class WebSocketStream:
@@ -85,16 +90,27 @@ class WebSocketStream:
         self._watchdog = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
-        interval = min(1.0, self._idle_timeout_s / 4)
+        interval = min(0.5, self._idle_timeout_s / 4)
+        closing_since: float | None = None
         while True:
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
             except TimeoutError:
+                now = time.monotonic()
                 waiting = self._waiting_since
-                if waiting is not None and time.monotonic() - waiting >= self._idle_timeout_s:
+                if waiting is not None and now - waiting >= self._idle_timeout_s:
                     self._ended = "idle"
                     self._connection.transport.abort()
                     return
+                # A closing handshake the server never answers (it sent a frame over the
+                # limit, say, and went deaf) ends within CLOSE_TIMEOUT_S, whatever the
+                # library waits for.
+                if self._connection.state is State.CLOSING:
+                    closing_since = closing_since if closing_since is not None else now
+                    if now - closing_since >= CLOSE_TIMEOUT_S:
+                        self._ended = "close timeout"
+                        self._connection.transport.abort()
+                        return
                 continue
             self._ended = "stopped"
             with contextlib.suppress(Exception):
@@ -121,6 +137,11 @@ class WebSocketStream:
             if self._ended == "idle":
                 raise self._lost(
                     f"no frame for {self._idle_timeout_s:g} s (idle timeout)"
+                ) from None
+            if self._ended == "close timeout":
+                raise self._lost(
+                    f"{_closed(exc)}; the server did not answer the close within "
+                    f"{CLOSE_TIMEOUT_S:g} s"
                 ) from None
             raise self._lost(_closed(exc)) from None
         finally:
@@ -191,7 +212,7 @@ async def open_stream(
             # (silence while waiting for a frame) and the providers' heartbeats detect
             # dead sockets instead.
             ping_interval=None,
-            close_timeout=2,
+            close_timeout=CLOSE_TIMEOUT_S,
             additional_headers=headers,
             user_agent_header="durable-ingest",
             logger=_ScrubbingLogger(logging.getLogger("websockets.client"), secret_values(url)),
