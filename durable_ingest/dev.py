@@ -10,7 +10,8 @@ captured feed to the real connector over a local websocket, so it runs
 offline. Every ``interval_s`` it polls both admin ports and prints a progress
 line (:mod:`durable_ingest.progress`).
 
-It stops on Ctrl-C or SIGTERM, after ``duration_s``, once ``max_events``
+It stops on Ctrl-C or SIGTERM, after ``duration_s``, after ``idle_exit_s``
+without anything new staged or written, once ``max_events``
 records are staged, or once a replayed capture is fully staged and written.
 Stopping is ordered so that nothing accepted is lost: the source first (it
 stages what it received and exits), then the sink once it has written
@@ -65,6 +66,7 @@ class DevOptions:
     speed: float = 1.0
     duration_s: float | None = None
     max_events: int | None = None
+    idle_exit_s: float | None = None
     port: int | None = 0
     engine: str = "tansu"
     interval_s: float = 1.0
@@ -88,6 +90,8 @@ class DevRun:
             self.capture, self.replay_spec = load_capture(self.connector, options.replay)
         if not options.speed > 0:
             raise StopError(f"--speed must be above 0, not {options.speed}")
+        if options.idle_exit_s is not None and not options.idle_exit_s > 0:
+            raise StopError(f"--idle-exit must be above 0 seconds, not {options.idle_exit_s}")
         if options.max_events is not None and options.max_events < 1:
             raise StopError(f"--max-events must be at least 1, not {options.max_events}")
         if options.duration_s is not None and not options.duration_s > 0:
@@ -224,6 +228,12 @@ class DevRun:
             return f"--duration {options.duration_s:g} s reached"
         if options.max_events is not None and now.staged >= options.max_events:
             return f"--max-events {options.max_events} reached ({now.staged} staged)"
+        quiet = time.monotonic() - counts_changed
+        if options.idle_exit_s is not None and quiet >= options.idle_exit_s and now.settled:
+            return (
+                f"nothing new staged or written for {options.idle_exit_s:g} s (--idle-exit): "
+                "the provider has gone quiet"
+            )
         if server is None or not server.finished.is_set():
             return ""
         if time.monotonic() - counts_changed >= SETTLE_S and now.settled:

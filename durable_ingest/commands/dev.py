@@ -45,6 +45,13 @@ def register(commands: Subcommands) -> None:
         help="stop once at least N records are staged",
     )
     dev.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop once nothing new was staged or written for this long (a feed gone quiet)",
+    )
+    dev.add_argument(
         "--port", type=int, default=0, help="broker port on 127.0.0.1 (default: a free one)"
     )
     dev.add_argument(
@@ -76,6 +83,7 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
         speed=args.speed,
         duration_s=args.duration,
         max_events=args.max_events,
+        idle_exit_s=args.idle_exit,
         port=args.port,
         engine=args.engine,
         interval_s=max(0.2, args.interval),

@@ -272,3 +272,36 @@ def test_bad_input_is_one_line(workdir: Path, args: list[str], message: str) -> 
     assert done.stderr.startswith("ingest: error:") and message in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert not (workdir / "data" / "dev").exists() or args[0] == "sql"
+
+
+def test_a_feed_gone_quiet_ends_with_idle_exit(workdir: Path, spawn: Spawn) -> None:
+    """A provider that sent a few trades and went quiet: --max-events would wait forever,
+    --idle-exit ends the run, saying why, with everything written."""
+    with CoinbaseExchange(["BTC-USD"]) as exchange:
+        env = clean_env()
+        env.update(
+            COINBASE_WS_URL=exchange.ws_url,
+            COINBASE_REST_URL=exchange.rest_url,
+            COINBASE_PRODUCTS="BTC-USD",
+        )
+        process = spawn(
+            ingest(
+                "dev",
+                "coinbase",
+                "--max-events",
+                "100000",
+                "--idle-exit",
+                "3",
+                "--data-dir",
+                str(workdir / "data"),
+            ),
+            cwd=workdir,
+            env=env,
+        )
+        wait_for(lambda: exchange.open_connections == 1, timeout_s=60, what="subscription")
+        exchange.trade("BTC-USD", 20)
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "stopping: nothing new staged or written for 3 s (--idle-exit)" in out
+    staged, written, _ = summary(out)
+    assert staged == written == 20
