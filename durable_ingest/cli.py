@@ -12,29 +12,32 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from durable_ingest import __version__
-from durable_ingest.commands import (
-    config,
-    dev,
-    dlq,
-    manifest,
-    new_source,
-    replay,
-    sql,
-    stack,
-    status,
-    workers,
-)
-from durable_ingest.config import Settings, settings_from
-from durable_ingest.config_load import load_settings
-from durable_ingest.errors import IngestError
 
+if TYPE_CHECKING:
+    from durable_ingest.config import Settings
+
+# The commands and the settings models are imported by main(), inside its Ctrl-C
+# handling: importing them takes a moment, and a Ctrl-C then must still be one line.
 log = logging.getLogger("ingest")
-COMMANDS = (dev, stack, workers, config, sql, replay, status, dlq, new_source, manifest)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from durable_ingest.commands import (
+        config,
+        dev,
+        dlq,
+        manifest,
+        new_source,
+        replay,
+        sql,
+        stack,
+        status,
+        workers,
+    )
+
     parser = argparse.ArgumentParser(
         prog="ingest", description="durable-ingest: live APIs into ClickHouse via Kafka"
     )
@@ -48,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in COMMANDS:
+    for module in (dev, stack, workers, config, sql, replay, status, dlq, new_source, manifest):
         module.register(commands)
     return parser
 
@@ -88,6 +91,20 @@ def for_operation(settings: Settings, log_level: str) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # A Ctrl-C before a command installs its own handling (while starting up, say):
+        # one line, the shell's code for SIGINT, no traceback.
+        print("ingest: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from durable_ingest.config import settings_from
+    from durable_ingest.config_load import load_settings
+    from durable_ingest.errors import IngestError
+
     args = _parser().parse_args(argv)
     _setup_logging(args.log_level)
     try:

@@ -265,10 +265,12 @@ class DevRun:
         if unwritten:
             errors.append(unwritten)
         sink_code = sink.stop(60)
+        # -SIGTERM: the worker was stopped before it installed its own handling (a Ctrl-C
+        # in the first second): it had not staged or written anything yet, nothing is lost.
         errors += [
             f"{w.name} worker exited with code {code}: {w.last_error()}"
             for w, code in ((source, source_code), (sink, sink_code))
-            if code != 0
+            if code not in (0, -signal.SIGTERM)
         ]
         print(
             f"done: {last.staged:,} records staged, {last.written:,} rows written, "

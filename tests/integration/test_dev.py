@@ -305,3 +305,30 @@ def test_a_feed_gone_quiet_ends_with_idle_exit(workdir: Path, spawn: Spawn) -> N
     assert "stopping: nothing new staged or written for 3 s (--idle-exit)" in out
     staged, written, _ = summary(out)
     assert staged == written == 20
+
+
+@pytest.mark.parametrize("after_s", [0.05, 0.4, 1.5])
+def test_ctrl_c_at_any_moment_is_one_line_or_a_clean_stop(workdir: Path, after_s: float) -> None:
+    """Ctrl-C while it imports, starts the broker or starts the workers: exit 130 with one
+    line, or the ordered stop with exit 0; never a traceback, never a worker's -15."""
+    process = subprocess.Popen(
+        ingest("dev", "coinbase", "--replay", "--data-dir", str(workdir / "data")),
+        cwd=workdir,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(after_s)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "exited with code" not in err, err
+    if process.returncode == 130:
+        assert err.strip() == "ingest: interrupted", err
+    else:
+        assert process.returncode == 0, out + err
+        assert "stopping: received SIGINT" in out
+        staged, written, _ = summary(out)
+        assert staged == written
