@@ -272,10 +272,11 @@ class DevRun:
             for w, code in ((source, source_code), (sink, sink_code))
             if code not in (0, -signal.SIGTERM)
         ]
+        resume = self._resume_points()
         print(
             f"done: {last.staged:,} records staged, {last.written:,} rows written, "
-            f"{last.dead_letters} dead letters; last checkpoint "
-            f"{describe_checkpoint(last.checkpoints, 200)}",
+            f"{last.dead_letters} dead letters in this run; the source would resume from "
+            f"{describe_checkpoint(resume if resume is not None else last.checkpoints, 200)}",
             file=self.out,
         )
         if last.dead_letters:
@@ -288,7 +289,7 @@ class DevRun:
             )
         tables = self._tables()
         for table, rows in tables:
-            print(f"  {table}: {rows:,} rows", file=self.out)
+            print(f"  {table}: {rows:,} rows (FINAL: one per key, every run so far)", file=self.out)
         if tables:
             example = f"SELECT * FROM {tables[0][0]} LIMIT 10"  # noqa: S608 - shown, not run
             print(f'query them: ingest sql "{example}"', file=self.out, flush=True)
@@ -315,6 +316,25 @@ class DevRun:
             return last, ""
         why = "exited" if not sink.running() else f"did not within {DRAIN_LIMIT_S:.0f} s"
         return last, f"{missing} staged records were not written: the sink {why} (see sink.log)"
+
+    def _resume_points(self) -> dict[str, Any] | None:
+        """What the source would resume from now, per resource, as the checkpoint store
+        says once the sink has stopped (its last save included); None if unreadable."""
+        from durable_ingest.compose import checkpoint_store
+        from staging.checkpoints import entries_in, resume_point
+
+        try:
+            store = checkpoint_store(self.settings)
+            try:
+                saved = store.load_all()
+            finally:
+                store.close()
+        except IngestError as exc:
+            log.warning("cannot read the checkpoints: %s", exc)
+            return None
+        source = self.options.connector
+        points = {r.name: resume_point(entries_in(saved, source, r.name)) for r in self.resources}
+        return {name: point for name, point in points.items() if point is not None}
 
     def _count_staged(self) -> int:
         """Records in this connector's staged topics (the broker is fresh for each run)."""

@@ -206,6 +206,11 @@ def test_it_stops_by_itself(workdir: Path, flag: list[str], reason: str) -> None
     assert rows == staged == written
     if flag[0] == "--max-events":
         assert staged >= 150
+    # The line's resume point is exact: each product's checkpointed trade id is the
+    # newest one in the table.
+    resume = dict(re.findall(r"([A-Z]+-USD)\.trade_id=(\d+)", done.stdout.split("resume from")[1]))
+    newest = sql(workdir, "SELECT product_id, max(trade_id) FROM coinbase_matches GROUP BY 1")
+    assert {p: int(t) for p, t in resume.items()} == {p: int(t) for p, t in newest}
 
 
 def test_a_recorded_feed_replays_to_the_same_rows(
