@@ -222,7 +222,7 @@ def test_dlq_bad_input_is_one_line(tmp_path: Path, kafka: KafkaSettings) -> None
     line = one_line_error(
         cli_process("--config", str(config), "dlq", "retry", "nope", "--source", source)
     )
-    assert f"source {source} has no resource 'nope' (known: {source}.matches)" in line
+    assert f"source {source} has no resource 'nope' (known: {source}.matches;" in line
     line = one_line_error(
         cli_process("--config", str(config), "dlq", "retry", "matches", "--source", "ghost")
     )

@@ -86,6 +86,8 @@ def test_secrets_never_reach_logs_or_errors(
 ) -> None:
     """A SASL password reaches neither log records (librdkafka's included) nor errors."""
     caplog.set_level(logging.DEBUG)
+    # Named too: the CLI, run in-process by other tests, quiets this logger in the process.
+    caplog.set_level(logging.DEBUG, logger="staging.kafka.librdkafka")
     kafka = KafkaSettings(
         bootstrap=f"127.0.0.1:{free_port()}",
         connect_timeout_s=2.0,
