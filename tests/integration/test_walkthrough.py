@@ -45,9 +45,11 @@ GENERATED_AS_IS = {
 }
 """What ``ingest new-source`` writes and the page keeps unchanged."""
 _BLOCK = re.compile(
-    r"^<!-- (run|run: background|file: (?P<path>\S+)) -->\n```[\w-]*\n(?P<body>.*?)^```$",
+    r"^<!-- (run|run: background|file: (?P<path>\S+)) -->\n```[\w-]*\n(?P<body>.*?)^```$"
+    r"(?:\n\n```text\n(?P<shown>.*?)^```$)?",
     re.MULTILINE | re.DOTALL,
 )
+_PROGRESS = re.compile(r"^\d\d:\d\d  staged ")
 _MARKER = re.compile(r"^<!-- (run|run: background|file: \S+) -->$", re.MULTILINE)
 _EXPORT = re.compile(r"^export (\w+)=")
 
@@ -58,6 +60,8 @@ class Step:
     """``run``, ``background`` or ``file``."""
     body: str
     path: str = ""
+    shown: str = ""
+    """The output the page shows right under a ``run`` block (a ``text`` block), if any."""
 
 
 def steps(text: str) -> list[Step]:
@@ -67,11 +71,40 @@ def steps(text: str) -> list[Step]:
             "file" if m["path"] else m.group(1).removeprefix("run: "),
             m["body"],
             m["path"] or "",
+            m["shown"] or "",
         )
         for m in _BLOCK.finditer(text)
     ]
     assert len(found) == len(_MARKER.findall(text)), "a marker without a code block under it"
     return found
+
+
+def shape(line: str) -> re.Pattern[str]:
+    """A shown output line as a pattern: ``...`` stands for anything, every number for any
+    number; the words must be the ones printed (runs of spaces count as one)."""
+    pattern = re.escape(" ".join(line.split()))
+    pattern = re.sub(r"(?:\\\.){3,}", ".*?", pattern)  # one wildcard for any run of 3+ dots
+    pattern = re.sub(r"(\\\.)?\d+(\\\.\d+)?", r"[\\d.,]+", pattern)
+    return re.compile(pattern)
+
+
+def unseen(shown: str, printed: str) -> list[str]:
+    """The lines the page shows that the command did not print (by shape). Progress lines
+    vary from run to run: only their trailing notes, like ``(source not connected)``, must
+    be printed too."""
+    actual = [" ".join(ln.split()) for ln in printed.splitlines() if ln.strip()]
+    missing = []
+    for line in shown.splitlines():
+        if not line.strip():
+            continue
+        if _PROGRESS.match(line):
+            notes = re.findall(r"\([a-z][^()]*\)$", line.strip())
+            missing += [note for note in notes if note not in printed]
+            continue
+        pattern = shape(line)
+        if not any(pattern.fullmatch(a) for a in actual):
+            missing.append(line)
+    return missing
 
 
 def files_under(tree: Path) -> dict[str, bytes]:
@@ -134,7 +167,7 @@ class Terminal:
             timeout=300,
         )
         assert done.returncode == 0, f"{body}\n{done.stdout}\n{done.stderr}"
-        self.outputs.append((body, done.stdout))
+        self.outputs.append((body, done.stdout + done.stderr))
 
     def start(self, body: str) -> None:
         process = subprocess.Popen(
@@ -183,6 +216,9 @@ def test_the_walkthrough_builds_the_committed_example_end_to_end(tmp_path: Path)
                 terminal.start(step.body)
             else:
                 terminal.run(step.body)
+                if step.shown:  # the page shows what the command prints, still
+                    printed = terminal.outputs[-1][1]
+                    assert unseen(step.shown, printed) == [], f"{step.body}\n{printed}"
     finally:
         terminal.close()
     # (1) What the page produced is what is committed.
