@@ -84,6 +84,48 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("test_broker", brokers, ids=brokers, indirect=True, scope="session")
 
 
+XDIST_GROUPS = {"kafka_cluster": "kafka_cluster", "containers": "podman"}
+"""Tests that share one heavy, stateful thing run in one xdist worker, one after another
+(``--dist loadgroup``): those of the 3-broker cluster (the ``kafka_cluster`` fixture), and
+those that build and run images with podman (the ``containers`` mark)."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for name, group in XDIST_GROUPS.items():
+            if name in getattr(item, "fixturenames", ()) or item.get_closest_marker(name):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if (
+        config.pluginmanager.hasplugin("xdist")
+        and config.getoption("dist", "no") == "loadgroup"
+        and config.getoption("numprocesses", None)
+        and pytest.version_tuple[:2] >= (9, 2)
+    ):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} breaks pytest-xdist's --dist loadgroup "
+            "(pytest-dev/pytest-xdist#1386): install pytest<9.2 (pip install -e '.[dev]'), "
+            "or run with -n0"
+        )
+
+
+@pytest.hookimpl(trylast=True)  # after xdist has (or has not) applied the groups
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A grouped test sent to any worker would race its group's shared things (ports, the
+    cluster): if this pytest and xdist no longer group (pytest-xdist#1386), stop here."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return  # not an xdist worker of --dist loadgroup
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rpartition("]")[2]:
+            raise pytest.UsageError(
+                f"{item.nodeid}: pytest-xdist did not apply its xdist_group; this pytest and "
+                "pytest-xdist cannot run the suite in parallel safely (pin pytest<9.2, or -n0)"
+            )
+
+
 @pytest.fixture(scope="session")
 def test_broker(request: pytest.FixtureRequest) -> str:
     """The broker this test runs on: ``tansu``, ``apache`` or ``external`` (``memory``:

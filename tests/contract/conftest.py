@@ -30,12 +30,14 @@ class Harness:
 
 def _memory(catalog: SchemaCatalog) -> Harness:
     provider = MemoryStagingProvider(catalog=catalog, max_record_bytes=1_000_000)
-    store = InMemoryCheckpointStore()
 
     def raw_append(topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         provider.broker.append(topic, key, value, (), partition=partition)
 
-    return Harness(provider, raw_append, lambda: store, real_kafka=False)
+    # Each call is a new store object over the same broker, as a restarted worker's is.
+    return Harness(
+        provider, raw_append, lambda: InMemoryCheckpointStore(provider.broker), real_kafka=False
+    )
 
 
 def _kafka(catalog: SchemaCatalog, kafka: KafkaSettings) -> Harness:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_ingest.errors import CheckpointError
+from durable_ingest.errors import CheckpointError, StagingClosedError
 from tests.contract.conftest import Harness
 from tests.helpers import unique
 
@@ -53,3 +53,13 @@ def test_checkpoints_must_be_plain_json(harness: Harness) -> None:
             store.save(unique("s"), "matches", {"x": float("nan")})
     finally:
         store.close()
+
+
+def test_a_closed_store_refuses_to_save_or_load(harness: Harness) -> None:
+    """After close, a store says it is closed rather than saving nowhere."""
+    store = harness.checkpoint_store()
+    store.close()
+    with pytest.raises(StagingClosedError):
+        store.save(unique("s"), "matches", {"trade_id": 1})
+    with pytest.raises(StagingClosedError):
+        store.load_all()

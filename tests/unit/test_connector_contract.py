@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,10 +70,16 @@ def test_resources_and_source_do_no_staging_io(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", CONNECTORS)
-def test_workflow_is_an_entry_point(name: str) -> None:
-    """workflow.py exposes main()."""
+def test_workflow_is_an_entry_point(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """workflow.py's main() is ``ingest source run <its connector>`` with the process's
+    arguments: an instance the configuration does not declare is refused, naming the source."""
     module = importlib.import_module(f"source_workers.connectors.{name}.workflow")
-    assert callable(module.main)
+    monkeypatch.setattr(sys, "argv", ["workflow.py", "--instance", "ghost"])
+    assert module.main() == 2
+    err = capsys.readouterr().err
+    assert f"source {name} has no instance 'ghost'" in err and err.count("\n") == 1
 
 
 def test_unknown_connector_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

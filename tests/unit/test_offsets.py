@@ -31,9 +31,18 @@ def test_next_offset_is_last_plus_one() -> None:
 
 
 def test_dedup_token_is_deterministic() -> None:
-    """The same range always gives the same insert-deduplication token."""
+    """The same range always gives the same insert-deduplication token (it is built from the
+    range alone), and ranges that differ in anything give different tokens."""
     assert OffsetRange("t", 2, 10, 19).dedup_token() == "t:2:10-19"
-    assert OffsetRange("t", 2, 10, 19).dedup_token() == OffsetRange("t", 2, 10, 19).dedup_token()
+    others = [
+        OffsetRange("u", 2, 10, 19),
+        OffsetRange("t", 3, 10, 19),
+        OffsetRange("t", 2, 11, 19),
+        OffsetRange("t", 2, 10, 20),
+        OffsetRange("t", 21, 0, 19),  # "t:2:10-19" must not be spelled by other numbers
+    ]
+    tokens = {r.dedup_token() for r in others}
+    assert len(tokens) == len(others) and "t:2:10-19" not in tokens
 
 
 def test_ledger_commits_only_owned_partitions() -> None:
