@@ -30,7 +30,7 @@ from confluent_kafka import (
 )
 
 from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import TopicError
+from durable_ingest.errors import BrokerUnavailableError, TopicError
 from staging.kafka.client_config import common_config
 from staging.kafka.translate import (
     broker_call,
@@ -38,6 +38,7 @@ from staging.kafka.translate import (
     consume_error,
     describe,
     fatal_error,
+    kafka_error_of,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,14 @@ def _config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
     return config
 
 
+_UNKNOWN_TOPIC = KafkaError.UNKNOWN_TOPIC_OR_PART
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+
+
 class TopicScanner:
     """Group-less reads and offset lookups on one Kafka cluster; ``close()`` it."""
 
@@ -95,13 +104,29 @@ class TopicScanner:
         return self._kafka.connect_timeout_s
 
     def partitions(self, topic: str) -> list[int]:
-        """The topic's partition numbers; TopicError if it does not exist."""
-        with broker_call(f"reading metadata of {topic}", self._kafka.bootstrap, topic=topic):
-            metadata = self._consumer.list_topics(topic, timeout=self._timeout)
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
-            raise TopicError(f"topic {topic} does not exist", topic=topic)
-        return sorted(found.partitions)
+        """The topic's partition numbers; TopicError if it does not exist.
+
+        A broker that knows the topic but answers with a passing error (a leader not
+        elected yet, a broker still loading) is asked again until the timeout, then
+        reported as unavailable: "does not exist" would send an operator the wrong way.
+        """
+        deadline = time.monotonic() + self._timeout
+        while True:
+            with broker_call(f"reading metadata of {topic}", self._kafka.bootstrap, topic=topic):
+                metadata = self._consumer.list_topics(topic, timeout=self._timeout)
+            found = metadata.topics.get(topic)
+            error = None if found is None else found.error
+            if found is None or (error is not None and error.code() == _UNKNOWN_TOPIC):
+                raise TopicError(f"topic {topic} does not exist", topic=topic)
+            if error is None and found.partitions:
+                return sorted(found.partitions)
+            if time.monotonic() >= deadline:
+                why = describe(error) if error is not None else "no partitions in its metadata"
+                raise BrokerUnavailableError(
+                    f"topic {topic}: {why} (for {self._timeout:g} s)",
+                    bootstrap=self._kafka.bootstrap,
+                )
+            time.sleep(0.1)
 
     def offsets_at(self, topic: str, time_ms: int) -> dict[int, int | None]:
         """Per partition, the first offset whose record time is at or after ``time_ms``
@@ -127,9 +152,26 @@ class TopicScanner:
         tps = [TopicPartition(topic, p) for p in self.partitions(topic)]
         with client_settings("consumer"):
             reader = Consumer(_config(self._kafka, group))
+        deadline = time.monotonic() + self._timeout
         try:
-            with broker_call(f"reading committed offsets of group {group}", self._kafka.bootstrap):
-                found = reader.committed(tps, timeout=self._timeout)
+            while True:
+                try:
+                    found = reader.committed(tps, timeout=self._timeout)
+                    break
+                except KafkaException as exc:
+                    # A broker that is loading its groups, or has just handed them on, says
+                    # so for a moment: ask again within the timeout.
+                    error = kafka_error_of(exc)
+                    if (
+                        error is None
+                        or error.code() not in _COORDINATOR_MOVING
+                        or time.monotonic() >= deadline
+                    ):
+                        with broker_call(
+                            f"reading committed offsets of group {group}", self._kafka.bootstrap
+                        ):
+                            raise
+                    time.sleep(0.2)
         finally:
             reader.close()
         return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
@@ -218,8 +260,10 @@ class TopicScanner:
             raise fatal_error(error)
         if error.code() == KafkaError._PARTITION_EOF:
             return
-        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            raise TopicError(f"topic {topic} does not exist", topic=topic)
+        if error.code() == _UNKNOWN_TOPIC:
+            # The scan began on a topic the metadata showed; a fetch that says otherwise is
+            # either a deleted topic or a broker behind on metadata: ask the metadata again.
+            self.partitions(topic)
         log.warning("scan of %s: %s", topic, describe(error))
 
     def close(self) -> None:
