@@ -5,11 +5,28 @@ The subcommands live in :mod:`durable_ingest.commands`, one module per group
 one line on stderr and exit code 2; nothing prints a traceback for bad input.
 """
 
+# ruff: noqa: E402  (Ctrl-C handling is installed before the rest is imported)
 from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    os.write(2, b"ingest: interrupted\n")
+    os._exit(130)
+
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "ingest":
+    # A Ctrl-C while Python imports the CLI and its settings: the same one line and exit
+    # 130 as main() gives later, at once (an import interrupted inside pydantic-core's
+    # extension is a PanicException, not a KeyboardInterrupt). _main() puts Python's own
+    # handling back before it runs the command.
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -117,6 +134,10 @@ def _main(argv: Sequence[str] | None) -> int:
             settings = settings_from({})
         if getattr(args, "operation", False):
             settings = for_operation(settings, args.log_level)
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+            # Imported and configured: from here a Ctrl-C is Python's KeyboardInterrupt
+            # again, so that a command's cleanup (finally blocks, closes) runs.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return int(args.handler(args, settings))
     except IngestError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)

@@ -86,8 +86,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 XDIST_GROUPS = {"kafka_cluster": "kafka_cluster", "containers": "podman"}
 """Tests that share one heavy, stateful thing run in one xdist worker, one after another
-(``--dist loadgroup``): those of the 3-broker cluster (the ``kafka_cluster`` fixture), and
-those that build and run images with podman (the ``containers`` mark)."""
+(``--dist loadgroup``): those of a 3-broker cluster (the ``kafka_cluster`` fixture; one
+cluster, and worker, per module: the fault tests and the scale-out tests run side by side),
+and those that build and run images with podman (the ``containers`` mark)."""
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
@@ -95,6 +96,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for name, group in XDIST_GROUPS.items():
             if name in getattr(item, "fixturenames", ()) or item.get_closest_marker(name):
+                if name == "kafka_cluster":
+                    group = f"{group}-{item.path.stem}"
                 item.add_marker(pytest.mark.xdist_group(group))
 
 
