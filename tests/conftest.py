@@ -86,8 +86,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 XDIST_GROUPS = {"kafka_cluster": "kafka_cluster", "containers": "podman"}
 """Tests that share one heavy, stateful thing run in one xdist worker, one after another
-(``--dist loadgroup``): those of a 3-broker cluster (the ``kafka_cluster`` fixture; one
-cluster, and worker, per module: the fault tests and the scale-out tests run side by side),
+(``--dist loadgroup``): those of the 3-broker cluster (the ``kafka_cluster`` fixture: one
+cluster for the session; a cluster per module measured slower, costing a cluster's CPU),
 and those that build and run images with podman (the ``containers`` mark)."""
 
 
@@ -96,8 +96,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for name, group in XDIST_GROUPS.items():
             if name in getattr(item, "fixturenames", ()) or item.get_closest_marker(name):
-                if name == "kafka_cluster":
-                    group = f"{group}-{item.path.stem}"
                 item.add_marker(pytest.mark.xdist_group(group))
 
 
