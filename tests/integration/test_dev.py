@@ -233,7 +233,7 @@ def test_a_recorded_feed_replays_to_the_same_rows(
             COINBASE_PRODUCTS="BTC-USD,ETH-USD",
         )
         worker = spawn(ingest("source", "run", source, "--record", str(capture)), cwd=ROOT, env=env)
-        wait_for(lambda: exchange.open_connections == 1, timeout_s=60, what="subscription")
+        wait_for(lambda: exchange.subscribed == 1, timeout_s=60, what="subscription")
         for _ in range(5):
             exchange.trade("BTC-USD", 30)
             exchange.trade("ETH-USD", 10)
@@ -307,7 +307,7 @@ def test_a_feed_gone_quiet_ends_with_idle_exit(workdir: Path, spawn: Spawn) -> N
             cwd=workdir,
             env=env,
         )
-        wait_for(lambda: exchange.open_connections == 1, timeout_s=60, what="subscription")
+        wait_for(lambda: exchange.subscribed == 1, timeout_s=60, what="subscription")
         exchange.trade("BTC-USD", 20)
         out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err

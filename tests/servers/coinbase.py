@@ -130,6 +130,12 @@ class CoinbaseExchange(LocalServer):
     def rest_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def subscribed(self) -> int:
+        """Connections whose subscription is registered: trades made from now on reach
+        them (an open connection still subscribing misses them, as on the real feed)."""
+        return len(self._subscribers)
+
     def _background(self) -> list[Coroutine[Any, Any, None]]:
         return [self._heartbeats()]
 
