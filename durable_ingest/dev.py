@@ -50,7 +50,7 @@ from durable_ingest.stack import Broker, make_broker
 from sink_workers.tables import identifier
 from source_workers.capture import CaptureFile, ReplaySpec
 from source_workers.connectors import Connector, load_connector
-from source_workers.replay_feed import load_capture, replay_env
+from source_workers.replay_feed import check_speed, load_capture, replay_env
 
 log = logging.getLogger("ingest.dev")
 STATE_FILE = "dev.json"
@@ -88,8 +88,7 @@ class DevRun:
         self.replay_spec: ReplaySpec | None = None
         if options.replay is not None:
             self.capture, self.replay_spec = load_capture(self.connector, options.replay)
-        if not options.speed > 0:
-            raise StopError(f"--speed must be above 0, not {options.speed}")
+        check_speed(options.speed)
         if options.idle_exit_s is not None and not options.idle_exit_s > 0:
             raise StopError(f"--idle-exit must be above 0 seconds, not {options.idle_exit_s}")
         if options.max_events is not None and options.max_events < 1:

@@ -12,12 +12,28 @@ from durable_ingest.errors import CaptureError, StopError
 from source_workers.capture import CaptureFile, ReplaySpec
 from source_workers.connectors import Connector
 
+SAMPLE = "sample"
+"""What ``--replay`` given without a file stands for: the capture the connector ships."""
+
 
 def sample_capture(connector: str) -> Path:
     """The capture a connector ships (``connectors/<name>/captures/sample.jsonl``)."""
     import source_workers.connectors as package
 
     return Path(package.__file__).parent / connector / "captures" / "sample.jsonl"
+
+
+def replay_path(connector: str, replay: str | None) -> Path | None:
+    """The capture ``--replay`` names for ``connector`` (None: no replay)."""
+    if replay is None:
+        return None
+    return sample_capture(connector) if replay == SAMPLE else Path(replay)
+
+
+def check_speed(speed: float) -> None:
+    """``--speed``, checked before anything starts."""
+    if not speed > 0:
+        raise StopError(f"--speed must be above 0, not {speed}")
 
 
 def load_capture(connector: Connector, path: Path) -> tuple[CaptureFile, ReplaySpec]:

@@ -1,15 +1,21 @@
-"""Test data shared by the suites: trade rows and resources with unique names."""
+"""Shared by the suites: trade rows, resources with unique names, and ``ingest`` run as a
+user runs it (a fresh interpreter)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from staging.resource import StagedResource
 from staging.schemas import SchemaCatalog
 
+ROOT = Path(__file__).resolve().parents[1]
 PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD", "ETH-BTC")
 T0 = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)
 
@@ -55,3 +61,33 @@ def trade_resource(
         time_field="time",
         partitions=partitions,
     )
+
+
+def cli_process(
+    *args: str,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """``ingest *args`` as a user runs it, in a fresh interpreter; ``env`` defaults to this
+    process's environment without ``INGEST_*`` variables."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    return subprocess.run(
+        [sys.executable, "-m", "durable_ingest.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    """Exit code 2 and exactly one line on stderr, ``ingest: error: ...``; that line."""
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("ingest: error: ")
+    return lines[0]

@@ -8,13 +8,11 @@ the connector ships; ``--replay FILE`` plays another (``ingest source run
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from durable_ingest.commands import Subcommands, data_dir_option
 from durable_ingest.config import Settings
 from durable_ingest.stack import ENGINES
-
-SAMPLE = "sample"
+from source_workers.replay_feed import SAMPLE
 
 
 def register(commands: Subcommands) -> None:
@@ -70,13 +68,9 @@ def register(commands: Subcommands) -> None:
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from durable_ingest.dev import DevOptions, DevRun
-    from source_workers.replay_feed import sample_capture
+    from source_workers.replay_feed import replay_path
 
-    replay: Path | None = None
-    if args.replay == SAMPLE:
-        replay = sample_capture(args.connector)
-    elif args.replay is not None:
-        replay = Path(args.replay)
+    replay = replay_path(args.connector, args.replay)
     options = DevOptions(
         connector=args.connector,
         replay=replay,

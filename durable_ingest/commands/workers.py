@@ -13,8 +13,7 @@ from durable_ingest.commands import Subcommands, admin_port_option, data_dir_opt
 from durable_ingest.compose import with_connector_defaults
 from durable_ingest.config import Settings
 from durable_ingest.errors import StopError
-
-SAMPLE = "sample"
+from source_workers.replay_feed import SAMPLE
 
 
 def register(commands: Subcommands) -> None:
@@ -80,18 +79,17 @@ def register(commands: Subcommands) -> None:
 
 
 def _source_run(args: argparse.Namespace, settings: Settings) -> int:
+    from source_workers.replay_feed import check_speed, replay_path
     from source_workers.run import run_source
 
     replay: Path | None = None
     if args.replay is not None:
         from source_workers.connectors import connector_of
-        from source_workers.replay_feed import sample_capture
 
         configured = settings.sources.get(args.source)
         connector = connector_of(args.source, configured.connector if configured else None)
-        replay = sample_capture(connector) if args.replay == SAMPLE else Path(args.replay)
-    if not args.speed > 0:
-        raise StopError(f"--speed must be above 0, not {args.speed}")
+        replay = replay_path(connector, args.replay)
+    check_speed(args.speed)
     run_source(
         settings,
         args.source,

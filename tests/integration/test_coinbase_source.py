@@ -6,7 +6,6 @@ import json
 import logging
 import re
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -28,7 +27,7 @@ from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import StagedResource, TopicSpec
 from staging.schemas import SchemaCatalog
-from tests.helpers import unique
+from tests.helpers import cli_process, unique
 from tests.integration.conftest import Spawn, python_json
 from tests.integration.source_helpers import (
     RuntimeThread,
@@ -319,15 +318,7 @@ def test_unknown_product_stops_with_one_line(
     source = unique("cb")
     env = env_for(config(tmp_path, kafka, source), exchange)
     env["COINBASE_PRODUCTS"] = "BTC-USD,NOPE-USD"
-    done = subprocess.run(
-        [sys.executable, "-m", "durable_ingest.cli", "source", "run", source],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = cli_process("source", "run", source, env=env)
     assert done.returncode == 2
     assert "NOPE-USD is not a valid product" in done.stderr.strip().splitlines()[-1]
 

@@ -22,12 +22,10 @@ from staging.kafka import KafkaStagingProvider
 from staging.kafka.scan import RawRecord
 from staging.protocol import StagingContext
 from staging.schemas import SchemaCatalog
-from tests.helpers import trade_resource, unique
+from tests.helpers import cli_process, one_line_error, trade_resource, unique
 from tests.integration.test_status_cli import (
     Target,
     cli,
-    cli_process,
-    one_line_error,
     run_sink,
     stage,
     trades_config,

@@ -25,7 +25,7 @@ from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import TopicSpec
 from staging.schemas import SchemaCatalog
-from tests.helpers import trade_resource, trades, unique
+from tests.helpers import cli_process, trade_resource, trades, unique
 from tests.integration.conftest import Spawn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -398,26 +398,7 @@ def test_the_owning_sink_answers_ingest_sql_on_its_socket_with_no_flag(
     assert oct(socket_path.stat().st_mode & 0o777) == oct(0o600)
 
     def sql(query: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "durable_ingest.cli",
-                "--config",
-                str(setup.config),
-                "sql",
-                query,
-                "--format",
-                "json",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return cli_process("--config", str(setup.config), "sql", query, "--format", "json")
 
     table = f"{setup.source}_matches"
     deadline = time.monotonic() + 60

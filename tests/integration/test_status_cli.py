@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Sequence
 from contextlib import closing
@@ -29,7 +26,7 @@ from staging.kafka import KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import StagedResource
 from staging.schemas import SchemaCatalog
-from tests.helpers import trade_resource, trades, unique
+from tests.helpers import cli_process, one_line_error, trade_resource, trades, unique
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,29 +110,6 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     """``ingest *args`` in this process: the exit code and stdout."""
     code = main(list(args))
     return code, capsys.readouterr().out
-
-
-def cli_process(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    """``ingest *args`` as a user runs it, in a fresh interpreter."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    return subprocess.run(
-        [sys.executable, "-m", "durable_ingest.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
-def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
-    """Exit code 2 and exactly one line on stderr, ``ingest: error: ...``; that line."""
-    assert done.returncode == 2, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("ingest: error: ")
-    return lines[0]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from durable_ingest.config import ClickHouseSettings, settings_from
 from durable_ingest.errors import WarehouseError
 from durable_ingest.loopback import free_port
 from durable_ingest.warehouse import open_warehouse
+from tests.helpers import cli_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55w0rd-XYZ"
@@ -108,15 +109,7 @@ def test_an_unreachable_server_is_one_line_naming_the_dsn_and_the_cause(tmp_path
         "INGEST_CLICKHOUSE_USERNAME": "u",
         "INGEST_CLICKHOUSE_PASSWORD": SECRET,
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "durable_ingest.cli", "sql", "SELECT 1"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = cli_process("sql", "SELECT 1", cwd=tmp_path, env=env)
     assert done.returncode == 2
     assert done.stderr == (
         f"ingest: error: cannot open the warehouse at http://127.0.0.1:{port}: Connection refused\n"
