@@ -106,6 +106,17 @@ class Podman:
         done = self("logs", container, check=False)
         return done.stdout + done.stderr
 
+    def sql(self, container: str, query: str, *, check: bool = True) -> Any:
+        """``ingest sql --admin http://127.0.0.1:8080 QUERY --format json`` inside a sink
+        container (its admin port, from its own host); the rows, or None when it failed
+        and ``check`` is off."""
+        admin = "http://127.0.0.1:8080"
+        done = self(
+            "exec", container, "ingest", "sql", "--admin", admin, query, "--format", "json",
+            check=check,
+        )  # fmt: skip
+        return json.loads(done.stdout)["rows"] if done.returncode == 0 else None
+
     def wait_exit(self, container: str, timeout_s: float = 120) -> int:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

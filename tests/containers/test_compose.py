@@ -11,7 +11,6 @@ starts the workers at once); the workers retry until Kafka answers, so nothing i
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -99,19 +98,8 @@ def test_the_local_profile_writes_every_trade_with_no_clickhouse_server(
     sink = project.container("sink-local")
 
     def rows() -> int:
-        done = podman(
-            "exec",
-            sink,
-            "ingest",
-            "sql",
-            "--admin",
-            "http://127.0.0.1:8080",
-            "SELECT count() FROM coinbase_matches FINAL",
-            "--format",
-            "json",
-            check=False,
-        )
-        return int(json.loads(done.stdout)["rows"][0][0]) if done.returncode == 0 else -1
+        found = podman.sql(sink, "SELECT count() FROM coinbase_matches FINAL", check=False)
+        return int(found[0][0]) if found is not None else -1
 
     wait_for(lambda: rows() == len(TRADES), 240, "every trade of the capture in chDB")
     for service in ("sink-local", "coinbase-replay"):
