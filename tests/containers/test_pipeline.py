@@ -305,13 +305,19 @@ def test_podman_kill_of_the_sink_and_a_restart_keep_every_trade_once(podman: Pod
         120,
         "the whole capture staged",
     )
-    time.sleep(5)  # the restarted sink catches up; its own count starts again at 0
     wait_for(
         lambda: podman("healthcheck", "run", sink, check=False).returncode == 0,
         60,
         "the restarted sink healthy",
     )
-    stop(podman, source, 30)
+    everything = "SELECT uniqExact(product_id, trade_id) FROM coinbase_matches"
+    wait_for(
+        lambda: podman.sql(sink, everything, check=False) == [[len(TRADES)]],
+        120,
+        "the restarted sink caught up",  # its own counters start again at 0
+    )
+    code, _ = stop(podman, source, 30)
+    assert code == 0, podman.logs(source)[-3000:]
     code, _ = stop(podman, sink, 60)
     assert code == 0, podman.logs(sink)[-3000:]
     ((final,),) = warehouse(podman, volume, "SELECT count() FROM coinbase_matches FINAL")
