@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from durable_ingest.errors import ConfigError
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+"""Source, resource and instance names: 1-63 lowercase letters, digits or '_'."""
 """Source, resource and instance names (also part of topic and table names)."""
 ENV_PREFIX = "INGEST_"
 ENV_CONFIG_FILE = "INGEST_CONFIG"
@@ -254,7 +255,7 @@ class SourceSettings(_Model):
     @model_validator(mode="after")
     def _instances(self) -> SourceSettings:
         for name in self.instances:
-            if not _NAME.match(name):
+            if not NAME_PATTERN.match(name):
                 raise ValueError(
                     f"instance name {name!r} is invalid: use 1-63 lowercase letters, digits "
                     "or '_', starting with a letter"

@@ -37,6 +37,7 @@
         ├── KafkaFatalError          the Kafka client hit a fatal error
         ├── StagingClosedError       the staging session was already closed
         ├── WarehouseError           the warehouse cannot be opened
+        │   ├── WarehouseInUseError  another process owns the embedded warehouse
         │   └── QueryError           a query (ingest sql, replay's key check) was refused
         ├── StackError               the embedded stack cannot start
         └── CaptureError             a feed capture cannot be read or written
@@ -350,6 +351,10 @@ class StagingClosedError(StopError):
 
 class WarehouseError(StopError):
     """The warehouse could not be opened (bad DSN, embedded path in use...)."""
+
+
+class WarehouseInUseError(WarehouseError):
+    """The embedded warehouse is open in another process (one process owns it)."""
 
 
 class QueryError(WarehouseError):

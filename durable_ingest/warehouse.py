@@ -21,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from durable_ingest.config import ClickHouseSettings
-from durable_ingest.errors import WarehouseError
+from durable_ingest.errors import WarehouseError, WarehouseInUseError
 
 # clickhouse-connect's HTTP client (urllib3) logs every retry and driver error as a
 # warning before it raises: the one-line WarehouseError below says the same.
@@ -61,6 +61,13 @@ def _describe_dsn(settings: ClickHouseSettings) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
+def _in_use(path: Path) -> str:
+    return (
+        f"the embedded warehouse {path} is already open in another process "
+        "(in embedded mode exactly one process owns it"
+    )
+
+
 def open_warehouse(settings: ClickHouseSettings) -> Client:
     """A connected client; raises :class:`WarehouseError` with a one-line reason."""
     path = settings.embedded_path
@@ -69,10 +76,7 @@ def open_warehouse(settings: ClickHouseSettings) -> Client:
             path.mkdir(parents=True, exist_ok=True)
             resolved = path.resolve()
             if resolved not in _OPENED_HERE and owned_elsewhere(path):
-                raise WarehouseError(
-                    f"the embedded warehouse {path} is already open in another process "
-                    "(in embedded mode exactly one process owns it)"
-                )
+                raise WarehouseInUseError(f"{_in_use(path)})")
             client = clickhouse_connect.get_client(interface="chdb", path=str(resolved))
             _OPENED_HERE.add(resolved)
             return client
@@ -99,10 +103,8 @@ def open_warehouse(settings: ClickHouseSettings) -> Client:
     except ClickHouseError as exc:
         text = str(exc)
         if path is not None and "EmbeddedServer" in text:
-            raise WarehouseError(
-                f"the embedded warehouse {path} is already open in another process "
-                "(in embedded mode exactly one process owns it), or this process opened "
-                "a different path first"
+            raise WarehouseInUseError(
+                f"{_in_use(path)}, or this process opened a different path first"
             ) from None
         raise WarehouseError(
             f"cannot open the warehouse at {_describe_dsn(settings)}: {connection_cause(text)}"

@@ -37,7 +37,7 @@ from durable_ingest.errors import (
     CorruptRecordError,
     StopError,
     UnknownResourceError,
-    WarehouseError,
+    WarehouseInUseError,
 )
 from durable_ingest.warehouse import open_warehouse
 from sink_workers.clickhouse.query import ReadOnlyQuery
@@ -227,10 +227,8 @@ def run_replay(
             # First, as the sink does: an embedded warehouse a sink owns fails here, at once.
             try:
                 client = open_warehouse(settings.clickhouse)
-            except WarehouseError as exc:
-                if settings.clickhouse.embedded_path is None or "already open" not in str(exc):
-                    raise
-                raise WarehouseError(
+            except WarehouseInUseError as exc:
+                raise WarehouseInUseError(
                     f"{exc}; stop the sink that owns it (ingest sink run) before replaying in "
                     "embedded mode, or point clickhouse.dsn at a ClickHouse server"
                 ) from None

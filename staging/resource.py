@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from durable_ingest.config import NAME_PATTERN
 from durable_ingest.errors import ConfigError
 from staging.schemas import StagedSchema
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 CHECKPOINT_TOPIC = "ingest._checkpoints"

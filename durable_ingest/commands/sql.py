@@ -24,7 +24,7 @@ from durable_ingest.admin import SQL_SOCKET
 from durable_ingest.commands import Subcommands, data_dir_option
 from durable_ingest.config import Settings
 from durable_ingest.dev import STATE_FILE
-from durable_ingest.errors import QueryError, WarehouseError
+from durable_ingest.errors import QueryError, WarehouseError, WarehouseInUseError
 from durable_ingest.render import text_table, tsv
 
 
@@ -96,17 +96,15 @@ def _direct(settings: Settings, query: str) -> dict[str, Any]:
 
     try:
         client = open_warehouse(settings.clickhouse)
-    except WarehouseError as exc:
-        if settings.clickhouse.embedded_path is not None and "already open" in str(exc):
-            socket_path = settings.data_dir / SQL_SOCKET
-            if socket_path.exists():
-                return through_socket(socket_path, query)
-            raise WarehouseError(
-                f"the embedded warehouse {settings.clickhouse.embedded_path} is owned by a "
-                f"process that serves no {socket_path}: query through its admin port with "
-                "--admin http://127.0.0.1:PORT"
-            ) from None
-        raise
+    except WarehouseInUseError:
+        socket_path = settings.data_dir / SQL_SOCKET
+        if socket_path.exists():
+            return through_socket(socket_path, query)
+        raise WarehouseError(
+            f"the embedded warehouse {settings.clickhouse.embedded_path} is owned by a "
+            f"process that serves no {socket_path}: query through its admin port with "
+            "--admin http://127.0.0.1:PORT"
+        ) from None
     try:
         return ReadOnlyQuery(client)(query)
     finally:

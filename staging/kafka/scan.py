@@ -30,9 +30,10 @@ from confluent_kafka import (
 )
 
 from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import BrokerUnavailableError, TopicError
+from durable_ingest.errors import BrokerUnavailableError, UnknownTopicError
 from staging.kafka.client_config import common_config
 from staging.kafka.translate import (
+    UNKNOWN_TOPIC,
     broker_call,
     client_settings,
     consume_error,
@@ -79,7 +80,6 @@ def _config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
     return config
 
 
-_UNKNOWN_TOPIC = KafkaError.UNKNOWN_TOPIC_OR_PART
 _COORDINATOR_MOVING = {
     KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
@@ -104,7 +104,7 @@ class TopicScanner:
         return self._kafka.connect_timeout_s
 
     def partitions(self, topic: str) -> list[int]:
-        """The topic's partition numbers; TopicError if it does not exist.
+        """The topic's partition numbers; UnknownTopicError if it does not exist.
 
         A broker that knows the topic but answers with a passing error (a leader not
         elected yet, a broker still loading) is asked again until the timeout, then
@@ -116,8 +116,8 @@ class TopicScanner:
                 metadata = self._consumer.list_topics(topic, timeout=self._timeout)
             found = metadata.topics.get(topic)
             error = None if found is None else found.error
-            if found is None or (error is not None and error.code() == _UNKNOWN_TOPIC):
-                raise TopicError(f"topic {topic} does not exist", topic=topic)
+            if found is None or (error is not None and error.code() in UNKNOWN_TOPIC):
+                raise UnknownTopicError(f"topic {topic} does not exist", topic=topic)
             if error is None and found.partitions:
                 return sorted(found.partitions)
             if time.monotonic() >= deadline:
@@ -154,24 +154,19 @@ class TopicScanner:
             reader = Consumer(_config(self._kafka, group))
         deadline = time.monotonic() + self._timeout
         try:
-            while True:
-                try:
-                    found = reader.committed(tps, timeout=self._timeout)
-                    break
-                except KafkaException as exc:
-                    # A broker that is loading its groups, or has just handed them on, says
-                    # so for a moment: ask again within the timeout.
-                    error = kafka_error_of(exc)
-                    if (
-                        error is None
-                        or error.code() not in _COORDINATOR_MOVING
-                        or time.monotonic() >= deadline
-                    ):
-                        with broker_call(
-                            f"reading committed offsets of group {group}", self._kafka.bootstrap
-                        ):
+            with broker_call(f"reading committed offsets of group {group}", self._kafka.bootstrap):
+                while True:
+                    try:
+                        found = reader.committed(tps, timeout=self._timeout)
+                        break
+                    except KafkaException as exc:
+                        # A broker loading its groups, or that has just handed them on, says
+                        # so for a moment: ask again within the timeout.
+                        error = kafka_error_of(exc)
+                        moving = error is not None and error.code() in _COORDINATOR_MOVING
+                        if not moving or time.monotonic() >= deadline:
                             raise
-                    time.sleep(0.2)
+                        time.sleep(0.2)
         finally:
             reader.close()
         return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
@@ -260,7 +255,7 @@ class TopicScanner:
             raise fatal_error(error)
         if error.code() == KafkaError._PARTITION_EOF:
             return
-        if error.code() == _UNKNOWN_TOPIC:
+        if error.code() in UNKNOWN_TOPIC:
             # The scan began on a topic the metadata showed; a fetch that says otherwise is
             # either a deleted topic or a broker behind on metadata: ask the metadata again.
             self.partitions(topic)

@@ -26,7 +26,8 @@ from durable_ingest.errors import (
 
 _TIMEOUTS = {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT}
 _UNREACHABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT}
-_UNKNOWN_TOPIC = {KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART}
+UNKNOWN_TOPIC = {KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART}
+"""The codes that mean a topic does not exist (the broker's, and librdkafka's own)."""
 
 
 def describe(error: KafkaError) -> str:
@@ -121,7 +122,7 @@ def broker_call(what: str, bootstrap: str, *, topic: str | None = None) -> Itera
             raise BrokerUnavailableError(f"{what}: {exc}", bootstrap=bootstrap) from None
         if error.fatal():
             raise KafkaFatalError(f"{what}: {describe(error)}", code=error.name()) from None
-        if topic is not None and error.code() in _UNKNOWN_TOPIC:
+        if topic is not None and error.code() in UNKNOWN_TOPIC:
             raise UnknownTopicError(f"{what}: topic {topic} does not exist", topic=topic) from None
         if error.code() in _UNREACHABLE or error.retriable():
             raise BrokerUnavailableError(
