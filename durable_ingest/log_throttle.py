@@ -42,4 +42,6 @@ class LogThrottle:
 
 def held_back(count: int) -> str:
     """The suffix of a line that others of its kind were held back before."""
-    return f" ({count} more like it held back from the log since the last such line)" if count else ""
+    return (
+        f" ({count} more like it held back from the log since the last such line)" if count else ""
+    )

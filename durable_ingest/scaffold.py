@@ -93,9 +93,9 @@ def settings_variables(source_text: str, prefix: str) -> list[str]:
                 if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
                     field = item.target.id
                     if isinstance(item.value, ast.Call):
-                        for keyword in item.value.keywords:
-                            if keyword.arg == "alias" and isinstance(keyword.value, ast.Constant):
-                                field = str(keyword.value.value)
+                        for kw in item.value.keywords:  # not `keyword`: the module is used
+                            if kw.arg == "alias" and isinstance(kw.value, ast.Constant):
+                                field = str(kw.value.value)
                     names.append(f"{prefix}_{field.upper()}")
     return names
 

@@ -3,6 +3,7 @@ user runs it (a fresh interpreter)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,3 +92,15 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("ingest: error: ")
     return lines[0]
+
+
+def trade_keys(capture: Path) -> set[tuple[str, int]]:
+    """The (product, trade id) of every Coinbase trade frame in a capture file."""
+    from source_workers.capture import CaptureFile
+
+    keys = set()
+    for frame in CaptureFile(capture).frames():
+        message = json.loads(frame.data)
+        if message.get("type") in ("match", "last_match"):
+            keys.add((message["product_id"], message["trade_id"]))
+    return keys

@@ -21,9 +21,9 @@ import pytest
 
 from source_workers.replay_feed import sample_capture
 from tests.containers.podman import ROOT, Podman, podman_env
+from tests.helpers import trade_keys
 from tests.integration.pipeline import read_topic
 from tests.integration.source_helpers import wait_for
-from tests.integration.test_dev import trade_keys
 
 pytestmark = pytest.mark.containers
 TRADES = trade_keys(sample_capture("coinbase"))

@@ -23,7 +23,7 @@ import pytest
 from durable_ingest.config import KafkaSettings
 from source_workers.capture import CaptureFile
 from source_workers.replay_feed import sample_capture
-from tests.helpers import unique
+from tests.helpers import trade_keys, unique
 from tests.integration.conftest import Spawn
 from tests.integration.source_helpers import process_env, source_config, wait_for
 from tests.servers.coinbase import CoinbaseExchange
@@ -52,15 +52,6 @@ def dev(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert done.returncode == 0, done.stderr + done.stdout
     assert "Traceback" not in done.stderr
     return done
-
-
-def trade_keys(capture: Path) -> set[tuple[str, int]]:
-    keys = set()
-    for frame in CaptureFile(capture).frames():
-        message = json.loads(frame.data)
-        if message.get("type") in ("match", "last_match"):
-            keys.add((message["product_id"], message["trade_id"]))
-    return keys
 
 
 def sql(cwd: Path, query: str) -> list[list[Any]]:

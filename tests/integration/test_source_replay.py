@@ -11,11 +11,10 @@ import pytest
 
 from durable_ingest.config import KafkaSettings
 from source_workers.replay_feed import sample_capture
-from tests.helpers import unique
+from tests.helpers import trade_keys, unique
 from tests.integration.conftest import Spawn
 from tests.integration.pipeline import read_topic
 from tests.integration.source_helpers import process_env, source_config, wait_for
-from tests.integration.test_dev import trade_keys
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

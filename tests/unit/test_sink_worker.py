@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from durable_ingest.errors import BatchRejectedError, StopError, WarehouseUnavailableError
+from sink_workers.sink_metrics import publish_lag
 from sink_workers.tables import TableSpec, table_spec
 from sink_workers.worker import RetryPolicy, SinkWorker, TableTarget
 from staging.checkpoints import partition_entries, resume_point
@@ -298,3 +299,14 @@ def test_lag_is_what_the_staged_topic_holds_beyond_the_commit(catalog: SchemaCat
         ends = reader.ends()
         assert sum(ends.values()) == 330
         assert sum(ends[p] - committed.get(p, ends[p]) for p in ends) > 0
+    # What the worker publishes from those: the same difference, per committed partition.
+    publish_lag(worker.metrics, ends, committed, {resource.topic.name: resource.name})
+    published = {
+        part: worker.metrics.value(
+            "sink_lag_records",
+            {"resource": resource.name, "topic": part.topic, "partition": str(part.partition)},
+        )
+        for part in committed
+    }
+    assert published == {part: ends[part] - committed[part] for part in committed}
+    assert sum(v or 0 for v in published.values()) > 0
