@@ -144,7 +144,9 @@ class InProcess(RuntimeThread):
 
 
 def subscribed(exchange: CoinbaseExchange, count: int = 1) -> Callable[[], bool]:
-    return lambda: len(exchange.subscribe_messages) >= count and exchange.open_connections >= 1
+    """``count`` subscribe messages received, and a subscription registered: trades made
+    from then on reach the source (not only once its connection is open)."""
+    return lambda: len(exchange.subscribe_messages) >= count and exchange.subscribed >= 1
 
 
 def expected(exchange: CoinbaseExchange, since: dict[str, int]) -> list[tuple[str, int]]:
