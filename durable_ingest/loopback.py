@@ -30,8 +30,18 @@ def free_port(host: str = HOST) -> int:
         return int(sock.getsockname()[1])
 
 
-def die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """In a child process: ask Linux to SIGTERM it when its parent dies."""
+def die_with_parent(signum: signal.Signals = signal.SIGTERM) -> None:  # pragma: no cover
+    """In a child process: ask Linux to send it ``signum`` when its parent dies."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signum)  # PR_SET_PDEATHSIG
+
+
+def killed_with_parent() -> None:  # pragma: no cover - runs in the child
+    """In a child process: ask Linux to SIGKILL it when its parent dies.
+
+    For children whose SIGTERM handling can wait on siblings that die at the same
+    moment: an Apache Kafka node's controlled shutdown waits (minutes) for a KRaft
+    quorum, and when the supervisor is killed every node of the quorum gets the
+    signal at once."""
+    die_with_parent(signal.SIGKILL)

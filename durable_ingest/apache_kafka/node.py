@@ -3,7 +3,8 @@
 Files of node ``<id>`` in the cluster's data folder: ``node-<id>/`` (its
 ``log.dirs``), ``node-<id>.properties`` (rewritten at each start) and
 ``node-<id>.log`` (its output, appended). The JVM runs in a session of its own
-and dies with its parent (``PR_SET_PDEATHSIG``).
+and is SIGKILLed when its parent dies (``PR_SET_PDEATHSIG``): with the
+supervisor gone nothing would end a controlled shutdown stuck on a lost quorum.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from durable_ingest.apache_kafka.jars import KafkaJars
 from durable_ingest.apache_kafka.layout import ClusterLayout, NodeSpec, meta_cluster_id
 from durable_ingest.apache_kafka.layout import render_properties as render
 from durable_ingest.errors import StackError
-from durable_ingest.loopback import die_with_parent
+from durable_ingest.loopback import killed_with_parent
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 DEFAULT_HEAP = "512m"
@@ -127,7 +128,7 @@ class Node:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor only
-                preexec_fn=die_with_parent,
+                preexec_fn=killed_with_parent,  # no supervisor left to end a stuck shutdown
             )
         except OSError as exc:
             self.close_log()
