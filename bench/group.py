@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from durable_ingest.apache_kafka import KafkaCluster
-from durable_ingest.config import KafkaSettings
 from durable_ingest.stack import Broker, EmbeddedBroker, broker_port
+from foundation.config import KafkaSettings
 from staging.kafka.admin import TopicAdmin
 from staging.resource import TopicSpec
 
@@ -56,7 +56,7 @@ PARTITIONS = 6
 MEMBER = """
 import json, signal, sys, time
 from confluent_kafka import Consumer
-from durable_ingest.config import KafkaSettings
+from foundation.config import KafkaSettings
 from staging.kafka.client_config import consumer_config
 
 bootstrap, group, topic = sys.argv[1:4]

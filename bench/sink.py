@@ -97,8 +97,8 @@ import benchlib
 import fastavro
 from clickhouse_connect.driver.client import Client
 
-from durable_ingest.config import ClickHouseSettings, KafkaSettings, settings_from
-from durable_ingest.warehouse import open_warehouse
+from foundation.config import ClickHouseSettings, KafkaSettings, settings_from
+from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.tables import TableSpec, table_spec
 from sink_workers.worker import SinkWorker, TableTarget

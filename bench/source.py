@@ -39,9 +39,9 @@ import fastavro  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
-from durable_ingest.config import KafkaSettings, RuntimeSettings  # noqa: E402
+from foundation.config import KafkaSettings, RuntimeSettings  # noqa: E402
 from source_workers.connectors.coinbase.pipeline import build  # noqa: E402
-from source_workers.connectors.coinbase.source import CoinbaseSettings  # noqa: E402
+from source_workers.connectors.coinbase.settings import CoinbaseSettings  # noqa: E402
 from source_workers.context import SourceContext  # noqa: E402
 from source_workers.runtime import SourceRuntime  # noqa: E402
 from staging.kafka import KafkaStagingProvider  # noqa: E402

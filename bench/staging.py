@@ -75,7 +75,7 @@ import benchlib
 import fastavro
 from confluent_kafka import KafkaError, Message, Producer
 
-from durable_ingest.config import KafkaSettings
+from foundation.config import KafkaSettings
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.provider import KafkaStagingProvider
 from staging.resource import StagedResource, TopicSpec

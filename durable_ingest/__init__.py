@@ -1,9 +1,10 @@
 """durable-ingest: live websocket and HTTP APIs into ClickHouse, staged in Kafka.
 
-Cross-cutting pieces live here: :mod:`.config` (settings, validated in one
-place), :mod:`.errors` (the error tree), :mod:`.compose` (settings into
-objects), :mod:`.stack` (the embedded broker), :mod:`.warehouse` (chDB or a
-ClickHouse server) and :mod:`.cli` (the ``ingest`` command).
+This package is the application layer, the top of the layers (docs/architecture.md):
+:mod:`.cli` (the ``ingest`` command) and its :mod:`.commands`, dev mode
+(:mod:`.dev`), the embedded stack (:mod:`.stack`, :mod:`.apache_kafka`) and the
+operations tools (status, dead letters, replay, manifest, scaffolding). It imports
+the workers, staging and the foundation; none of them imports it.
 """
 
 __version__ = "0.1.0"

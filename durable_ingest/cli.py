@@ -28,13 +28,12 @@ if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "ingest":
 import argparse
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from durable_ingest import __version__
 
 if TYPE_CHECKING:
-    from durable_ingest.config import Settings
+    from foundation.config import Settings
 
 # The commands and the settings models are imported by main(), inside its Ctrl-C
 # handling: importing them takes a moment, and a Ctrl-C then must still be one line.
@@ -54,45 +53,17 @@ def _parser() -> argparse.ArgumentParser:
         status,
         workers,
     )
+    from foundation.process import add_global_options
 
     parser = argparse.ArgumentParser(
         prog="ingest", description="durable-ingest: live APIs into ClickHouse via Kafka"
     )
     parser.add_argument("--version", action="version", version=f"durable-ingest {__version__}")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="TOML configuration file (default: $INGEST_CONFIG or ./ingest.toml)",
-    )
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     for module in (dev, stack, workers, config, sql, replay, status, dlq, new_source, manifest):
         module.register(commands)
     return parser
-
-
-GLOBAL_OPTIONS = ("--config", "--log-level")
-
-
-def split_global_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Leading ``--config F`` / ``--log-level L`` pairs, and the rest (for the
-    ``python -m sink_workers`` / ``source_workers`` entry points)."""
-    args = list(argv)
-    global_args: list[str] = []
-    while args and args[0] in GLOBAL_OPTIONS:
-        global_args += args[:2]
-        args = args[2:]
-    return global_args, args
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def for_operation(settings: Settings, log_level: str) -> Settings:
@@ -118,30 +89,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from durable_ingest.config import settings_from
-    from durable_ingest.config_load import load_settings
-    from durable_ingest.errors import IngestError
+    from foundation.process import run_handler
 
-    args = _parser().parse_args(argv)
-    _setup_logging(args.log_level)
-    try:
-        overrides = {}
-        if getattr(args, "data_dir", None) is not None:
-            overrides["data_dir"] = str(args.data_dir)
-        if getattr(args, "needs_settings", True):
-            settings = load_settings(args.config, overrides=overrides)
-        else:  # manifest, new-source: about the code, not this deployment
-            settings = settings_from({})
-        if getattr(args, "operation", False):
-            settings = for_operation(settings, args.log_level)
-        if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
-            # Imported and configured: from here a Ctrl-C is Python's KeyboardInterrupt
-            # again, so that a command's cleanup (finally blocks, closes) runs.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        return int(args.handler(args, settings))
-    except IngestError as exc:
-        print(f"ingest: error: {exc}", file=sys.stderr)
-        return 2
+    return run_handler(_parser().parse_args(argv), _prepare)
+
+
+def _prepare(args: argparse.Namespace, settings: Settings) -> Settings:
+    if getattr(args, "operation", False):
+        settings = for_operation(settings, args.log_level)
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        # Imported and configured: from here a Ctrl-C is Python's KeyboardInterrupt
+        # again, so that a command's cleanup (finally blocks, closes) runs.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return settings
 
 
 if __name__ == "__main__":  # pragma: no cover

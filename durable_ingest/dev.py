@@ -41,16 +41,17 @@ from types import FrameType
 from typing import Any, TextIO
 
 from durable_ingest.commands.stack import prepare_topics, with_broker
-from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
-from durable_ingest.config import Settings
-from durable_ingest.errors import IngestError, StopError
 from durable_ingest.processes import Worker
 from durable_ingest.progress import Snapshot, describe_checkpoint, render
 from durable_ingest.stack import Broker, make_broker
+from foundation.config import Settings
+from foundation.errors import IngestError, StopError
 from sink_workers.tables import identifier
 from source_workers.capture import CaptureFile, ReplaySpec
 from source_workers.connectors import Connector, load_connector
+from source_workers.connectors.defaults import with_connector_defaults
 from source_workers.replay_feed import check_speed, load_capture, replay_env
+from staging.compose import schema_catalog, staged_resources
 
 log = logging.getLogger("ingest.dev")
 STATE_FILE = "dev.json"
@@ -319,8 +320,8 @@ class DevRun:
     def _resume_points(self) -> dict[str, Any] | None:
         """What the source would resume from now, per resource, as the checkpoint store
         says once the sink has stopped (its last save included); None if unreadable."""
-        from durable_ingest.compose import checkpoint_store
         from staging.checkpoints import entries_in, resume_point
+        from staging.compose import checkpoint_store
 
         try:
             store = checkpoint_store(self.settings)
@@ -351,8 +352,8 @@ class DevRun:
 
     def _tables(self) -> list[tuple[str, int]]:
         """Rows per table of this connector, read from the warehouse the sink released."""
-        from durable_ingest.warehouse import open_warehouse
         from sink_workers.clickhouse.query import ReadOnlyQuery
+        from sink_workers.clickhouse.warehouse import open_warehouse
 
         try:
             client = open_warehouse(self.settings.clickhouse)

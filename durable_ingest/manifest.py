@@ -29,14 +29,15 @@ from typing import Any, get_args
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic_core import to_jsonable_python
 
-from durable_ingest import errors
-from durable_ingest.compose import staged_resources, with_connector_defaults
-from durable_ingest.config import ClickHouseSettings, ResourceSettings, settings_from
+from foundation import errors
+from foundation.config import ClickHouseSettings, ResourceSettings, settings_from
 from sink_workers.run import table_name
 from sink_workers.tables import table_spec
 from source_workers import authoring, connectors
+from source_workers.connectors.defaults import with_connector_defaults
 from source_workers.context import SourceContext
 from source_workers.transport.http import HttpClient
+from staging.compose import staged_resources
 from staging.protocol import StagingContext
 from staging.resource import CHECKPOINT_TOPIC, dead_letter_topic, default_topic
 from staging.schemas import SchemaCatalog, StagedSchema
@@ -44,7 +45,7 @@ from staging.schemas import SchemaCatalog, StagedSchema
 MANIFEST_VERSION = 1
 DEFAULT_PATH = "docs/manifest.json"
 REGENERATE = f"ingest manifest --out {DEFAULT_PATH}"
-_PACKAGES = ("durable_ingest", "staging", "source_workers", "sink_workers", "schemas")
+_PACKAGES = ("foundation", "durable_ingest", "staging", "source_workers", "sink_workers", "schemas")
 _QUALIFIED = re.compile(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)")
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
 _CONSTRAINTS = ("gt", "ge", "lt", "le", "min_length", "max_length", "multiple_of")
@@ -63,7 +64,7 @@ _CONTEXT_ATTRIBUTES = {
     "settings": "The connector's settings: its SETTINGS model, read from <ENV_PREFIX>_* variables.",
     "source": "The configured source name (a connector may run as several sources).",
     "log": "A logger named source_workers.<source>.",
-    "metrics": "The worker's Metrics (durable_ingest.metrics), served on the admin port.",
+    "metrics": "The worker's Metrics (foundation.metrics), served on the admin port.",
 }
 _DOCS = "architecture configuration delivery-guarantees dev errors manifest offsets-and-checkpoints sink sources type-mapping wire-format"
 # The folder contract, as the connectors package's docstring lists it.
@@ -178,7 +179,7 @@ def _components() -> dict[str, Any]:
     }
     return {
         "protocols": protocols,
-        "errors": {"module": "durable_ingest.errors", "categories": categories},
+        "errors": {"module": "foundation.errors", "categories": categories},
     }
 
 

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from string import Template
 
-from durable_ingest.errors import ConfigError
+from foundation.errors import ConfigError
 
 KINDS = ("websocket", "http")
 TEMPLATES = Path(__file__).parent / "templates" / "new_source"

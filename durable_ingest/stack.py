@@ -27,9 +27,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Protocol, Self, get_args
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import BackoffError, StackError, StopError
 from durable_ingest.loopback import HOST, die_with_parent, free_port, port_is_free
+from foundation.config import KafkaSettings
+from foundation.errors import BackoffError, StackError, StopError
 from staging.kafka.admin import TopicAdmin
 
 log = logging.getLogger(__name__)

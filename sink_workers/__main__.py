@@ -1,8 +1,8 @@
-"""``python -m sink_workers [--config F] [--log-level L] ARGS`` is ``ingest ... sink run ARGS``."""
+"""``python -m sink_workers [--config F] [--log-level L] [options]``: the same process as
+``ingest sink run [options]`` (see :func:`sink_workers.entry.main`)."""
 
 import sys
 
-from durable_ingest.cli import main, split_global_args
+from sink_workers.entry import main
 
-global_args, args = split_global_args(sys.argv[1:])
-sys.exit(main([*global_args, "sink", "run", *args]))
+sys.exit(main())

@@ -16,21 +16,16 @@ from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
 from types import FrameType
 
-from durable_ingest.admin import start_admin, start_local_sql
-from durable_ingest.compose import (
-    checkpoint_store,
-    schema_catalog,
-    staged_resources,
-    staging_provider,
-)
-from durable_ingest.config import Settings
-from durable_ingest.errors import ConfigError
-from durable_ingest.warehouse import open_warehouse
+from foundation.admin import start_admin, start_local_sql
+from foundation.config import Settings
+from foundation.errors import ConfigError
 from sink_workers.clickhouse.query import ReadOnlyQuery
+from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.stream import StreamTarget, stream_resource
 from sink_workers.tables import table_spec
 from sink_workers.worker import RetryPolicy, SinkStats, SinkWorker, TableTarget, Target
+from staging.compose import checkpoint_store, schema_catalog, staged_resources, staging_provider
 from staging.protocol import StagingContext
 from staging.schemas import SchemaCatalog
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from durable_ingest.metrics import Metrics
+from foundation.metrics import Metrics
 from staging.offsets import Partition
 
 

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from durable_ingest.errors import ConfigError, SchemaEvolutionError
+from foundation.errors import ConfigError, SchemaEvolutionError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 DEDUP_WINDOW = 10_000

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from durable_ingest.errors import (
+from foundation.errors import (
     BackoffError,
     CommitFailedError,
     CorruptRecordError,
@@ -34,8 +34,8 @@ from durable_ingest.errors import (
     RetryError,
     StopError,
 )
-from durable_ingest.log_throttle import LogThrottle, held_back
-from durable_ingest.metrics import Metrics
+from foundation.log_throttle import LogThrottle, held_back
+from foundation.metrics import Metrics
 from sink_workers.batching import InsertBatch, by_partition
 from sink_workers.columns import to_columns
 from sink_workers.sink_metrics import declare_series, publish_lag

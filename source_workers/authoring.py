@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from durable_ingest.errors import SourceDefinitionError, UnknownResourceError
+from foundation.errors import SourceDefinitionError, UnknownResourceError
 from staging.envelope import Checkpoint
 from staging.resource import check_name
 

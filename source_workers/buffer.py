@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from durable_ingest.errors import SourceDefinitionError
+from foundation.errors import SourceDefinitionError
 from staging.envelope import Checkpoint
 
 LazyCheckpoint = Checkpoint | Callable[[], Checkpoint]

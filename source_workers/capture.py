@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from durable_ingest.errors import CaptureError
+from foundation.errors import CaptureError
 
 FORMAT = 1
 

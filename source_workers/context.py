@@ -11,25 +11,49 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from durable_ingest.metrics import Metrics
+from foundation.config import RuntimeSettings
+from foundation.metrics import Metrics
 from source_workers.transport.http import HttpClient, HttpResponse
 from source_workers.transport.websocket import WebSocketStream, open_stream
 
-if TYPE_CHECKING:
-    from source_workers.runtime import SourceRuntime
+
+class Runtime(Protocol):
+    """What a context needs of the Durable Runtime (:class:`~source_workers.runtime.
+    SourceRuntime`): the seam between what connectors see and what runs them."""
+
+    @property
+    def source_name(self) -> str: ...
+    @property
+    def settings(self) -> RuntimeSettings: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def http(self) -> HttpClient: ...
+    @property
+    def stopping_event(self) -> asyncio.Event: ...
+    @property
+    def on_frame(self) -> Callable[[str | bytes], None] | None: ...
+
+    def checkpoint_of(self, resource: str | None) -> Mapping[str, Any] | None:
+        """The loaded checkpoint of ``resource`` (default: the first); refuses a name the
+        source does not declare."""
+
+    async def dispatch(self, raw: Any, resource: str | None = None) -> None: ...
+    def connected(self) -> None: ...
+    def helper_failed(self, error: BaseException) -> None: ...
 
 
 class SourceContext:
     """What a Source's ``start`` gets: its settings, checkpoints, the provider transports
     (``connect``, ``http``), ``emit_raw`` into the resources, helpers and sleeping."""
 
-    def __init__(self, runtime: SourceRuntime, settings: Any) -> None:
+    def __init__(self, runtime: Runtime, settings: Any) -> None:
         self._runtime = runtime
         self.settings = settings
         """The connector's own settings (e.g. ``CoinbaseSettings``)."""
-        self.source = runtime.source.name
+        self.source = runtime.source_name
         """The configured source name (a connector may run as several sources)."""
         self.log = logging.getLogger(f"source_workers.{self.source}")
         self.metrics: Metrics = runtime.metrics
@@ -41,9 +65,7 @@ class SourceContext:
 
     def checkpoint(self, resource: str | None = None) -> dict[str, Any] | None:
         """The checkpoint a sink confirmed written for ``resource`` (default: the first)."""
-        name = resource or self._runtime.source.resources[0].name
-        self._runtime.source.resource(name)
-        value = self._runtime.checkpoints.get(name)
+        value = self._runtime.checkpoint_of(resource)
         return dict(value) if value is not None else None
 
     async def emit_raw(self, raw: str | bytes | Any, resource: str | None = None) -> None:

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from durable_ingest.errors import MalformedFrameError
+from foundation.errors import MalformedFrameError
 
 
 @dataclass(frozen=True, slots=True)

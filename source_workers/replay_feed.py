@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from durable_ingest.errors import CaptureError, StopError
+from foundation.errors import CaptureError, StopError
 from source_workers.capture import CaptureFile, ReplaySpec
 from source_workers.connectors import Connector
 

@@ -14,28 +14,24 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
-from durable_ingest.admin import start_admin
-from durable_ingest.compose import (
-    checkpoint_store,
-    schema_catalog,
-    staged_resources,
-    staging_provider,
-    with_connector_defaults,
-)
-from durable_ingest.config import Settings
-from durable_ingest.config_load import connector_settings
-from durable_ingest.errors import StopError
+from foundation.admin import start_admin
+from foundation.config import Settings
+from foundation.config_load import connector_settings
+from foundation.errors import StopError
 from source_workers.authoring import Source
 from source_workers.capture import CaptureRecorder, ReplaySpec, recorded_settings
 from source_workers.connectors import Connector, connector_of, load_connector
+from source_workers.connectors.defaults import with_connector_defaults
 from source_workers.replay_feed import load_capture, replay_env
-from source_workers.runtime import RuntimeStats, SourceRuntime
+from source_workers.runtime import SourceRuntime
+from source_workers.stats import RuntimeStats
 from staging.checkpoints import entries_in, resume_point
+from staging.compose import checkpoint_store, schema_catalog, staged_resources, staging_provider
 from staging.protocol import StagingContext
 from staging.resource import check_name
 
@@ -230,11 +226,3 @@ async def _run(runtime: SourceRuntime) -> RuntimeStats:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-
-
-def main_for(source: str, argv: Sequence[str]) -> int:
-    """``ingest [global options] source run <source> [argv]``."""
-    from durable_ingest.cli import main, split_global_args
-
-    global_args, args = split_global_args(argv)
-    return main([*global_args, "source", "run", source, *args])

@@ -39,11 +39,10 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from durable_ingest.config import RuntimeSettings
-from durable_ingest.errors import (
+from foundation.config import RuntimeSettings
+from foundation.errors import (
     BackoffError,
     DeadLetterError,
     IngestError,
@@ -51,12 +50,13 @@ from durable_ingest.errors import (
     RetryError,
     StopError,
 )
-from durable_ingest.metrics import Metrics
+from foundation.metrics import Metrics
 from source_workers.authoring import Source, normalize
 from source_workers.backoff import Backoff
 from source_workers.context import SourceContext
 from source_workers.frames import FrameLimits, decode_frame
 from source_workers.stager import Stager
+from source_workers.stats import RuntimeStats
 from source_workers.transport.http import HttpClient
 from source_workers.transport.websocket import StreamStopped
 from staging.protocol import StagingSession
@@ -69,17 +69,6 @@ _LETTERS_BOUND = 1_000
 
 def _now_us() -> int:
     return time.time_ns() // 1_000
-
-
-@dataclass(slots=True)
-class RuntimeStats:
-    frames: int = 0
-    records_staged: int = 0
-    writes: int = 0
-    dead_letters: int = 0
-    ignored: int = 0
-    """Messages no resource recognised (subscription acks, heartbeats...)."""
-    sessions: int = 0
 
 
 class SourceRuntime:
@@ -147,6 +136,16 @@ class SourceRuntime:
     def _begin_stop(self) -> None:
         self.stager.begin_stop()
         self.stopping_event.set()
+
+    @property
+    def source_name(self) -> str:
+        return self.source.name
+
+    def checkpoint_of(self, resource: str | None) -> Mapping[str, Any] | None:
+        """The checkpoint loaded at start for ``resource`` (default: the first resource)."""
+        name = resource or self.source.resources[0].name
+        self.source.resource(name)  # an undeclared name is refused, naming the source
+        return self.checkpoints.get(name)
 
     def connected(self) -> None:
         """A provider connection opened (the backoff resets once it stays up)."""

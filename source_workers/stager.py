@@ -22,19 +22,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
-from durable_ingest.config import RuntimeSettings
-from durable_ingest.errors import BackoffError, RecordTooLargeError, RetryError, SchemaMismatchError
-from durable_ingest.log_throttle import LogThrottle, held_back
-from durable_ingest.metrics import Metrics
+from foundation.config import RuntimeSettings
+from foundation.errors import BackoffError, RecordTooLargeError, RetryError, SchemaMismatchError
+from foundation.log_throttle import LogThrottle, held_back
+from foundation.metrics import Metrics
 from source_workers.buffer import LazyCheckpoint, Pending, ResourceBuffer
 from source_workers.frames import frame_bytes
+from source_workers.stats import RuntimeStats
 from staging.deadletters import DeadLetter
 from staging.protocol import StagingSession
-
-if TYPE_CHECKING:
-    from source_workers.runtime import RuntimeStats
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from durable_ingest.errors import CorruptRecordError
+from foundation.errors import CorruptRecordError
 from staging.times import rfc3339
 
 H_REASON = "ingest_dlq_reason"

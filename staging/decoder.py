@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 
 import fastavro
 
-from durable_ingest.errors import CorruptRecordError, UnknownSchemaError
+from foundation.errors import CorruptRecordError, UnknownSchemaError
 from staging.codec import HEADER_SIZE, MAGIC
 from staging.envelope import (
     H_CHECKPOINT,

@@ -33,7 +33,7 @@ from zlib import crc32
 
 import fastavro
 
-from durable_ingest.errors import CheckpointError, RecordTooLargeError, SchemaMismatchError
+from foundation.errors import CheckpointError, RecordTooLargeError, SchemaMismatchError
 from staging.resource import StagedResource
 from staging.rowcheck import decimal_limits, failing_field, logical_fields
 from staging.schemas import StagedSchema

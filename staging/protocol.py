@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
-from durable_ingest.errors import CorruptRecordError, UnknownResourceError
+from foundation.errors import CorruptRecordError, UnknownResourceError
 from staging.deadletters import DeadLetterWriter
 from staging.decoder import StagedRecord
 from staging.envelope import Checkpoint
@@ -189,7 +189,7 @@ class RecordWriter(Protocol):
         """Stage ``rows``; return only when every record's delivery succeeded.
 
         Validates and encodes every row before producing any. Raises
-        :class:`~durable_ingest.errors.DeliveryUnknownError` when deliveries
+        :class:`~foundation.errors.DeliveryUnknownError` when deliveries
         timed out (resend the same rows), and other typed errors otherwise.
         """
         ...

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from durable_ingest.config import NAME_PATTERN
-from durable_ingest.errors import ConfigError
+from foundation.config import NAME_PATTERN
+from foundation.errors import ConfigError
 from staging.schemas import StagedSchema
 
 TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

@@ -16,7 +16,7 @@ from typing import Any
 import fastavro
 import fastavro.schema
 
-from durable_ingest.errors import SchemaError
+from foundation.errors import SchemaError
 from staging.codec import single_object_header
 
 

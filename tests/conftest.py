@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from durable_ingest.apache_kafka.jars import KafkaJars, java_binary, kafka_jars
-from durable_ingest.config import ClickHouseSettings, KafkaSettings, settings_from
-from durable_ingest.config_load import load_settings
-from durable_ingest.errors import StackError
 from durable_ingest.stack import Broker, make_broker
+from foundation.config import ClickHouseSettings, KafkaSettings, settings_from
+from foundation.config_load import load_settings
+from foundation.errors import StackError
 from staging.schemas import SchemaCatalog
 
 

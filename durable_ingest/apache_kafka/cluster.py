@@ -28,9 +28,9 @@ from typing import Self
 from durable_ingest.apache_kafka.jars import KafkaJars, java_binary, kafka_jars
 from durable_ingest.apache_kafka.layout import HOST, LAYOUT_FILE, ClusterLayout, plan_layout
 from durable_ingest.apache_kafka.node import DEFAULT_HEAP, Node
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import BackoffError, StackError
 from durable_ingest.loopback import free_port, port_is_free
+from foundation.config import KafkaSettings
+from foundation.errors import BackoffError, StackError
 from staging.kafka.admin import TopicAdmin
 
 log = logging.getLogger(__name__)

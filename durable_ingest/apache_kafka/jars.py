@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from durable_ingest.errors import StackError
+from foundation.errors import StackError
 
 POM = Path(__file__).with_name("pom.xml")
 ENV_CACHE = "DURABLE_INGEST_CACHE"

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from durable_ingest.errors import StackError
+from foundation.errors import StackError
 
 HOST = "127.0.0.1"
 LAYOUT_FILE = "cluster.json"

@@ -17,8 +17,8 @@ from typing import IO
 from durable_ingest.apache_kafka.jars import KafkaJars
 from durable_ingest.apache_kafka.layout import ClusterLayout, NodeSpec, meta_cluster_id
 from durable_ingest.apache_kafka.layout import render_properties as render
-from durable_ingest.errors import StackError
 from durable_ingest.loopback import killed_with_parent
+from foundation.errors import StackError
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 DEFAULT_HEAP = "512m"

@@ -16,7 +16,7 @@ settings model does, without contacting Kafka, ClickHouse or a provider:
 
 Secrets never appear: SecretStr fields print as ``**********``, and so do the
 user-info and secret-looking query parameters of any URL. Any problem is one
-:class:`~durable_ingest.errors.StopError`, which ``ingest`` prints as one line.
+:class:`~foundation.errors.StopError`, which ``ingest`` prints as one line.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from durable_ingest.commands import Subcommands
-from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
-from durable_ingest.config import DEFAULT_CONFIG_FILE, ENV_CONFIG_FILE, ENV_PREFIX, Settings
-from durable_ingest.config_load import connector_settings
-from durable_ingest.errors import ConfigError, SchemaError
+from foundation.config import DEFAULT_CONFIG_FILE, ENV_CONFIG_FILE, ENV_PREFIX, Settings
+from foundation.config_load import connector_settings
+from foundation.errors import ConfigError, SchemaError
+from source_workers.connectors.defaults import with_connector_defaults
+from staging.compose import schema_catalog, staged_resources
 
 MASK = "**********"
 _SECRET_PARAMETER = re.compile(r"pass|secret|token|key|auth|sig|cred", re.IGNORECASE)

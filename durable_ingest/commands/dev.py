@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-from durable_ingest.commands import Subcommands, data_dir_option
-from durable_ingest.config import Settings
+from durable_ingest.commands import Subcommands
 from durable_ingest.stack import ENGINES
+from foundation.config import Settings
+from foundation.process import data_dir_option
 from source_workers.replay_feed import SAMPLE
 
 

@@ -3,7 +3,7 @@
 ``show`` lists them (offset, time, state, code, origin, reason, a preview of
 the value); ``retry`` re-drives the open ones once their cause is fixed and
 says how many were re-driven, still fail, or were handled before. The
-semantics are in :mod:`durable_ingest.dlq`, :mod:`durable_ingest.dlq_redrive` and
+semantics are in :mod:`durable_ingest.operations.dlq`, :mod:`durable_ingest.operations.redrive` and
 docs/operations.md.
 ``R`` is a resource name, or ``<source>.<resource>``; ``--source`` picks
 the source when several have a resource of that name.
@@ -17,16 +17,10 @@ from typing import Any
 
 from durable_ingest.commands import Subcommands
 from durable_ingest.commands.status import check_wait, wait_option
-from durable_ingest.compose import (
-    schema_catalog,
-    staged_resources,
-    unconfigured_connectors,
-    with_connector_defaults,
-)
-from durable_ingest.config import Settings
-from durable_ingest.dlq import Letter, dlq_group, is_open, load_letters, states
-from durable_ingest.dlq_redrive import FrameRedrive, Redriver, RetryReport
-from durable_ingest.errors import (
+from durable_ingest.operations.dlq import Letter, dlq_group, is_open, load_letters, states
+from durable_ingest.operations.redrive import FrameRedrive, Redriver, RetryReport
+from foundation.config import Settings
+from foundation.errors import (
     ConfigError,
     CorruptRecordError,
     StopError,
@@ -34,7 +28,9 @@ from durable_ingest.errors import (
     UnknownResourceError,
     UnknownSchemaError,
 )
+from source_workers.connectors.defaults import unconfigured_connectors, with_connector_defaults
 from source_workers.frames import FrameLimits
+from staging.compose import schema_catalog, staged_resources
 from staging.decoder import EnvelopeDecoder, FixedHeaders
 from staging.kafka.scan import TopicScanner
 from staging.resource import StagedResource

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from durable_ingest.commands import Subcommands
-from durable_ingest.config import Settings
-from durable_ingest.errors import StopError
+from foundation.config import Settings
+from foundation.errors import StopError
 
 _DEFAULT = ""  # --check without FILE
 

@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from durable_ingest.commands import Subcommands
-from durable_ingest.config import Settings
 from durable_ingest.scaffold import KINDS, scaffold
+from foundation.config import Settings
 
 
 def register(commands: Subcommands) -> None:

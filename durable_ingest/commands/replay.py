@@ -13,9 +13,10 @@ import argparse
 import json
 import sys
 
-from durable_ingest.commands import Subcommands, data_dir_option
-from durable_ingest.config import Settings
+from durable_ingest.commands import Subcommands
 from durable_ingest.render import text_table
+from foundation.config import Settings
+from foundation.process import data_dir_option
 
 
 def register(commands: Subcommands) -> None:
@@ -84,8 +85,8 @@ def _warn(message: str) -> None:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    from sink_workers.replay import ReplayRequest, run_replay
-    from sink_workers.replay_plan import parse_bound
+    from durable_ingest.operations.replay import ReplayRequest, run_replay
+    from durable_ingest.operations.replay_plan import parse_bound
 
     request = ReplayRequest(
         resource=args.resource,

@@ -20,12 +20,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from durable_ingest.admin import SQL_SOCKET
-from durable_ingest.commands import Subcommands, data_dir_option
-from durable_ingest.config import Settings
+from durable_ingest.commands import Subcommands
 from durable_ingest.dev import STATE_FILE
-from durable_ingest.errors import QueryError, WarehouseError, WarehouseInUseError
 from durable_ingest.render import text_table, tsv
+from foundation.admin import SQL_SOCKET
+from foundation.config import Settings
+from foundation.errors import QueryError, WarehouseError, WarehouseInUseError
+from foundation.process import data_dir_option
 
 
 def register(commands: Subcommands) -> None:
@@ -82,8 +83,8 @@ def _running_dev_sink(settings: Settings) -> str | None:
 
 
 def _direct(settings: Settings, query: str) -> dict[str, Any]:
-    from durable_ingest.warehouse import open_warehouse
     from sink_workers.clickhouse.query import ReadOnlyQuery, check_read_only
+    from sink_workers.clickhouse.warehouse import open_warehouse
 
     check_read_only(query.strip().rstrip(";").strip())  # before anything is opened
     path = settings.clickhouse.embedded_path

@@ -18,16 +18,12 @@ import signal
 import threading
 from types import FrameType
 
-from durable_ingest.commands import Subcommands, data_dir_option
-from durable_ingest.compose import (
-    checkpoint_store,
-    schema_catalog,
-    staged_resources,
-    staging_provider,
-)
-from durable_ingest.config import Settings
-from durable_ingest.errors import StackError, StopError
+from durable_ingest.commands import Subcommands
 from durable_ingest.stack import DEFAULT_PORT, ENGINES, Broker, make_broker
+from foundation.config import Settings
+from foundation.errors import StackError, StopError
+from foundation.process import data_dir_option
+from staging.compose import checkpoint_store, schema_catalog, staged_resources, staging_provider
 
 log = logging.getLogger("ingest")
 

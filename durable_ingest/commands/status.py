@@ -6,7 +6,7 @@ source resumes from; the freshness of what is written; the dead letters.
 Reads only: no consumer group is joined and no offset moves (the checkpoint
 store bounds its read with a fence tombstone on ``ingest._checkpoints``).
 
-The reads here are I/O only; :mod:`durable_ingest.status` decides what they
+The reads here are I/O only; :mod:`durable_ingest.operations.status` decides what they
 mean (lag with the high-watermark caveat) and renders them. Fields:
 docs/operations.md.
 """
@@ -21,17 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 
 from durable_ingest.commands import Subcommands
-from durable_ingest.compose import (
-    checkpoint_store,
-    schema_catalog,
-    staged_resources,
-    with_connector_defaults,
-    with_staged_connectors,
-)
-from durable_ingest.config import Settings
-from durable_ingest.dlq import counts, dlq_group, load_letters, read_records
-from durable_ingest.errors import StopError, TopicError
-from durable_ingest.status import (
+from durable_ingest.operations.dlq import counts, dlq_group, load_letters, read_records
+from durable_ingest.operations.status import (
     DeadLetterCounts,
     PartitionProbe,
     ResourceStatus,
@@ -41,7 +32,11 @@ from durable_ingest.status import (
     render_table,
     status_json,
 )
+from foundation.config import Settings
+from foundation.errors import StopError, TopicError
+from source_workers.connectors.defaults import with_connector_defaults, with_staged_connectors
 from staging.checkpoints import entries_in
+from staging.compose import checkpoint_store, schema_catalog, staged_resources
 from staging.envelope import H_TIME
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.scan import TopicScanner
@@ -190,7 +185,7 @@ def _probe(
     wait_s: float,
 ) -> list[PartitionProbe]:
     """Committed offsets, the record before each, the backlog up to ``scan_limit``, and the
-    watermarks asked after those reads (see :mod:`durable_ingest.status`)."""
+    watermarks asked after those reads (see :mod:`durable_ingest.operations.status`)."""
     committed = scanner.committed(group, topic)
     low = {p: lo for p, (lo, _) in scanner.watermarks(topic).items()}
     base = {p: committed.get(p, low.get(p, 0)) for p in partitions}

@@ -18,7 +18,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from durable_ingest.errors import QueryError
+from foundation.errors import QueryError
 
 MAX_ROWS = 10_000
 """Rows a query answers at most; more are cut and the answer says so."""

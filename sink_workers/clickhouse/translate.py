@@ -21,7 +21,7 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
-from durable_ingest.errors import BatchRejectedError, WarehouseError, WarehouseUnavailableError
+from foundation.errors import BatchRejectedError, WarehouseError, WarehouseUnavailableError
 
 TRANSIENT_CODES = frozenset(
     {

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from durable_ingest.errors import ConfigError
+from foundation.errors import ConfigError
 
 CONNECTORS: tuple[str, ...] = tuple(
     sorted(p.parent.name for p in Path(__file__).parent.glob("*/pipeline.py"))

@@ -2,9 +2,9 @@
 
 :mod:`.websocket` (the websockets library) and :mod:`.http` (the standard
 library's HTTP client, run in a thread). Each translates its library's
-exceptions into :class:`~durable_ingest.errors.ConnectionLostError`,
-:class:`~durable_ingest.errors.RateLimitedError` or
-:class:`~durable_ingest.errors.ProviderRefusedError`, here and nowhere else.
+exceptions into :class:`~foundation.errors.ConnectionLostError`,
+:class:`~foundation.errors.RateLimitedError` or
+:class:`~foundation.errors.ProviderRefusedError`, here and nowhere else.
 """
 
 from source_workers.transport.urls import masked_url

@@ -29,7 +29,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from durable_ingest.errors import CaptureError
+from foundation.errors import CaptureError
 from source_workers.capture import CaptureFile, Frame
 from source_workers.transport.local_server import LocalServer
 

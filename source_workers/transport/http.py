@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from durable_ingest.errors import ConnectionLostError, ProviderRefusedError, RateLimitedError
+from foundation.errors import ConnectionLostError, ProviderRefusedError, RateLimitedError
 from source_workers.frames import FrameLimits, decode_frame, malformed
 from source_workers.transport.urls import masked_url
 

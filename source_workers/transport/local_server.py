@@ -19,7 +19,7 @@ from typing import Any, Self
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from durable_ingest.errors import StackError
+from foundation.errors import StackError
 
 
 class LocalServer:

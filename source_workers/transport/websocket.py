@@ -30,7 +30,7 @@ from websockets.exceptions import (
 )
 from websockets.protocol import State
 
-from durable_ingest.errors import ConnectionLostError, ProviderRefusedError
+from foundation.errors import ConnectionLostError, ProviderRefusedError
 from source_workers.transport.urls import masked_url, secret_values
 
 

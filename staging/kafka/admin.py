@@ -15,8 +15,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     NewTopic,
 )
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import TopicError, UnknownTopicError
+from foundation.config import KafkaSettings
+from foundation.errors import TopicError, UnknownTopicError
 from staging.kafka.client_config import admin_config
 from staging.kafka.translate import broker_call, client_settings, kafka_error_of
 from staging.resource import TopicSpec

@@ -26,8 +26,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import BrokerUnavailableError, CheckpointError, StagingClosedError
+from foundation.config import KafkaSettings
+from foundation.errors import BrokerUnavailableError, CheckpointError, StagingClosedError
 from staging.checkpoints import checkpoint_key
 from staging.envelope import Checkpoint, encode_checkpoint
 from staging.kafka.admin import TopicAdmin

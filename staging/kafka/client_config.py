@@ -11,8 +11,8 @@ import logging
 import re
 from typing import Any
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.log_throttle import LogThrottle
+from foundation.config import KafkaSettings
+from foundation.log_throttle import LogThrottle
 
 LIBRDKAFKA_LOGGER = logging.getLogger("staging.kafka.librdkafka")
 REPEAT_WINDOW_S = 60.0

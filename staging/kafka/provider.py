@@ -9,8 +9,8 @@ from typing import Self
 
 from confluent_kafka import Producer
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import StagingClosedError
+from foundation.config import KafkaSettings
+from foundation.errors import StagingClosedError
 from staging.decoder import EnvelopeDecoder
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.client_config import (

@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from durable_ingest.errors import (
+from foundation.errors import (
     CommitFailedError,
     CorruptRecordError,
     KafkaFatalError,

@@ -9,7 +9,7 @@
   :meth:`staging.kafka.scan.TopicScanner.committed` reads it back. The
   dead-letter tools use the group ``ingest.dlq.<source>``, which no worker joins.
 
-Used by :mod:`durable_ingest.dlq_redrive`; see docs/operations.md.
+Used by :mod:`durable_ingest.operations.redrive`; see docs/operations.md.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import NamedTuple, cast
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import CommitFailedError, StagingClosedError
+from foundation.config import KafkaSettings
+from foundation.errors import CommitFailedError, StagingClosedError
 from staging.kafka.client_config import consumer_config, producer_config
 from staging.kafka.translate import (
     client_settings,

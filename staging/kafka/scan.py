@@ -29,8 +29,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import BrokerUnavailableError, UnknownTopicError
+from foundation.config import KafkaSettings
+from foundation.errors import BrokerUnavailableError, UnknownTopicError
 from staging.kafka.client_config import common_config
 from staging.kafka.translate import (
     UNKNOWN_TOPIC,

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from confluent_kafka import KafkaError, KafkaException
 
-from durable_ingest.errors import (
+from foundation.errors import (
     BrokerUnavailableError,
     CommitFailedError,
     ConfigError,

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from durable_ingest.errors import StagingClosedError
+from foundation.errors import StagingClosedError
 from staging.deadletters import DeadLetter
 from staging.envelope import Checkpoint, EnvelopeEncoder
 from staging.kafka.translate import delivery_error, produce_error

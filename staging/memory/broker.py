@@ -6,7 +6,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 
-from durable_ingest.errors import TopicError
+from foundation.errors import TopicError
 from staging.offsets import Partition
 from staging.resource import TopicSpec
 

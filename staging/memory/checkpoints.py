@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from durable_ingest.errors import StagingClosedError
+from foundation.errors import StagingClosedError
 from staging.checkpoints import checkpoint_key
 from staging.envelope import Checkpoint, encode_checkpoint
 from staging.memory.broker import MemoryBroker

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from durable_ingest.errors import CommitFailedError, CorruptRecordError, StagingClosedError
+from foundation.errors import CommitFailedError, CorruptRecordError, StagingClosedError
 from staging.deadletters import DeadLetter
 from staging.decoder import EnvelopeDecoder, StagedRecord
 from staging.envelope import Checkpoint, EnvelopeEncoder

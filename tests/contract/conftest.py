@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from confluent_kafka import Producer
 
-from durable_ingest.config import KafkaSettings
+from foundation.config import KafkaSettings
 from staging.checkpoints import CheckpointStore
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.memory import InMemoryCheckpointStore, MemoryStagingProvider

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_ingest.errors import CheckpointError, StagingClosedError
+from foundation.errors import CheckpointError, StagingClosedError
 from tests.contract.conftest import Harness
 from tests.helpers import unique
 

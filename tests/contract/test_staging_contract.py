@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from durable_ingest.errors import (
+from foundation.errors import (
     CorruptRecordError,
     RecordTooLargeError,
     SchemaMismatchError,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from durable_ingest.apache_kafka import KafkaCluster, KafkaJars
-from durable_ingest.config import KafkaSettings
+from foundation.config import KafkaSettings
 from staging.kafka.admin import TopicAdmin
 
 Spawn = Callable[..., "subprocess.Popen[str]"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from durable_ingest.config import KafkaSettings
+from foundation.config import KafkaSettings
 from staging.checkpoints import partition_entries, resume_point
 from staging.kafka import KafkaCheckpointStore
 from staging.resource import TopicSpec
@@ -33,8 +33,8 @@ PRODUCTS = ["BTC-USD", "ETH-USD"]
 COUNT = textwrap.dedent(
     """
     import json, sys
-    from durable_ingest.config import settings_from
-    from durable_ingest.warehouse import open_warehouse
+    from foundation.config import settings_from
+    from sink_workers.clickhouse.warehouse import open_warehouse
     client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
     table = sys.argv[2]
     rows = client.query(f"SELECT product_id, trade_id FROM default.{table} FINAL").result_rows

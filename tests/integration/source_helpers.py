@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from durable_ingest.config import KafkaSettings
-from source_workers.runtime import RuntimeStats, SourceRuntime
+from foundation.config import KafkaSettings
+from source_workers.runtime import SourceRuntime
+from source_workers.stats import RuntimeStats
 from staging.protocol import StagingSession
 
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from durable_ingest.config import KafkaSettings
+from foundation.config import KafkaSettings
 from staging.kafka import KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.schemas import SchemaCatalog

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from durable_ingest.admin import AdminServer
-from durable_ingest.metrics import Metrics
+from foundation.admin import AdminServer
+from foundation.metrics import Metrics
 
 
 def get(port: int, path: str) -> tuple[int, str]:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from durable_ingest.config import ClickHouseSettings
-from durable_ingest.errors import BatchRejectedError, SchemaEvolutionError
-from durable_ingest.warehouse import open_warehouse
+from foundation.config import ClickHouseSettings
+from foundation.errors import BatchRejectedError, SchemaEvolutionError
+from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.columns import to_columns
 from sink_workers.tables import TableSpec, table_spec

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from durable_ingest.config import KafkaSettings, RuntimeSettings
 from durable_ingest.loopback import free_port
+from foundation.config import KafkaSettings, RuntimeSettings
 from source_workers.connectors.coinbase.pipeline import build
-from source_workers.connectors.coinbase.source import CoinbaseSettings
+from source_workers.connectors.coinbase.settings import CoinbaseSettings
 from source_workers.runtime import SourceRuntime
 from staging.checkpoints import partition_entries, resume_point
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
@@ -328,8 +328,8 @@ def test_unknown_product_stops_with_one_line(
 COUNT = textwrap.dedent(
     """
     import json, sys
-    from durable_ingest.config import settings_from
-    from durable_ingest.warehouse import open_warehouse
+    from foundation.config import settings_from
+    from sink_workers.clickhouse.warehouse import open_warehouse
     client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
     table = sys.argv[2]
     rows = client.query(f"SELECT product_id, trade_id FROM default.{table} FINAL").result_rows

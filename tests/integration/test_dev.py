@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.config import KafkaSettings
+from foundation.config import KafkaSettings
 from source_workers.capture import CaptureFile
 from source_workers.replay_feed import sample_capture
 from tests.helpers import trade_keys, unique

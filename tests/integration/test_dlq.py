@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
-from durable_ingest.config import KafkaSettings, Settings
-from durable_ingest.config_load import load_settings
-from durable_ingest.dlq import read_records
-from durable_ingest.dlq_redrive import H_REDRIVEN_FROM
+from durable_ingest.operations.dlq import read_records
+from durable_ingest.operations.redrive import H_REDRIVEN_FROM
+from foundation.config import KafkaSettings, Settings
+from foundation.config_load import load_settings
+from source_workers.connectors.defaults import with_connector_defaults
+from staging.compose import schema_catalog, staged_resources
 from staging.deadletters import DeadLetter
 from staging.decoder import EnvelopeDecoder, FixedHeaders
 from staging.envelope import H_CHECKPOINT, H_ID

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import (
+from durable_ingest.loopback import free_port
+from foundation.config import KafkaSettings
+from foundation.errors import (
     BrokerUnavailableError,
     ConfigError,
     DeliveryFailedError,
     DeliveryUnknownError,
     WarehouseUnavailableError,
 )
-from durable_ingest.loopback import free_port
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import TopicSpec

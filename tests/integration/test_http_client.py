@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from durable_ingest.errors import (
+from foundation.errors import (
     ConnectionLostError,
     MalformedFrameError,
     ProviderRefusedError,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from durable_ingest.config import KafkaSettings
 from durable_ingest.loopback import free_port
+from foundation.config import KafkaSettings
 from tests.helpers import unique
 from tests.integration.conftest import Spawn
 from tests.integration.source_helpers import process_env, source_config, wait_for

@@ -23,18 +23,18 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
 
 from durable_ingest.cli import main
-from durable_ingest.config import (
+from durable_ingest.operations.replay import ReplayRequest, run_replay
+from durable_ingest.operations.replay_plan import ReplayReport, format_ms, parse_bound
+from foundation.config import (
     ClickHouseSettings,
     KafkaSettings,
     ResourceSettings,
     Settings,
     SourceSettings,
 )
-from durable_ingest.errors import ConfigError
-from durable_ingest.warehouse import open_warehouse
+from foundation.errors import ConfigError
+from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
-from sink_workers.replay import ReplayRequest, run_replay
-from sink_workers.replay_plan import ReplayReport, format_ms, parse_bound
 from sink_workers.tables import table_spec
 from sink_workers.worker import SinkWorker, TableTarget
 from staging.kafka.provider import KafkaStagingProvider
@@ -392,7 +392,7 @@ def test_bad_input_is_one_line_each(
     # A partition lost its first records to retention; --from is older than what is left.
     partition, _ = fullest_partition(kafka, staged.topic)
     monkeypatch.setattr(Truncated, "PARTITION", partition)
-    monkeypatch.setattr("sink_workers.replay.TopicScanner", Truncated)
+    monkeypatch.setattr("durable_ingest.operations.replay.TopicScanner", Truncated)
     before = format_ms(staged.middle_ms - 3_600_000)
     line = one_error(capsys, [*replay, "--resource", "matches", "--from", before])
     assert f"--from {before} is before the retained data of {staged.topic}[{partition}]" in line
@@ -409,7 +409,7 @@ def test_bad_input_is_one_line_each(
     assert report["totals"]["written"] == 2 * HALF - 5
 
     # The text report of a dry run: a line per partition and the totals.
-    monkeypatch.setattr("sink_workers.replay.TopicScanner", TopicScanner)
+    monkeypatch.setattr("durable_ingest.operations.replay.TopicScanner", TopicScanner)
     argv = [*replay, "--resource", "matches", "--from", "earliest", "--into", shadow]
     assert main([*argv, "--dry-run", "--idle", "1"]) == 0
     out, err = capsys.readouterr()
@@ -459,8 +459,8 @@ def test_a_replay_into_another_resources_table_is_refused(
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from durable_ingest.config import settings_from
-    from durable_ingest.warehouse import open_warehouse
+    from foundation.config import settings_from
+    from sink_workers.clickhouse.warehouse import open_warehouse
     client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
     client.query("SELECT 1")
     print("open", flush=True)

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import TopicError
+from foundation.config import KafkaSettings
+from foundation.errors import TopicError
 from staging.kafka.provider import KafkaStagingProvider
 from staging.kafka.scan import TopicScanner
 from staging.protocol import StagingContext

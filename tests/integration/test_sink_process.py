@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from durable_ingest.config import ClickHouseSettings, KafkaSettings
-from durable_ingest.warehouse import open_warehouse
+from foundation.config import ClickHouseSettings, KafkaSettings
+from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.stream import stream_resource
 from staging.checkpoints import partition_entries, resume_point
 from staging.envelope import EnvelopeEncoder
@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COUNT = textwrap.dedent(
     """
     import json, sys
-    from durable_ingest.config import settings_from
-    from durable_ingest.warehouse import open_warehouse
+    from foundation.config import settings_from
+    from sink_workers.clickhouse.warehouse import open_warehouse
     client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
     table = sys.argv[2]
     rows = client.query(f"SELECT count(), uniqExact(trade_id) FROM default.{table}").result_rows[0]

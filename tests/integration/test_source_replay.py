@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from durable_ingest.config import KafkaSettings
+from foundation.config import KafkaSettings
 from source_workers.replay_feed import sample_capture
 from tests.helpers import trade_keys, unique
 from tests.integration.conftest import Spawn

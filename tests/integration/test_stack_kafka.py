@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from durable_ingest.apache_kafka.jars import KafkaJars, kafka_version
-from durable_ingest.config import KafkaSettings
+from foundation.config import KafkaSettings
 from staging.kafka.admin import TopicAdmin
 from tests.integration.conftest import Spawn
 from tests.integration.test_stack_cli import gone_within, one_error_line, start, wait_up

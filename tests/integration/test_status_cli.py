@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from durable_ingest.cli import main
-from durable_ingest.compose import checkpoint_store
-from durable_ingest.config import KafkaSettings, Settings
-from durable_ingest.config_load import load_settings
-from durable_ingest.dlq import read_records
-from durable_ingest.errors import BatchRejectedError
 from durable_ingest.loopback import free_port
+from durable_ingest.operations.dlq import read_records
+from foundation.config import KafkaSettings, Settings
+from foundation.config_load import load_settings
+from foundation.errors import BatchRejectedError
 from sink_workers.worker import SinkStats, SinkWorker
 from staging.checkpoints import entries_in, resume_point
+from staging.compose import checkpoint_store
 from staging.decoder import StagedRecord
 from staging.envelope import H_TIME
 from staging.kafka import KafkaStagingProvider
@@ -286,9 +286,9 @@ def test_a_connector_not_in_the_configuration_is_seen_once_it_staged(
     status`` lists it beside the configured sources, and ``ingest dlq show earthquakes``
     finds its resource without --source. (A broker of its own: a connector's topics have
     fixed names.)"""
-    from durable_ingest.compose import schema_catalog, staged_resources, staging_provider
-    from durable_ingest.compose import with_connector_defaults as defaults
-    from durable_ingest.config import settings_from
+    from foundation.config import settings_from
+    from source_workers.connectors.defaults import with_connector_defaults as defaults
+    from staging.compose import schema_catalog, staged_resources, staging_provider
     from tests.conftest import start_test_broker
 
     broker = start_test_broker(stack_engine, tmp_path / "broker")

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.config import KafkaSettings, RuntimeSettings
-from durable_ingest.errors import ConfigError, ProviderRefusedError
+from foundation.config import KafkaSettings, RuntimeSettings
+from foundation.errors import ConfigError, ProviderRefusedError
 from source_workers.connectors.supabase.pipeline import build
-from source_workers.connectors.supabase.source import SupabaseSettings
+from source_workers.connectors.supabase.settings import SupabaseSettings
 from source_workers.runtime import SourceRuntime
 from staging.kafka import KafkaStagingProvider
 from staging.protocol import StagingContext
@@ -294,8 +294,8 @@ def test_bad_key_and_missing_settings_are_one_line_and_the_key_never_shows(
 QUERY = textwrap.dedent(
     """
     import json, sys
-    from durable_ingest.config import settings_from
-    from durable_ingest.warehouse import open_warehouse
+    from foundation.config import settings_from
+    from sink_workers.clickhouse.warehouse import open_warehouse
     client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
     rows = client.query(
         f"SELECT id, toString(operation), name FROM default.{sys.argv[2]} FINAL "

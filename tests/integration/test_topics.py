@@ -7,8 +7,8 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from durable_ingest.config import KafkaSettings
-from durable_ingest.errors import TopicError
+from foundation.config import KafkaSettings
+from foundation.errors import TopicError
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.resource import StagedResource, TopicSpec
 from staging.schemas import SchemaCatalog

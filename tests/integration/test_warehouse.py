@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from durable_ingest.config import ClickHouseSettings, settings_from
-from durable_ingest.errors import WarehouseError
 from durable_ingest.loopback import free_port
-from durable_ingest.warehouse import open_warehouse
+from foundation.config import ClickHouseSettings, settings_from
+from foundation.errors import WarehouseError
+from sink_workers.clickhouse.warehouse import open_warehouse
 from tests.helpers import cli_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +23,8 @@ SECRET = "s3cr3t-Pa55w0rd-XYZ"
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from durable_ingest.config import settings_from
-    from durable_ingest.warehouse import open_warehouse
+    from foundation.config import settings_from
+    from sink_workers.clickhouse.warehouse import open_warehouse
     client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
     client.command("CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = MergeTree ORDER BY x")
     client.command("INSERT INTO t VALUES (1)")
@@ -36,9 +36,9 @@ HOLD = textwrap.dedent(
 TRY = textwrap.dedent(
     """
     import sys
-    from durable_ingest.config import settings_from
-    from durable_ingest.errors import WarehouseError
-    from durable_ingest.warehouse import open_warehouse
+    from foundation.config import settings_from
+    from foundation.errors import WarehouseError
+    from sink_workers.clickhouse.warehouse import open_warehouse
     try:
         client = open_warehouse(settings_from({"data_dir": sys.argv[1]}).clickhouse)
         client.query("SELECT 1")
@@ -131,7 +131,7 @@ def test_a_read_only_query_is_stopped_at_its_time_limit(
     clickhouse: ClickHouseSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``ingest sql`` and ``/sql`` never hold the warehouse (and a sink's inserts) for long."""
-    from durable_ingest.errors import QueryError
+    from foundation.errors import QueryError
     from sink_workers.clickhouse import query as query_module
 
     monkeypatch.setattr(query_module, "MAX_SECONDS", 1)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from durable_ingest.errors import ConnectionLostError
+from foundation.errors import ConnectionLostError
 from source_workers.transport.websocket import CLOSE_TIMEOUT_S, open_stream
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

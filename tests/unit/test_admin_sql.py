@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_ingest.admin import sql_refusal
+from foundation.admin import sql_refusal
 
 
 @pytest.mark.parametrize("peer", ["127.0.0.1", "127.0.0.53", "::1"])

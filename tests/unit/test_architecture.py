@@ -1,4 +1,5 @@
-"""The architecture stays visible: pure core without I/O, third-party clients at one edge each."""
+"""The architecture stays visible: layers with one-way imports and no import cycle, a pure
+core without I/O, and third-party clients at one edge each (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("durable_ingest", "staging", "source_workers", "sink_workers", "schemas")
+PACKAGES = ("foundation", "durable_ingest", "staging", "source_workers", "sink_workers", "schemas")
+# The layers, bottom up: a module imports from its own layer and the ones below, never
+# from above. schemas/ holds the Avro files (data); the workers never import the CLI.
+LAYERS = {
+    "foundation": 0,
+    "schemas": 0,
+    "staging": 1,
+    "source_workers": 2,
+    "sink_workers": 2,
+    "durable_ingest": 3,
+}
 PURE = (
     "staging/codec.py",
     "staging/schemas.py",
@@ -19,13 +30,13 @@ PURE = (
     "staging/offsets.py",
     "staging/protocol.py",
     "staging/checkpoints.py",
-    "durable_ingest/config.py",
-    "durable_ingest/errors.py",
+    "foundation/config.py",
+    "foundation/errors.py",
     "sink_workers/tables.py",
     "sink_workers/columns.py",
     "sink_workers/batching.py",
     "staging/deadletters.py",
-    "durable_ingest/metrics.py",
+    "foundation/metrics.py",
     "source_workers/authoring.py",
     "source_workers/frames.py",
     "source_workers/backoff.py",
@@ -36,9 +47,9 @@ PURE = (
     "source_workers/capture.py",
     "durable_ingest/progress.py",
     "durable_ingest/render.py",
-    "durable_ingest/status.py",
-    "sink_workers/replay_plan.py",
-    "sink_workers/replay_keys.py",
+    "durable_ingest/operations/status.py",
+    "durable_ingest/operations/replay_plan.py",
+    "durable_ingest/operations/replay_keys.py",
     "durable_ingest/apache_kafka/layout.py",
     "staging/times.py",
     "sink_workers/sink_metrics.py",
@@ -54,7 +65,7 @@ IO_LIBRARIES = (
 # Where each third-party client may be imported (its adapter), and nowhere else.
 EDGES = {
     "confluent_kafka": ("staging/kafka/",),
-    "clickhouse_connect": ("durable_ingest/warehouse.py", "sink_workers/clickhouse/"),
+    "clickhouse_connect": ("sink_workers/clickhouse/warehouse.py", "sink_workers/clickhouse/"),
     "websockets": ("source_workers/transport/",),
 }
 
@@ -72,6 +83,127 @@ def imports(path: Path) -> set[str]:
 
 def modules() -> list[Path]:
     return [p for package in PACKAGES for p in (ROOT / package).rglob("*.py")]
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """Every project module and the project modules it imports: at the top, inside
+    functions and under ``TYPE_CHECKING`` alike (a type-only loop is still a loop)."""
+    paths = {module_name(p, root): p for pkg in packages for p in (root / pkg).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, *([node.module] if node.module else [])])
+                for alias in node.names:  # `from pkg import module` imports the module
+                    full = f"{base}.{alias.name}"
+                    targets.add(full if full in paths else base)
+        resolved = set()
+        for target in targets:
+            while target and target not in paths:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                resolved.add(target)
+        graph[name] = resolved
+    return graph
+
+
+def upward_imports(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if layers[target.split(".")[0]] > layers[module.split(".")[0]]
+    )
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one member (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        for target in targets:
+            if target.split(".")[0] != module.split(".")[0]:
+                result.setdefault(module.split(".")[0], set()).add(target.split(".")[0])
+    return result
+
+
+def test_every_package_has_a_layer() -> None:
+    assert set(PACKAGES) == set(LAYERS)
+
+
+def test_no_import_runs_up_a_layer() -> None:
+    """foundation < staging < source_workers, sink_workers < durable_ingest (the CLI,
+    dev mode, the stack, operations): so no worker imports the CLI."""
+    assert upward_imports(import_graph(ROOT, PACKAGES), LAYERS) == []
+
+
+def test_no_import_cycle() -> None:
+    """No two modules import each other, even through others or only for types, and no
+    two packages do (sink_workers may use source_workers' connectors, not the reverse)."""
+    graph = import_graph(ROOT, PACKAGES)
+    assert cycles(graph) == []
+    assert cycles(package_graph(graph)) == []
+
+
+def test_the_checks_catch_what_they_forbid(tmp_path: Path) -> None:
+    """A planted upward import, module loop and package loop are each reported."""
+    files = {
+        "low/__init__.py": "",
+        "low/a.py": "from low import b\n",
+        "low/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from low.a import X\n",
+        "low/c.py": "def f():\n    from high.cli import main\n",
+        "high/__init__.py": "",
+        "high/cli.py": "from low.c import f\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    graph = import_graph(tmp_path, ("low", "high"))
+    assert upward_imports(graph, {"low": 0, "high": 1}) == ["low.c imports high.cli"]
+    assert sorted(cycles(graph)) == [["high.cli", "low.c"], ["low.a", "low.b"]]
+    assert cycles(package_graph(graph)) == [["high", "low"]]
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from durable_ingest.errors import CaptureError
+from foundation.errors import CaptureError
 from source_workers.capture import CaptureFile, CaptureRecorder, ReplaySpec, recorded_settings
 from source_workers.connectors.coinbase.pipeline import REPLAY
-from source_workers.connectors.coinbase.source import CoinbaseSettings
+from source_workers.connectors.coinbase.settings import CoinbaseSettings
 from source_workers.replay_feed import sample_capture
 
 HEADER = json.dumps({"capture": 1, "connector": "coinbase", "settings": {"products": ["A-B"]}})

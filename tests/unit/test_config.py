@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from durable_ingest.config import Settings, settings_from
-from durable_ingest.config_load import load_settings
-from durable_ingest.errors import ConfigError
+from foundation.config import Settings, settings_from
+from foundation.config_load import load_settings
+from foundation.errors import ConfigError
 
 SECRET = "s3cr3t-Pa55w0rd-XYZ"
 

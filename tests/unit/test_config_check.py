@@ -11,7 +11,7 @@ import pytest
 
 from durable_ingest.cli import main
 from durable_ingest.commands.config import MASK, mask_url
-from durable_ingest.config import settings_from
+from foundation.config import settings_from
 
 CLICKHOUSE_SECRET = "ch-Pa55w0rd-4f1c9e"
 SASL_SECRET = "sasl-Pa55w0rd-77ab10"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from durable_ingest.config import ResourceSettings
+from foundation.config import ResourceSettings
 from source_workers.authoring import Source
 from source_workers.connectors import CONNECTORS, load_connector
 from staging.schemas import SchemaCatalog
@@ -93,8 +93,8 @@ def test_unknown_connector_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_connector_defaults_fill_in_undeclared_resources() -> None:
     """A source running a connector gets its resources' staging settings from the definitions."""
-    from durable_ingest.compose import with_connector_defaults
-    from durable_ingest.config import settings_from
+    from foundation.config import settings_from
+    from source_workers.connectors.defaults import with_connector_defaults
 
     settings = settings_from({"sources": {"crm": {"connector": "supabase"}}})
     resources = with_connector_defaults(settings).sources["crm"].resources

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-from durable_ingest.admin import AdminServer
 from durable_ingest.cli import _parser
-from durable_ingest.commands import workers
-from durable_ingest.config import RuntimeSettings
-from durable_ingest.config_load import connector_settings, load_settings
-from durable_ingest.metrics import Metrics
-from source_workers.connectors.coinbase.source import CoinbaseSettings
+from foundation.admin import AdminServer
+from foundation.config import RuntimeSettings
+from foundation.config_load import connector_settings, load_settings
+from foundation.metrics import Metrics
+from sink_workers import entry as sink_entry
+from source_workers import entry as source_entry
+from source_workers.connectors.coinbase.settings import CoinbaseSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -220,7 +221,7 @@ def test_workers_one_source_and_two_scalable_sinks() -> None:
 
 @pytest.mark.parametrize(
     ("name", "handler", "source"),
-    [("coinbase-source", workers._source_run, "coinbase"), ("sink", workers._sink_run, "coinbase")],
+    [("coinbase-source", source_entry.handle, "coinbase"), ("sink", sink_entry.handle, "coinbase")],
 )
 def test_worker_commands_parse_with_the_real_cli(name: str, handler: Any, source: str) -> None:
     """The entry points exist: each command is what `ingest` parses, with the admin port

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.errors import (
+from foundation.errors import (
     CheckpointError,
     CorruptRecordError,
     RecordTooLargeError,
@@ -344,7 +344,7 @@ def test_int_outside_32_bits_is_refused(tmp_path: Any) -> None:
 
 def test_unknown_schema_stops_instead_of_dead_lettering(catalog: SchemaCatalog) -> None:
     """A fingerprint no schema file has is not a dead letter: it raises UnknownSchemaError."""
-    from durable_ingest.errors import UnknownSchemaError
+    from foundation.errors import UnknownSchemaError
 
     envelope = encoder(catalog).encode_batch(trades(1), ingest_time_us=NOW)[0]
     value = envelope.value[:2] + b"\xff" * 8 + envelope.value[10:]

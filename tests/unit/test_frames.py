@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from durable_ingest.errors import MalformedFrameError
+from foundation.errors import MalformedFrameError
 from source_workers.frames import FrameLimits, decode_frame, json_depth
 
 LIMITS = FrameLimits(max_bytes=2_000, max_depth=8)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from durable_ingest.cli import _parser
-from durable_ingest.config_load import load_settings
+from foundation.config_load import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

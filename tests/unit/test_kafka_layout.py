@@ -26,7 +26,7 @@ from durable_ingest.apache_kafka.layout import (
     plan_layout,
     render_properties,
 )
-from durable_ingest.errors import StackError
+from foundation.errors import StackError
 
 
 def three() -> ClusterLayout:

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from durable_ingest.config import RuntimeSettings
-from durable_ingest.log_throttle import LogThrottle, held_back
-from durable_ingest.metrics import Metrics
-from source_workers.runtime import RuntimeStats
+from foundation.config import RuntimeSettings
+from foundation.log_throttle import LogThrottle, held_back
+from foundation.metrics import Metrics
 from source_workers.stager import Stager
+from source_workers.stats import RuntimeStats
 from staging.memory import MemoryStagingProvider
 from staging.protocol import StagingContext
 from staging.schemas import SchemaCatalog

@@ -16,14 +16,15 @@ import durable_ingest
 from durable_ingest import manifest as manifest_module
 from durable_ingest.cli import main
 from durable_ingest.commands.manifest import check, default_file, first_difference
-from durable_ingest.compose import staged_resources, with_connector_defaults
-from durable_ingest.config import settings_from
-from durable_ingest.config_load import connector_settings
-from durable_ingest.errors import StopError
 from durable_ingest.manifest import REGENERATE, build, render
+from foundation.config import settings_from
+from foundation.config_load import connector_settings
+from foundation.errors import StopError
 from sink_workers.run import table_name
 from sink_workers.tables import table_spec
 from source_workers.connectors import CONNECTORS, load_connector
+from source_workers.connectors.defaults import with_connector_defaults
+from staging.compose import staged_resources
 from staging.schemas import SchemaCatalog
 
 ROOT = Path(__file__).resolve().parents[2]

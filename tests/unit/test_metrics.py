@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_ingest.metrics import Metrics
+from foundation.metrics import Metrics
 
 
 def test_text_exposition_of_every_kind() -> None:

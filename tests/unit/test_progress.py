@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from durable_ingest.metrics import Metrics
 from durable_ingest.progress import (
     Snapshot,
     describe_checkpoint,
@@ -12,6 +11,7 @@ from durable_ingest.progress import (
     render,
 )
 from durable_ingest.render import text_table, tsv
+from foundation.metrics import Metrics
 
 
 def source_metrics(staged: float, dead: float = 0) -> str:

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.errors import BatchRejectedError, ConfigError, ReplayRangeError
-from sink_workers.replay_keys import (
+from durable_ingest.operations.replay_keys import (
     MAX_KEYS_PER_QUERY,
     KeyColumns,
     KeyedTable,
@@ -20,7 +19,7 @@ from sink_workers.replay_keys import (
     quote_text,
     replay_token,
 )
-from sink_workers.replay_plan import (
+from durable_ingest.operations.replay_plan import (
     AtOffsets,
     AtTime,
     Earliest,
@@ -35,6 +34,7 @@ from sink_workers.replay_plan import (
     parse_bound,
     plan_replay,
 )
+from foundation.errors import BatchRejectedError, ConfigError, ReplayRangeError
 from sink_workers.tables import Column, TableSpec, table_spec
 from staging.decoder import FixedHeaders, StagedRecord
 from staging.schemas import SchemaCatalog
@@ -497,5 +497,8 @@ def test_rows_the_table_refuses_are_isolated_and_reported(catalog: SchemaCatalog
 
 def test_the_pure_replay_modules_do_no_io() -> None:
     """replay_plan and replay_keys import no Kafka, ClickHouse, socket or process library."""
-    for module in ("sink_workers/replay_plan.py", "sink_workers/replay_keys.py"):
+    for module in (
+        "durable_ingest/operations/replay_plan.py",
+        "durable_ingest/operations/replay_keys.py",
+    ):
         assert not imports(ROOT / module) & set(IO_LIBRARIES), module

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from durable_ingest.compose import staged_resources
-from durable_ingest.config import settings_from
-from durable_ingest.errors import ConfigError, SchemaError, UnknownResourceError
+from foundation.config import settings_from
+from foundation.errors import ConfigError, SchemaError, UnknownResourceError
+from staging.compose import staged_resources
 from staging.protocol import StagingContext
 from staging.resource import StagedResource, TopicSpec
 from staging.schemas import SchemaCatalog
@@ -75,7 +75,7 @@ def test_context_refuses_unknown_resources(catalog: SchemaCatalog) -> None:
 
 def test_resources_from_settings(catalog: SchemaCatalog) -> None:
     """The shipped ingest.toml declares coinbase.matches with its topic settings."""
-    from durable_ingest.config_load import load_settings
+    from foundation.config_load import load_settings
 
     settings = load_settings(Path(__file__).parents[2] / "ingest.toml", env={})
     (resource,) = staged_resources(settings, catalog)

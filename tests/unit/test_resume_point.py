@@ -121,7 +121,7 @@ def test_a_refused_carrier_leaves_no_phantom_earlier_write() -> None:
     """When encoding fails on a carrier's size, the writer's history does not move."""
     import pytest
 
-    from durable_ingest.errors import RecordTooLargeError
+    from foundation.errors import RecordTooLargeError
     from staging.envelope import EnvelopeEncoder
     from staging.resource import StagedResource
     from staging.schemas import SchemaCatalog

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.errors import RateLimitedError
-from durable_ingest.metrics import Metrics
+from foundation.errors import RateLimitedError
+from foundation.metrics import Metrics
 from source_workers.context import SourceContext
 from source_workers.transport.http import HttpResponse
 
@@ -28,7 +28,7 @@ class FakeClient:
 def context(answers: list[Any]) -> tuple[SourceContext, list[str]]:
     marks: list[str] = []
     runtime = SimpleNamespace(
-        source=SimpleNamespace(name="demo"),
+        source_name="demo",
         metrics=Metrics(),
         http=FakeClient(answers),
         connected=lambda: marks.append("connected"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from durable_ingest.config import (
+from foundation.config import (
     AdminSettings,
     ClickHouseSettings,
     KafkaSettings,
@@ -16,7 +16,7 @@ from durable_ingest.config import (
     RuntimeSettings,
     StagingSettings,
 )
-from durable_ingest.config_load import load_settings
+from foundation.config_load import load_settings
 from source_workers.connectors import CONNECTORS, load_connector
 
 TEXT = (Path(__file__).parents[2] / "ingest.toml").read_text()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.errors import BatchRejectedError, StopError, WarehouseUnavailableError
+from foundation.errors import BatchRejectedError, StopError, WarehouseUnavailableError
 from sink_workers.sink_metrics import publish_lag
 from sink_workers.tables import TableSpec, table_spec
 from sink_workers.worker import RetryPolicy, SinkWorker, TableTarget

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.errors import ConfigError, SourceDefinitionError, UnknownResourceError
+from foundation.errors import ConfigError, SourceDefinitionError, UnknownResourceError
 from source_workers.authoring import Output, define_resource, define_source, normalize
 
 
@@ -94,7 +94,7 @@ def test_other_process_results_name_source_resource_and_value(value: Any) -> Non
 
 def test_staging_defaults_are_resource_settings() -> None:
     """A resource's definition is a valid [sources.x.resources.y] table."""
-    from durable_ingest.config import ResourceSettings
+    from foundation.config import ResourceSettings
 
     settings = ResourceSettings(**_resource().staging_defaults())
     assert settings.schema_file == "coinbase/matches.avsc" and settings.key == ["product_id"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from durable_ingest.cli import main
-from durable_ingest.config import settings_from
-from durable_ingest.errors import ConfigError
+from foundation.config import settings_from
+from foundation.errors import ConfigError
 from staging.checkpoints import entries_in, partition_slot, resume_point
 
 

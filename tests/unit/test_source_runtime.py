@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from durable_ingest.config import RuntimeSettings
-from durable_ingest.errors import (
+from foundation.config import RuntimeSettings
+from foundation.errors import (
     BrokerUnavailableError,
     ConnectionLostError,
     DeliveryRejectedError,

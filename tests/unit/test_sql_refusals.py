@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_ingest.errors import QueryError
+from foundation.errors import QueryError
 from sink_workers.clickhouse.query import check_read_only, statement_kind, users_view
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from durable_ingest.status import (
+from durable_ingest.operations.status import (
     JSON_VERSION,
     CheckpointStatus,
     DeadLetterCounts,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from durable_ingest.errors import ConnectionLostError, ProviderRefusedError
+from foundation.errors import ConnectionLostError, ProviderRefusedError
 from source_workers.connectors.supabase.changes import ChangeMapper, CommitMark, pg_time_us
-from source_workers.connectors.supabase.source import Realtime, SupabaseSettings
+from source_workers.connectors.supabase.settings import SupabaseSettings
+from source_workers.connectors.supabase.source import Realtime
 from source_workers.connectors.supabase.tables import TableChanges
 from staging.schemas import SchemaCatalog
 

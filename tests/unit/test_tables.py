@@ -7,7 +7,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from durable_ingest.errors import ConfigError, SchemaEvolutionError
+from foundation.errors import ConfigError, SchemaEvolutionError
 from sink_workers.columns import to_columns
 from sink_workers.tables import DEDUP_WINDOW, clickhouse_type, table_spec
 from staging.schemas import SchemaCatalog

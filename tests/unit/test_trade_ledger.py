@@ -192,7 +192,7 @@ def test_rest_trades_do_not_end_a_sessions_freshness() -> None:
 
 def test_feed_errors_stop_for_a_refused_product_and_reconnect_otherwise() -> None:
     """Coinbase `error` messages: an invalid product stops the worker, anything else reconnects."""
-    from durable_ingest.errors import ConnectionLostError, ProviderRefusedError
+    from foundation.errors import ConnectionLostError, ProviderRefusedError
     from source_workers.connectors.coinbase.source import control
 
     refused = {

@@ -131,7 +131,7 @@ def test_a_revision_is_its_id_and_updated_time() -> None:
 
 def test_an_answer_without_features_ends_the_session() -> None:
     """A body that is not a FeatureCollection raises ConnectionLostError (the runtime backs off)."""
-    from durable_ingest.errors import ConnectionLostError
+    from foundation.errors import ConnectionLostError
 
     assert features_of({"type": "FeatureCollection", "features": [quake(0)]}) == [quake(0)]
     for body in ({"type": "FeatureCollection"}, [quake(0)], "maintenance"):

@@ -20,10 +20,11 @@ the session ends and reconnects (the gap is still open, so it is retried).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from durable_ingest.errors import ConnectionLostError, MalformedFrameError, RateLimitedError
+from foundation.errors import ConnectionLostError, MalformedFrameError, RateLimitedError
 from source_workers.authoring import Internal
+from source_workers.connectors.coinbase.settings import CoinbaseSettings
 from source_workers.connectors.coinbase.trades import TradeLedger, trade_id_of
 from source_workers.context import SourceContext
 
@@ -31,9 +32,6 @@ _RETRY_S = 5.0
 """An unfinished backfill is offered again after this long."""
 _TRIES = 5
 """Backfills of a gap before what REST did not return is given up."""
-
-if TYPE_CHECKING:
-    from source_workers.connectors.coinbase.source import CoinbaseSettings
 
 
 async def backfill_loop(

@@ -15,7 +15,8 @@ from functools import partial
 from source_workers.authoring import Source, define_source
 from source_workers.capture import ReplaySpec
 from source_workers.connectors.coinbase.resources import matches
-from source_workers.connectors.coinbase.source import CoinbaseSettings, control, start
+from source_workers.connectors.coinbase.settings import CoinbaseSettings
+from source_workers.connectors.coinbase.source import control, start
 from source_workers.connectors.coinbase.trades import TradeLedger
 
 SETTINGS = CoinbaseSettings

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from source_workers.run import main_for
+from source_workers import entry
 
 
 def main() -> int:
-    return main_for("coinbase", sys.argv[1:])
+    return entry.main(sys.argv[1:], source="coinbase")
 
 
 if __name__ == "__main__":

@@ -22,17 +22,15 @@ the source starts from the live feed.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from durable_ingest.errors import ConnectionLostError, MalformedFrameError
+from foundation.errors import ConnectionLostError, MalformedFrameError
 from source_workers.authoring import Internal
 from source_workers.connectors.supabase.changes import pg_time_us
+from source_workers.connectors.supabase.settings import SupabaseSettings
 from source_workers.connectors.supabase.tables import TableChanges
 from source_workers.context import SourceContext
 from staging.times import rfc3339
-
-if TYPE_CHECKING:
-    from source_workers.connectors.supabase.source import SupabaseSettings
 
 
 async def backfill_tables(

@@ -12,7 +12,8 @@ from functools import partial
 
 from source_workers.authoring import Source, define_source
 from source_workers.connectors.supabase.resources import projects, time_entries
-from source_workers.connectors.supabase.source import Realtime, SupabaseSettings, start
+from source_workers.connectors.supabase.settings import SupabaseSettings
+from source_workers.connectors.supabase.source import Realtime, start
 
 SETTINGS = SupabaseSettings
 ENV_PREFIX = "SUPABASE"

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from durable_ingest.errors import ConnectionLostError
+from foundation.errors import ConnectionLostError
 from source_workers.context import SourceContext
 
 FEED = "https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_hour.geojson"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from source_workers.run import main_for
+from source_workers import entry
 
 
 def main() -> int:
-    return main_for("usgs", sys.argv[1:])
+    return entry.main(sys.argv[1:], source="usgs")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Re-driving dead letters once their cause is fixed: ``ingest dlq retry``.
 
 What a re-drive does with each kind of letter, and how progress is kept,
-is in :mod:`durable_ingest.dlq` and docs/operations.md.
+is in :mod:`durable_ingest.operations.dlq` and docs/operations.md.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from typing import Any
 
-from durable_ingest.compose import staging_provider
-from durable_ingest.config import Settings
-from durable_ingest.dlq import H_ATTEMPTS, H_REQUEUED_FROM, Letter, dlq_group, is_open
-from durable_ingest.errors import CorruptRecordError
+from durable_ingest.operations.dlq import H_ATTEMPTS, H_REQUEUED_FROM, Letter, dlq_group, is_open
+from foundation.config import Settings
+from foundation.errors import CorruptRecordError
 from source_workers.authoring import Source, normalize
 from source_workers.frames import FrameLimits, decode_frame
+from staging.compose import staging_provider
 from staging.deadletters import DeadLetter
 from staging.decoder import EnvelopeDecoder, FixedHeaders
 from staging.envelope import (

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from durable_ingest.errors import ConfigError
+from foundation.errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 """Source, resource and instance names: 1-63 lowercase letters, digits or '_'."""

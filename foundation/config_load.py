@@ -1,7 +1,7 @@
 """Where settings come from, lowest precedence first: built-in defaults, a TOML file
 (``--config``, else ``$INGEST_CONFIG``, else ``./ingest.toml`` when present), then
 environment variables ``INGEST_<SECTION>_<FIELD>``, then flags; and a connector's own
-``<PREFIX>_<FIELD>`` variables. Validation itself is :mod:`durable_ingest.config`'s.
+``<PREFIX>_<FIELD>`` variables. Validation itself is :mod:`foundation.config`'s.
 
 Secrets come from the environment only: a TOML file that sets one is refused, as a
 DSN with a password is.
@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from durable_ingest.config import (
+from foundation.config import (
     _SECTIONS,
     DEFAULT_CONFIG_FILE,
     ENV_CONFIG_FILE,
@@ -27,7 +27,7 @@ from durable_ingest.config import (
     _error_lines,
     settings_from,
 )
-from durable_ingest.errors import ConfigError
+from foundation.errors import ConfigError
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

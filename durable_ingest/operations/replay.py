@@ -1,7 +1,7 @@
 """``ingest replay``: one resource's staged records back into a table, outside any group.
 
-The loop around :mod:`sink_workers.replay_plan` (what to read) and
-:mod:`sink_workers.replay_keys` (which rows the table holds):
+The loop around :mod:`durable_ingest.operations.replay_plan` (what to read) and
+:mod:`durable_ingest.operations.replay_keys` (which rows the table holds):
 
 1. the resource and its target are resolved: its live table
    ``<source>_<resource>``, or a shadow table (``--into``) with the same
@@ -30,20 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from durable_ingest.compose import schema_catalog, staged_resources, with_connector_defaults
-from durable_ingest.config import Settings
-from durable_ingest.errors import (
-    ConfigError,
-    CorruptRecordError,
-    StopError,
-    UnknownResourceError,
-    WarehouseInUseError,
-)
-from durable_ingest.warehouse import open_warehouse
-from sink_workers.clickhouse.query import ReadOnlyQuery
-from sink_workers.clickhouse.writer import ClickHouseTableWriter
-from sink_workers.replay_keys import KeyColumns, KeyedTable, check_existing
-from sink_workers.replay_plan import (
+from durable_ingest.operations.replay_keys import KeyColumns, KeyedTable, check_existing
+from durable_ingest.operations.replay_plan import (
     AtTime,
     Bound,
     PartitionCounts,
@@ -54,8 +42,21 @@ from sink_workers.replay_plan import (
     live_table_warning,
     plan_replay,
 )
+from foundation.config import Settings
+from foundation.errors import (
+    ConfigError,
+    CorruptRecordError,
+    StopError,
+    UnknownResourceError,
+    WarehouseInUseError,
+)
+from sink_workers.clickhouse.query import ReadOnlyQuery
+from sink_workers.clickhouse.warehouse import open_warehouse
+from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.run import table_name
 from sink_workers.tables import IDENTIFIER, TableSpec, table_spec
+from source_workers.connectors.defaults import with_connector_defaults
+from staging.compose import schema_catalog, staged_resources
 from staging.decoder import EnvelopeDecoder, FixedHeaders, StagedRecord
 from staging.kafka.scan import RawRecord, TopicScanner
 from staging.protocol import StagingContext

@@ -20,8 +20,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from durable_ingest.config import ClickHouseSettings
-from durable_ingest.errors import WarehouseError, WarehouseInUseError
+from foundation.config import ClickHouseSettings
+from foundation.errors import WarehouseError, WarehouseInUseError
 
 # clickhouse-connect's HTTP client (urllib3) logs every retry and driver error as a
 # warning before it raises: the one-line WarehouseError below says the same.

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from durable_ingest.errors import BatchRejectedError, ConfigError, StopError, WarehouseError
+from foundation.errors import BatchRejectedError, ConfigError, StopError, WarehouseError
 from sink_workers.columns import to_columns
 from sink_workers.tables import TableSpec, identifier
 from staging.decoder import StagedRecord

@@ -1,6 +1,6 @@
 """What ``ingest replay`` reads and how it reports: the pure core of a replay.
 
-No I/O here (see :mod:`sink_workers.replay` for the loop around it):
+No I/O here (see :mod:`durable_ingest.operations.replay` for the loop around it):
 
 * :func:`parse_bound` reads ``--from`` / ``--to``: ``earliest``, an RFC 3339
   time, ``offset:N`` (every partition) or ``P:N[,P:N...]`` (per partition);
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from durable_ingest.errors import ReplayRangeError
+from foundation.errors import ReplayRangeError
 from sink_workers.tables import DEDUP_WINDOW
 
 _PER_PARTITION = re.compile(r"^\d+:\d+(,\d+:\d+)*$")

@@ -2,7 +2,7 @@
 
 A :class:`Metrics` registry holds labelled series and renders the text
 exposition format (version 0.0.4). Pure code; the HTTP side is
-:mod:`durable_ingest.admin`.
+:mod:`foundation.admin`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Dead letters: reading them with their reasons and state (``ingest dlq show``).
 
-Re-driving them (``ingest dlq retry``) is :mod:`durable_ingest.dlq_redrive`.
+Re-driving them (``ingest dlq retry``) is :mod:`durable_ingest.operations.redrive`.
 
 A resource's dead-letter topic ``<topic>.dlq`` holds two kinds of letters
 (:mod:`staging.deadletters`), told apart by ``ingest_dlq_origin``:
@@ -33,8 +33,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from durable_ingest.config import Settings
-from durable_ingest.status import DeadLetterCounts
+from durable_ingest.operations.status import DeadLetterCounts
+from foundation.config import Settings
 from staging.checkpoints import write_time_micros
 from staging.deadletters import H_CODE, H_ORIGIN, H_REASON, H_TIME
 from staging.kafka.scan import RawRecord, TopicScanner

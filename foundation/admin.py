@@ -28,8 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from durable_ingest.errors import IngestError, StopError
-from durable_ingest.metrics import Metrics
+from foundation.errors import IngestError, StopError
+from foundation.metrics import Metrics
 
 log = logging.getLogger(__name__)
 Query = Callable[[str], dict[str, Any]]

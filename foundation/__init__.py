@@ -1,0 +1,8 @@
+"""The foundation layer: what every other layer may import, and which imports none of them.
+
+:mod:`.errors` (the error tree, grouped by what the caller must do),
+:mod:`.config` (the settings models, validated in one place) and
+:mod:`.config_load` (reading them from ``ingest.toml`` and ``INGEST_*``),
+:mod:`.metrics` and :mod:`.admin` (the Prometheus registry and the admin port
+that serves it), :mod:`.log_throttle`. See docs/architecture.md for the layers.
+"""
