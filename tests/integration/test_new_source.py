@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COPIED = (
     "pyproject.toml",
     "ingest.toml",
+    "foundation",
     "durable_ingest",
     "staging",
     "source_workers",
