@@ -8,3 +8,5 @@ the workers, staging and the foundation; none of them imports it.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -6,3 +6,28 @@
 :mod:`.metrics` and :mod:`.admin` (the Prometheus registry and the admin port
 that serves it), :mod:`.log_throttle`. See docs/architecture.md for the layers.
 """
+
+from foundation.config import Settings, settings_from
+from foundation.config_load import load_settings
+from foundation.errors import (
+    BackoffError,
+    ConfigError,
+    DeadLetterError,
+    IngestError,
+    RetryError,
+    StopError,
+)
+from foundation.metrics import Metrics
+
+__all__ = [
+    "BackoffError",
+    "ConfigError",
+    "DeadLetterError",
+    "IngestError",
+    "Metrics",
+    "RetryError",
+    "Settings",
+    "StopError",
+    "load_settings",
+    "settings_from",
+]

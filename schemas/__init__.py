@@ -8,3 +8,5 @@ the wheel; :data:`SCHEMAS_DIR` is its location on disk.
 from pathlib import Path
 
 SCHEMAS_DIR = Path(__file__).resolve().parent
+
+__all__ = ["SCHEMAS_DIR"]

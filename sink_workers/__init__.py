@@ -3,5 +3,21 @@
 :mod:`.tables` (Avro to ClickHouse), :mod:`.columns`, :mod:`.batching`,
 :mod:`.worker` (the loop: write, dead-letter, commit, checkpoint),
 :mod:`.stream` (Kafka targets), :mod:`.clickhouse` (the warehouse adapter)
-and :mod:`.run` (``ingest sink run``). See docs/sink.md.
+and :mod:`.run` with :mod:`.entry` (one sink process: ``ingest sink run``,
+``python -m sink_workers``). See docs/sink.md.
 """
+
+from sink_workers.stream import StreamTarget
+from sink_workers.tables import TableSpec, table_spec
+from sink_workers.worker import RetryPolicy, SinkStats, SinkWorker, TableTarget, Target
+
+__all__ = [
+    "RetryPolicy",
+    "SinkStats",
+    "SinkWorker",
+    "StreamTarget",
+    "TableSpec",
+    "TableTarget",
+    "Target",
+    "table_spec",
+]

@@ -7,3 +7,43 @@ Pure core: :mod:`.codec` (Avro single-object encoding), :mod:`.schemas`,
 RecordReader) and :mod:`.checkpoints` (CheckpointStore). Implementations:
 :mod:`.kafka` and :mod:`.memory`.
 """
+
+from staging.checkpoints import CheckpointStore, resume_point
+from staging.deadletters import DeadLetter
+from staging.decoder import StagedRecord
+from staging.envelope import Checkpoint
+from staging.offsets import OffsetRange, Partition
+from staging.protocol import (
+    CarriedCheckpoint,
+    RecordReader,
+    RecordWriter,
+    StagedBatch,
+    StagingContext,
+    StagingProvider,
+    StagingSession,
+    WriteResult,
+)
+from staging.resource import StagedResource, TopicSpec
+from staging.schemas import SchemaCatalog, StagedSchema
+
+__all__ = [
+    "CarriedCheckpoint",
+    "Checkpoint",
+    "CheckpointStore",
+    "DeadLetter",
+    "OffsetRange",
+    "Partition",
+    "RecordReader",
+    "RecordWriter",
+    "SchemaCatalog",
+    "StagedBatch",
+    "StagedRecord",
+    "StagedResource",
+    "StagedSchema",
+    "StagingContext",
+    "StagingProvider",
+    "StagingSession",
+    "TopicSpec",
+    "WriteResult",
+    "resume_point",
+]

@@ -15,3 +15,5 @@ from __future__ import annotations
 from typing import Any
 
 Subcommands = Any  # argparse's _SubParsersAction is private
+
+__all__ = ["Subcommands"]

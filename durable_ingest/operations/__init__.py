@@ -7,3 +7,5 @@
 They read topics through :class:`staging.kafka.scan.TopicScanner` and write
 through the workers' own targets, so an operation behaves as the pipeline does.
 """
+
+__all__: list[str] = []  # its modules are the surface: status, dlq, redrive, replay

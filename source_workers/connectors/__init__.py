@@ -61,3 +61,6 @@ def load_connector(name: str) -> Connector:
             '[sources.<name>] connector = "..." to run a connector under another name'
         )
     return Connector(name, importlib.import_module(f"source_workers.connectors.{name}.pipeline"))
+
+
+__all__ = ["CONNECTORS", "Connector", "connector_of", "load_connector"]
