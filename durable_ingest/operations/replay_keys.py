@@ -3,12 +3,11 @@
 A replay inserts only rows whose natural key (the resource's ``id_fields``,
 the table's ORDER BY) the table does not hold yet: :class:`KeyedTable` asks
 the table (through an injected read-only query function) and inserts the rest
-(through an injected table writer). The keys come from
-decoded staged records, so they are rendered as SQL literals strictly by
-column type: integers through ``int``, strings with every quote, backslash
-and control character escaped, bytes as ``\\xHH`` escapes, UUIDs, times,
-dates and decimals re-formatted from their parsed values. Nothing of a
-record reaches the query text any other way.
+(through an injected table writer). The keys come from decoded staged
+records, so they never reach the query text: each query names one typed
+parameter (``{keys:Array(...)}`` of the key columns' types), and
+clickhouse-connect binds the values, checked first by column type
+(integers are ``int``, times are times, UUIDs parse...).
 
 Keys are compared in a normalised form, so that a record's key and the
 same key read back from ClickHouse are equal (times as integer
@@ -35,13 +34,12 @@ from staging.decoder import StagedRecord
 
 MAX_KEYS_PER_QUERY = 1_000
 MAX_QUERY_BYTES = 200_000
-"""Below ClickHouse's default ``max_query_size`` (262,144 bytes)."""
+"""Bound values per key check, at most (counted with every byte escaped): each request
+stays moderate. The query text itself is short; the values are parameters."""
 
 _INT = re.compile(r"^U?Int(8|16|32|64|128|256)$")
 _DATETIME64 = re.compile(r"^DateTime64\((\d+)")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ESCAPES = {ord("\\"): "\\\\", ord("'"): "\\'", 0x7F: "\\x7f"}
-_ESCAPES.update({c: f"\\x{c:02x}" for c in range(0x20)})
 
 Key = tuple[Hashable, ...]
 
@@ -63,20 +61,10 @@ def _micros(value: Any, precision: int) -> int:
     raise ValueError(f"{value!r} is not a time")
 
 
-def quote_text(text: str) -> str:
-    """A ClickHouse string literal holding ``text`` exactly."""
-    return "'" + text.translate(_ESCAPES) + "'"
-
-
-def quote_bytes(data: bytes) -> str:
-    """A ClickHouse string literal holding ``data`` exactly (every byte escaped)."""
-    return "'" + "".join(f"\\x{b:02x}" for b in data) + "'"
-
-
 Normal = Callable[[Any], Hashable]
 """A value in the form a record's key and the same key read back compare equal in."""
-Render = Callable[[Any, Any], str]
-"""(value, its normal form) as a SQL literal."""
+Bind = Callable[[Any, Any], Any]
+"""(value, its normal form) as the value clickhouse-connect binds to the column type."""
 
 
 def _int(value: Any) -> int:
@@ -126,64 +114,76 @@ def _fixed(value: Any) -> bytes:
     return value
 
 
-def _render_time(precision: int) -> Render:
-    def render(_value: Any, micros: Any) -> str:
-        moment = _EPOCH + timedelta(microseconds=micros)
-        text = moment.strftime("%Y-%m-%d %H:%M:%S")
-        if precision:
-            text += "." + f"{moment.microsecond:06d}"[: min(precision, 6)].ljust(precision, "0")
-        return quote_text(text)
-
-    return render
+def _bind_time(_value: Any, micros: Any) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 @functools.cache
-def _codec(type_name: str) -> tuple[Normal, Render]:
-    """How to normalise and render values of one key column type; ConfigError if unsupported."""
+def _codec(type_name: str) -> tuple[Normal, Bind]:
+    """How to normalise and bind values of one key column type; ConfigError if unsupported."""
     base = _base(type_name)
     if _INT.match(base):
-        return _int, lambda _v, n: str(n)
+        return _int, lambda _v, n: n
     if base == "String":
-        return _text, lambda v, n: quote_bytes(v) if isinstance(v, bytes) else quote_text(n)
+        return _text, lambda v, n: v if isinstance(v, bytes) else n
     if base.startswith("FixedString("):
-        return _fixed, lambda _v, n: quote_bytes(n)
+        return _fixed, lambda _v, n: n
     if base.startswith("DateTime64("):
         found = _DATETIME64.match(base)
         precision = int(found.group(1)) if found else 6
-        return functools.partial(_micros, precision=precision), _render_time(precision)
+        return functools.partial(_micros, precision=precision), _bind_time
     if base == "UUID":
-        return lambda v: str(uuid.UUID(str(v))), lambda _v, n: quote_text(n)
+        return lambda v: str(uuid.UUID(str(v))), lambda _v, n: uuid.UUID(n)
     if base in ("Date", "Date32"):
-        return _date, lambda _v, n: quote_text(n)
+        return _date, lambda _v, n: date.fromisoformat(n)
     if base.startswith("Decimal("):
-        return _decimal, lambda _v, n: quote_text(format(n, "f"))
+        return _decimal, lambda _v, n: n
     if base in ("Float32", "Float64"):
-        return _float, lambda _v, n: repr(n)
+        return _float, lambda _v, n: n
     if base == "Bool":
-        return _bool, lambda _v, n: "true" if n else "false"
+        return _bool, lambda _v, n: n
     raise ConfigError(f"type {type_name}, which the replay's key check cannot compare")
 
 
-def _key_value(value: Any, type_name: str) -> tuple[Hashable, str]:
-    """``value`` normalised (to compare) and as a SQL literal of the column type."""
-    normal, render = _codec(type_name)
+def _key_value(value: Any, type_name: str) -> tuple[Hashable, Any]:
+    """``value`` normalised (to compare) and as the value bound to the column type."""
+    normal, bind = _codec(type_name)
     if value is None:
         raise ValueError("it is missing (null)")
     normalised = normal(value)
-    return normalised, render(value, normalised)
+    return normalised, bind(value, normalised)
 
 
-def literal(value: Any, type_name: str) -> str:
-    """``value`` as a SQL literal of the column type ``type_name``; ValueError if it is none."""
+def bound(value: Any, type_name: str) -> Any:
+    """``value`` as bound to a column of type ``type_name``; ValueError if it is none."""
     return _key_value(value, type_name)[1]
+
+
+def _bound_size(value: Any) -> int:
+    """An upper bound of the bytes ``value`` takes in the bound parameter (escapes included)."""
+    if isinstance(value, str | bytes):
+        return 4 * len(value) + 2
+    return 48
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """One record's natural key: normalised (to compare) and as SQL (to ask)."""
+    """One record's natural key: normalised (to compare) and as bound values (to ask)."""
 
     key: Key
+    values: tuple[Any, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(_bound_size(v) for v in self.values) + 4
+
+
+@dataclass(frozen=True, slots=True)
+class KeyQuery:
+    """One key check: its text and the parameters clickhouse-connect binds."""
+
     sql: str
+    parameters: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,39 +216,44 @@ class KeyColumns:
     def prepare(self, record: Mapping[str, Any]) -> Prepared:
         """The record's key; ValueError naming the field when it cannot be one."""
         key = []
-        sql = []
+        values = []
         for name, type_name in zip(self.names, self.types, strict=True):
             try:
-                normalised, text = _key_value(record.get(name), type_name)
+                normalised, value = _key_value(record.get(name), type_name)
             except (ValueError, TypeError, ArithmeticError) as exc:
                 raise ValueError(f"natural key field {name!r}: {exc}") from None
             key.append(normalised)
-            sql.append(text)
-        text = sql[0] if len(sql) == 1 else "(" + ", ".join(sql) + ")"
-        return Prepared(tuple(key), text)
+            values.append(value)
+        return Prepared(tuple(key), tuple(values))
 
     def row_key(self, row: Sequence[Any]) -> Key:
         """The normalised key of a row the key check read back."""
         return tuple(_codec(t)[0](v) for v, t in zip(row, self.types, strict=True))
 
-    def queries(self, keys: Sequence[Prepared]) -> Iterator[str]:
+    def queries(self, keys: Sequence[Prepared]) -> Iterator[KeyQuery]:
         """``SELECT DISTINCT`` queries that find which of ``keys`` the table holds, each
-        below :data:`MAX_KEYS_PER_QUERY` keys and :data:`MAX_QUERY_BYTES` bytes."""
+        with at most :data:`MAX_KEYS_PER_QUERY` keys and :data:`MAX_QUERY_BYTES` bytes of
+        bound values."""
         columns = ", ".join(identifier("column", n) for n in self.names)
-        target = columns if len(self.names) == 1 else f"({columns})"
-        # Identifiers checked by identifier(), values rendered by literal().
-        head = f"SELECT DISTINCT {columns} FROM {self.table} WHERE {target} IN ("  # noqa: S608
-        batch: list[str] = []
-        size = len(head) + 1
+        bases = [_base(t) for t in self.types]
+        if len(self.names) == 1:
+            target, element = columns, bases[0]
+        else:
+            target, element = f"({columns})", f"Tuple({', '.join(bases)})"
+        # Identifiers checked by identifier(); the keys are a bound parameter.
+        sql = f"SELECT DISTINCT {columns} FROM {self.table} WHERE {target} IN {{keys:Array({element})}}"  # noqa: S608
+        batch: list[Any] = []
+        size = 0
         for prepared in keys:
-            length = len(prepared.sql.encode()) + 2
-            if batch and (len(batch) >= MAX_KEYS_PER_QUERY or size + length > MAX_QUERY_BYTES):
-                yield head + ", ".join(batch) + ")"
-                batch, size = [], len(head) + 1
-            batch.append(prepared.sql)
-            size += length
+            if batch and (
+                len(batch) >= MAX_KEYS_PER_QUERY or size + prepared.size > MAX_QUERY_BYTES
+            ):
+                yield KeyQuery(sql, {"keys": batch})
+                batch, size = [], 0
+            batch.append(prepared.values[0] if len(self.names) == 1 else prepared.values)
+            size += prepared.size
         if batch:
-            yield head + ", ".join(batch) + ")"
+            yield KeyQuery(sql, {"keys": batch})
 
 
 def replay_token(topic: str, partition: int, offsets: Sequence[int]) -> str:
@@ -266,7 +271,13 @@ def replay_token(topic: str, partition: int, offsets: Sequence[int]) -> str:
 class Query(Protocol):
     """A read-only query: ``{"rows": [...], "truncated": bool, ...}`` (ReadOnlyQuery)."""
 
-    def __call__(self, sql: str) -> Mapping[str, Any]: ...
+    def __call__(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        strings_as_bytes: bool = False,
+    ) -> Mapping[str, Any]: ...
 
 
 class TableWriter(Protocol):
@@ -280,8 +291,11 @@ class TableWriter(Protocol):
 
 def check_existing(query: Query, spec: TableSpec) -> None:
     """ConfigError if the table exists with another engine or ORDER BY than ``spec``'s."""
-    where = f"database = {quote_text(spec.database)} AND name = {quote_text(spec.table)}"
-    found = query(f"SELECT engine, sorting_key FROM system.tables WHERE {where}")["rows"]  # noqa: S608 - quoted
+    found = query(
+        "SELECT engine, sorting_key FROM system.tables "
+        "WHERE database = {database:String} AND name = {table:String}",
+        {"database": spec.database, "table": spec.table},
+    )["rows"]
     if not found:
         return
     engine, sorting_key = (str(v) for v in found[0])
@@ -318,8 +332,9 @@ class KeyedTable:
     def held(self, keys: Sequence[Prepared]) -> set[Key]:
         """Which of ``keys`` the table holds (any row, merged or not)."""
         found: set[Key] = set()
-        for sql in self.keys.queries(keys):
-            answer = self._query(sql)
+        for check in self.keys.queries(keys):
+            # Strings as stored: a key that is not UTF-8 must compare equal read back.
+            answer = self._query(check.sql, check.parameters, strings_as_bytes=True)
             if answer["truncated"]:
                 raise StopError(f"the key check on {self.keys.table} was cut short")
             found.update(self.keys.row_key(row) for row in answer["rows"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -27,19 +28,31 @@ MAX_SECONDS = 10
 
 
 class ReadOnlyQuery:
-    """``query(sql)`` -> ``{"columns", "types", "rows", "truncated"}``; QueryError if refused."""
+    """``query(sql, parameters)`` -> ``{"columns", "types", "rows", "truncated"}``;
+    QueryError if refused. ``parameters`` are bound by clickhouse-connect to the
+    query's ``{name:Type}`` placeholders (server-side binding)."""
 
     def __init__(self, client: Client, lock: threading.Lock | None = None) -> None:
         self._client = client
         self._lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
 
-    def __call__(self, sql: str) -> dict[str, Any]:
+    def __call__(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        strings_as_bytes: bool = False,
+    ) -> dict[str, Any]:
+        """``strings_as_bytes``: String columns come back as the bytes stored (by default
+        clickhouse-connect decodes UTF-8 and gives the hex of a value that is not)."""
         text = sql.strip().rstrip(";").strip()
         check_read_only(text)
         try:
             with self._lock:
                 result = self._client.query(
                     text,
+                    parameters=dict(parameters) if parameters is not None else None,
+                    query_formats={"String": "bytes"} if strings_as_bytes else None,
                     settings={
                         "readonly": 1,
                         "max_result_rows": MAX_ROWS + 1,

@@ -13,8 +13,11 @@ import os
 import sys
 import textwrap
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from confluent_kafka import Producer
 
 from durable_ingest.cli import main
 from durable_ingest.operations.replay import ReplayRequest, run_replay
+from durable_ingest.operations.replay_keys import KeyColumns
 from durable_ingest.operations.replay_plan import ReplayReport, format_ms, parse_bound
 from foundation.config import (
     ClickHouseSettings,
@@ -33,9 +37,10 @@ from foundation.config import (
     SourceSettings,
 )
 from foundation.errors import ConfigError
+from sink_workers.clickhouse.query import ReadOnlyQuery
 from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
-from sink_workers.tables import table_spec
+from sink_workers.tables import Column, TableSpec, table_spec
 from sink_workers.worker import SinkWorker, TableTarget
 from staging.kafka.provider import KafkaStagingProvider
 from staging.kafka.scan import TopicScanner
@@ -54,6 +59,64 @@ def client(clickhouse: ClickHouseSettings) -> Iterator[Client]:
     warehouse = open_warehouse(clickhouse)
     yield warehouse
     warehouse.close()
+
+
+def test_the_key_check_binds_every_key_type_and_finds_it_in_the_engine(
+    client: Client, clickhouse: ClickHouseSettings
+) -> None:
+    """Every natural-key column type the replay compares, with a hostile string and raw
+    bytes, goes to the engine as a bound parameter and finds its row; a key that differs
+    in one column finds nothing."""
+    types = {
+        "s": "String",
+        "b": "String",
+        "f": "FixedString(3)",
+        "u": "UUID",
+        "t6": "DateTime64(6, 'UTC')",
+        "t3": "DateTime64(3, 'UTC')",
+        "d": "Date32",
+        "dec": "Decimal(18, 8)",
+        "fl": "Float64",
+        "bo": "Bool",
+        "lc": "LowCardinality(String)",
+        "i": "Int64",
+    }
+    row = {
+        "s": "x\\' OR 1=1 -- tab\there\nnul\x00\x7f ünï €",
+        "b": b"\x00a'\xff",
+        "f": b"a\x00c",
+        "u": uuid.UUID(int=7),
+        "t6": datetime(2026, 11, 22, 3, 0, 0, 137, tzinfo=UTC),
+        "t3": datetime(2026, 11, 22, 3, 0, 0, 5000, tzinfo=UTC),
+        "d": date(2026, 1, 2),
+        "dec": Decimal("0.00123400"),
+        "fl": 1.5,
+        "bo": True,
+        "lc": "UPDATE",
+        "i": -7,
+    }
+    spec = TableSpec(
+        clickhouse.database,
+        unique("keys"),
+        tuple(Column(name, kind, False) for name, kind in types.items()),
+        tuple(types),
+    )
+    columns = ", ".join(f"{name} {kind}" for name, kind in types.items())
+    client.command(
+        f"CREATE TABLE {spec.qualified} ({columns}) "
+        f"ENGINE = ReplacingMergeTree ORDER BY ({', '.join(types)})"
+    )
+    client.insert(spec.qualified.replace("`", ""), [list(row.values())], column_names=list(row))
+    keys = KeyColumns.of(spec)
+    here = keys.prepare(row)
+    others = [keys.prepare({**row, name: value}) for name, value in (("i", 8), ("s", "x"))]
+    query = ReadOnlyQuery(client)
+    found = set()
+    for check in keys.queries([here, *others]):
+        assert "OR 1=1" not in check.sql
+        answer = query(check.sql, check.parameters, strings_as_bytes=True)
+        found |= {keys.row_key(r) for r in answer["rows"]}
+    assert found == {here.key}
 
 
 class Staged:

@@ -14,9 +14,7 @@ from durable_ingest.operations.replay_keys import (
     MAX_KEYS_PER_QUERY,
     KeyColumns,
     KeyedTable,
-    literal,
-    quote_bytes,
-    quote_text,
+    bound,
     replay_token,
 )
 from durable_ingest.operations.replay_plan import (
@@ -302,46 +300,43 @@ def test_report_json_totals_and_dry_run() -> None:
 # --- keys ------------------------------------------------------------------
 
 
-def test_string_literals_escape_quotes_backslashes_and_control_characters() -> None:
-    """Nothing in a value can end the literal: quote, backslash and controls are escaped."""
-    assert quote_text("a'b") == "'a\\'b'"
-    assert quote_text("x\\' OR 1=1 --") == "'x\\\\\\' OR 1=1 --'"
-    assert quote_text("tab\there\nnul\x00\x7f") == "'tab\\x09here\\x0anul\\x00\\x7f'"
-    assert quote_text("ünï €") == "'ünï €'"
-    assert quote_bytes(b"a'\xff") == "'\\x61\\x27\\xff'"
-
-
 @pytest.mark.parametrize(
-    ("value", "type_name", "sql"),
+    ("value", "type_name", "bound_value"),
     [
-        (42, "Int64", "42"),
-        (-7, "Int32", "-7"),
-        (True, "Bool", "true"),
-        ("BTC-USD", "String", "'BTC-USD'"),
-        ("INSERT", "LowCardinality(String)", "'INSERT'"),
-        (b"\x00a", "String", "'\\x00\\x61'"),
-        ("abc", "FixedString(3)", "'\\x61\\x62\\x63'"),
-        (uuid.UUID(int=7), "UUID", "'00000000-0000-0000-0000-000000000007'"),
-        ("00000000-0000-0000-0000-00000000000A", "UUID", "'00000000-0000-0000-0000-00000000000a'"),
+        (42, "Int64", 42),
+        (-7, "Int32", -7),
+        (True, "Bool", True),
+        ("BTC-USD", "String", "BTC-USD"),
+        ("INSERT", "LowCardinality(String)", "INSERT"),
+        ("x\\' OR 1=1 --", "String", "x\\' OR 1=1 --"),
+        (b"\x00a", "String", b"\x00a"),
+        ("abc", "FixedString(3)", b"abc"),
+        (uuid.UUID(int=7), "UUID", uuid.UUID(int=7)),
+        ("00000000-0000-0000-0000-00000000000A", "UUID", uuid.UUID(int=10)),
         (
             datetime(2026, 11, 22, 3, 0, 0, 137, tzinfo=UTC),
             "DateTime64(6, 'UTC')",
-            "'2026-11-22 03:00:00.000137'",
+            datetime(2026, 11, 22, 3, 0, 0, 137, tzinfo=UTC),
         ),
         (
             datetime(2026, 11, 22, 4, 0, 0, 5000, tzinfo=timezone(timedelta(hours=1))),
             "DateTime64(3, 'UTC')",
-            "'2026-11-22 03:00:00.005'",
+            datetime(2026, 11, 22, 3, 0, 0, 5000, tzinfo=UTC),
         ),
-        (1_795_000_000_000_137, "DateTime64(6, 'UTC')", "'2026-11-18 11:06:40.000137'"),
-        (datetime(2026, 1, 2).date(), "Date32", "'2026-01-02'"),
-        (Decimal("0.00123400"), "Decimal(18, 8)", "'0.00123400'"),
-        (1.5, "Float64", "1.5"),
+        (
+            1_795_000_000_000_137,
+            "DateTime64(6, 'UTC')",
+            datetime(2026, 11, 18, 11, 6, 40, 137, tzinfo=UTC),
+        ),
+        (datetime(2026, 1, 2).date(), "Date32", datetime(2026, 1, 2).date()),
+        (Decimal("0.00123400"), "Decimal(18, 8)", Decimal("0.00123400")),
+        (1.5, "Float64", 1.5),
     ],
 )
-def test_literals_by_column_type(value: Any, type_name: str, sql: str) -> None:
-    """Each supported key type renders from its parsed value."""
-    assert literal(value, type_name) == sql
+def test_key_values_are_bound_by_column_type(value: Any, type_name: str, bound_value: Any) -> None:
+    """Each supported key type is checked and bound from its parsed value (the engine
+    round trip of every type is in tests/integration/test_replay.py)."""
+    assert bound(value, type_name) == bound_value
 
 
 @pytest.mark.parametrize(
@@ -359,9 +354,9 @@ def test_literals_by_column_type(value: Any, type_name: str, sql: str) -> None:
     ],
 )
 def test_values_that_do_not_fit_the_key_type_are_refused(value: Any, type_name: str) -> None:
-    """A value of the wrong type never reaches the query text."""
+    """A value of the wrong type is refused before any query."""
     with pytest.raises((ValueError, TypeError)):
-        literal(value, type_name)
+        bound(value, type_name)
 
 
 def spec(catalog: SchemaCatalog) -> TableSpec:
@@ -378,7 +373,7 @@ def test_keys_of_records_and_rows_read_back_compare_equal() -> None:
     )
     moment = datetime(2026, 11, 22, 4, 0, 0, 137, tzinfo=timezone(timedelta(hours=1)))
     prepared = columns.prepare({"id": 5, "at": moment, "op": "UPDATE", "other": "x"})
-    assert prepared.sql == "(5, '2026-11-22 03:00:00.000137', 'UPDATE')"
+    assert prepared.values == (5, datetime(2026, 11, 22, 3, 0, 0, 137, tzinfo=UTC), "UPDATE")
     assert prepared.key == columns.row_key([5, datetime(2026, 11, 22, 3, 0, 0, 137), "UPDATE"])
     with pytest.raises(ValueError, match="natural key field 'id'"):
         columns.prepare({"id": None, "at": moment, "op": "UPDATE"})
@@ -395,23 +390,23 @@ def test_key_columns_refuse_tables_without_a_key_or_with_uncomparable_types() ->
 
 
 def test_key_queries_are_cut_by_count_and_size(catalog: SchemaCatalog) -> None:
-    """SELECT DISTINCT ... IN (...) per batch; one key: a plain IN list."""
+    """SELECT DISTINCT ... IN {keys:Array(...)} per batch of keys; one key column: an
+    array of its type, several: an array of tuples. No value is in the text."""
     columns = KeyColumns.of(spec(catalog))
     keys = [columns.prepare({"product_id": "BTC-USD", "trade_id": i}) for i in range(2_500)]
     queries = list(columns.queries(keys))
-    assert len(queries) == 3
-    assert queries[0].startswith(
+    assert [len(q.parameters["keys"]) for q in queries] == [MAX_KEYS_PER_QUERY, 1_000, 500]
+    assert queries[0].sql == (
         "SELECT DISTINCT `product_id`, `trade_id` FROM `default`.`src_matches` "
-        "WHERE (`product_id`, `trade_id`) IN (('BTC-USD', 0), ('BTC-USD', 1)"
+        "WHERE (`product_id`, `trade_id`) IN {keys:Array(Tuple(String, Int64))}"
     )
-    assert queries[0].count("('BTC-USD'") == MAX_KEYS_PER_QUERY
-    big = [columns.prepare({"product_id": "x" * 60_000, "trade_id": i}) for i in range(7)]
-    sizes = [len(q.encode()) for q in columns.queries(big)]
-    assert len(sizes) == 3 and max(sizes) < 200_000  # three keys of 60 kB per query
+    assert queries[0].parameters["keys"][:2] == [("BTC-USD", 0), ("BTC-USD", 1)]
+    big = [columns.prepare({"product_id": "x" * 20_000, "trade_id": i}) for i in range(7)]
+    assert [len(q.parameters["keys"]) for q in columns.queries(big)] == [2, 2, 2, 1]
     single = KeyColumns("`d`.`t`", ("id",), ("Int64",))
-    assert list(single.queries([single.prepare({"id": 1}), single.prepare({"id": 2})])) == [
-        "SELECT DISTINCT `id` FROM `d`.`t` WHERE `id` IN (1, 2)"
-    ]
+    (query,) = single.queries([single.prepare({"id": 1}), single.prepare({"id": 2})])
+    assert query.sql == "SELECT DISTINCT `id` FROM `d`.`t` WHERE `id` IN {keys:Array(Int64)}"
+    assert query.parameters == {"keys": [1, 2]}
 
 
 def test_tokens_are_deterministic_and_differ_from_the_live_sinks() -> None:
@@ -446,9 +441,12 @@ class MemoryTable:
         self.rows += got
         return len(got)
 
-    def query(self, sql: str) -> dict[str, Any]:
-        wanted = sql.split(" IN (", 1)[1]
-        rows = [list(r) for r in dict.fromkeys(self.rows) if f"('{r[0]}', {r[1]})" in wanted]
+    def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, strings_as_bytes: bool = False
+    ) -> dict[str, Any]:
+        assert sql.endswith("IN {keys:Array(Tuple(String, Int64))}") and parameters is not None
+        wanted = set(parameters["keys"])
+        rows = [list(r) for r in dict.fromkeys(self.rows) if r in wanted]
         return {"rows": rows, "truncated": False}
 
 
