@@ -21,11 +21,13 @@ dead-lettered, and no checkpoint moves past a record that is not written.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from foundation.backoff import Backoff
 from foundation.errors import (
     BackoffError,
     CommitFailedError,
@@ -82,22 +84,18 @@ class TableWriter(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    """Exponential backoff for transient warehouse errors."""
+    """Retries of transient warehouse errors: the one :class:`~foundation.backoff.Backoff`
+    schedule, within a budget per batch."""
 
     initial_s: float = 0.5
     max_s: float = 10.0
     give_up_after_s: float = 120.0
     """Budget per batch. The reader keeps polling (paused) while the worker waits."""
+    jitter: Callable[[], float] = field(default=random.random, repr=False)
 
     def delays(self) -> Callable[[], float]:
-        delay = self.initial_s
-
-        def next_delay() -> float:
-            nonlocal delay
-            current, delay = delay, min(delay * 2, self.max_s)
-            return current
-
-        return next_delay
+        """A fresh series of delays (one per batch)."""
+        return Backoff(initial_s=self.initial_s, max_s=self.max_s, jitter=self.jitter).next_delay
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ subscribe, emit). The runtime around it:
 
 * **Reconnects** when a session ends or fails with a back-off or retry error
   (a dropped or silent socket, HTTP 5xx or 429), after a capped exponential
-  delay with jitter (:class:`~source_workers.backoff.Backoff`), reset once a
+  delay with jitter (:class:`~foundation.backoff.Backoff`), reset once a
   connection stayed healthy. A :class:`StopError` (bad key, wiring mistake)
   ends the worker with its message.
 * **Processes sequentially**: every message goes through ``parse`` and
@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from foundation.backoff import Backoff
 from foundation.config import RuntimeSettings
 from foundation.errors import (
     BackoffError,
@@ -52,7 +53,6 @@ from foundation.errors import (
 )
 from foundation.metrics import Metrics
 from source_workers.authoring import Source, normalize
-from source_workers.backoff import Backoff
 from source_workers.context import SourceContext
 from source_workers.frames import FrameLimits, decode_frame
 from source_workers.stager import Stager
@@ -119,6 +119,7 @@ class SourceRuntime:
             stats=self.stats,
             stopping=self.stopping_event,
             clock=clock,
+            jitter=jitter,
         )
         self._session_task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None

@@ -19,10 +19,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from foundation.backoff import Backoff
 from foundation.config import RuntimeSettings
 from foundation.errors import BackoffError, RecordTooLargeError, RetryError, SchemaMismatchError
 from foundation.log_throttle import LogThrottle, held_back
@@ -51,6 +53,7 @@ class Stager:
         stats: RuntimeStats,
         stopping: asyncio.Event,
         clock: Callable[[], float],
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._source = source
         self._session = session
@@ -59,6 +62,7 @@ class Stager:
         self.stats = stats
         self._stopping = stopping
         self._clock = clock
+        self._jitter = jitter
         self._writers = {name: session.writer(name) for name in resources}
         self._buffers = {
             name: ResourceBuffer(settings.batch_rows, settings.linger_s) for name in resources
@@ -216,7 +220,7 @@ class Stager:
         """
         writer = self._writers[name]
         loop = asyncio.get_running_loop()
-        delay = self.settings.backoff_initial_s
+        backoff = self._backoff()
         while pending.rows:
             rows, checkpoint = pending.rows, pending.checkpoint
             try:
@@ -233,6 +237,7 @@ class Stager:
                     self.broken = GaveUp(f"staging still failing at shutdown: {exc}")
                     self._buffers[name].put_back(pending)
                     return
+                delay = backoff.next_delay()
                 log.warning(
                     "source %s, resource %s: staging failed (%s); retrying in %.1f s",
                     self._source,
@@ -241,7 +246,6 @@ class Stager:
                     delay,
                 )
                 await self._pause(delay)
-                delay = min(delay * 2, self.settings.backoff_max_s)
                 continue
             except BaseException as exc:
                 self.broken = exc
@@ -271,6 +275,13 @@ class Stager:
         async with self._lock:
             await self._send_letters_locked()
 
+    def _backoff(self) -> Backoff:
+        return Backoff(
+            initial_s=self.settings.backoff_initial_s,
+            max_s=self.settings.backoff_max_s,
+            jitter=self._jitter,
+        )
+
     async def _pause(self, seconds: float) -> None:
         """A retry delay: cut at the stop deadline, and woken by the stop."""
         if self._stop_deadline is not None:
@@ -285,7 +296,7 @@ class Stager:
             return
         loop = asyncio.get_running_loop()
         sender = self._session.dead_letters()
-        delay = self.settings.backoff_initial_s
+        backoff = self._backoff()
         try:
             while True:
                 try:
@@ -301,8 +312,7 @@ class Stager:
                             exc,
                         )
                         return
-                    await self._pause(delay)
-                    delay = min(delay * 2, self.settings.backoff_max_s)
+                    await self._pause(backoff.next_delay())
         except BaseException:
             self._letters[:0] = letters  # kept for the next attempt
             raise

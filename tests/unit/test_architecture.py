@@ -39,7 +39,7 @@ PURE = (
     "foundation/metrics.py",
     "source_workers/authoring.py",
     "source_workers/frames.py",
-    "source_workers/backoff.py",
+    "foundation/backoff.py",
     "source_workers/buffer.py",
     "source_workers/transport/urls.py",
     "source_workers/connectors/coinbase/trades.py",

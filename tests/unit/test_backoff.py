@@ -1,8 +1,9 @@
-"""Reconnect delays: exponential, capped, jittered, never zero, reset after a healthy run."""
+"""The one backoff schedule: exponential, capped, jittered, never zero, reset after a healthy
+connection; reconnects, the stager's retries and the sink's retries take it."""
 
 from __future__ import annotations
 
-from source_workers.backoff import Backoff
+from foundation.backoff import Backoff
 
 
 def test_delays_double_up_to_the_cap() -> None:
@@ -45,3 +46,20 @@ def test_a_connection_that_delivered_data_resets_the_schedule() -> None:
     assert silent == [1.0, 2.0, 4.0, 8.0]  # the series goes on from the reset
     backoff.connected(now + 10)
     assert round(backoff.failed(now + 11), 3) == 16.0  # connected, delivered nothing
+
+
+def test_a_retry_loop_takes_the_same_series() -> None:
+    """next_delay() is the series without a connection to judge: the stager's and the
+    sink's retries wait as the reconnects do."""
+    backoff = Backoff(initial_s=0.5, max_s=4.0, jitter=lambda: 0.999999)
+    assert [round(backoff.next_delay(), 3) for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+def test_the_sinks_retry_policy_uses_the_schedule_fresh_per_batch() -> None:
+    """Each batch starts the series again; jitter keeps at least half of each step."""
+    from sink_workers.worker import RetryPolicy
+
+    policy = RetryPolicy(initial_s=1.0, max_s=4.0, jitter=lambda: 0.0)
+    first = policy.delays()
+    assert [first() for _ in range(4)] == [0.5, 1.0, 2.0, 2.0]
+    assert policy.delays()() == 0.5

@@ -1,12 +1,18 @@
-"""Reconnect delays: capped exponential backoff with full jitter, reset when healthy.
+"""The one backoff schedule: capped exponential delays with full jitter, never zero.
 
-A value object with injected time and randomness, so it is tested with plain
-numbers. ``failed(now)`` gives the next delay; ``connected(now)`` marks the
-start of a connection; a connection that stayed up ``reset_after_s``, or that
-``delivered()`` data, resets the schedule the next time it fails: a feed that
-drops every few seconds but delivers in between is reconnected at once, not
-after delays grown to the cap. (A connection that delivers nothing still backs
-off, so a server that accepts and closes is not hammered.) Pure code.
+Every wait before a retry uses it: the source's reconnects, the stager's
+retries of a write or of dead letters, and the sink's retries of an insert.
+A value object with injected randomness, so it is tested with plain numbers.
+
+- A retry loop asks :meth:`Backoff.next_delay` after each failure.
+- A connection uses :meth:`connected`, :meth:`delivered` and :meth:`failed`:
+  a connection that stayed up ``reset_after_s``, or that delivered data,
+  resets the schedule the next time it fails. A feed that drops every few
+  seconds but delivers in between is reconnected at once, not after delays
+  grown to the cap. (A connection that delivers nothing still backs off, so a
+  server that accepts and closes is not hammered.)
+
+Pure code.
 """
 
 from __future__ import annotations
@@ -42,6 +48,13 @@ class Backoff:
         """The capped delay of the current attempt, before jitter."""
         return min(self.max_s, self.initial_s * self.multiplier**self.attempt)
 
+    def next_delay(self) -> float:
+        """How long to wait before the next try, and one step further along the series."""
+        ceiling = self.ceiling()
+        self.attempt = min(self.attempt + 1, 64)
+        # Never zero: half the ceiling at least, so a storm of failures cannot spin.
+        return ceiling * (0.5 + 0.5 * self.jitter())
+
     def failed(self, now: float) -> float:
         """The connection failed at ``now``: how long to wait before the next try."""
         healthy = self.connected_at is not None and now - self.connected_at >= self.reset_after_s
@@ -49,7 +62,4 @@ class Backoff:
             self.attempt = 0
         self.connected_at = None
         self.delivering = False
-        ceiling = self.ceiling()
-        self.attempt = min(self.attempt + 1, 64)
-        # Never zero: half the ceiling at least, so a storm of failures cannot spin.
-        return ceiling * (0.5 + 0.5 * self.jitter())
+        return self.next_delay()
