@@ -4,7 +4,8 @@
 :mod:`.config` (the settings models, validated in one place) and
 :mod:`.config_load` (reading them from ``ingest.toml`` and ``INGEST_*``),
 :mod:`.metrics` and :mod:`.admin` (the Prometheus registry and the admin port
-that serves it), :mod:`.log_throttle`, :mod:`.backoff` (the one retry schedule) and
+that serves it), :mod:`.log_throttle`, :mod:`.clock` (the one clock), :mod:`.backoff` (the one
+retry schedule) and
 :mod:`.process` (the frame of every process). See docs/architecture.md for
 the layers.
 """

@@ -7,8 +7,9 @@ then. Pure: the clock is injected.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
+
+from foundation.clock import SYSTEM_CLOCK, Clock
 
 
 class LogThrottle:
@@ -18,7 +19,7 @@ class LogThrottle:
     def __init__(
         self,
         window_s: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         max_kinds: int = 1_000,
     ) -> None:
         self._window_s = window_s
@@ -28,7 +29,7 @@ class LogThrottle:
         self._held: dict[Hashable, int] = {}
 
     def allow(self, kind: Hashable) -> int | None:
-        now = self._clock()
+        now = self._clock.monotonic()
         last = self._last.get(kind)
         if last is not None and now - last < self._window_s:
             self._held[kind] = self._held.get(kind, 0) + 1

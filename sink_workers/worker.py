@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from foundation.backoff import Backoff
+from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import (
     BackoffError,
     CommitFailedError,
@@ -124,7 +124,7 @@ class SinkWorker:
         per_instance: bool = False,
         metrics: Metrics | None = None,
         sleep: Callable[[float], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._session = session
         self._targets = targets
@@ -269,7 +269,7 @@ class SinkWorker:
             self._last_checkpoints[carried.resource] = carried.checkpoint
             self.metrics.set(
                 "sink_last_checkpoint_saved_seconds",
-                time.time(),
+                self._clock.wall_us() / 1e6,
                 {"resource": carried.resource, "partition": str(carried.partition)},
                 help="Unix time the newest checkpoint of a partition was saved",
             )
@@ -286,7 +286,7 @@ class SinkWorker:
         Transient failures are retried within one budget for the whole batch
         (``RetryPolicy.give_up_after_s``); between tries the reader waits in
         the group with its partitions paused."""
-        self._deadline = self._clock() + self._retry.give_up_after_s
+        self._deadline = self._clock.monotonic() + self._retry.give_up_after_s
         letters = [
             DeadLetter.of_corrupt(self._resource_of.get(c.topic, ""), c) for c in batch.corrupt
         ]
@@ -340,12 +340,12 @@ class SinkWorker:
         next_delay = self._retry.delays()
         labels = {"resource": self._resource_of[group.topic]}
         while True:
-            started = time.monotonic()
+            started = self._clock.monotonic()
             try:
                 rows = target.write(group.records, group.token)
             except (BackoffError, RetryError) as exc:
                 delay = next_delay()
-                if self._clock() + delay > deadline:
+                if self._clock.monotonic() + delay > deadline:
                     raise
                 self.stats.retries += 1
                 self.metrics.inc(
@@ -372,7 +372,10 @@ class SinkWorker:
                 continue
             self.stats.rows_written += rows
             self.metrics.observe(
-                "sink_insert_seconds", time.monotonic() - started, labels, help="Insert latency"
+                "sink_insert_seconds",
+                self._clock.monotonic() - started,
+                labels,
+                help="Insert latency",
             )
             self.metrics.inc("sink_rows_written_total", rows, labels, help="Rows inserted")
             self.metrics.inc("sink_batches_written_total", 1, labels, help="Inserts that succeeded")
@@ -382,7 +385,7 @@ class SinkWorker:
                 if newest is not None:
                     self.metrics.set(
                         "sink_freshness_seconds",
-                        time.time() - to_micros(newest) / 1e6,
+                        (self._clock.wall_us() - to_micros(newest)) / 1e6,
                         labels,
                         help="Event time of the newest written record to now",
                     )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
+from foundation.clock import Clock
 from foundation.config import RuntimeSettings
 from foundation.metrics import Metrics
 from source_workers.transport.http import HttpClient, HttpResponse
@@ -25,6 +26,8 @@ class Runtime(Protocol):
 
     @property
     def source_name(self) -> str: ...
+    @property
+    def clock(self) -> Clock: ...
     @property
     def settings(self) -> RuntimeSettings: ...
     @property
@@ -56,6 +59,8 @@ class SourceContext:
         self.source = runtime.source_name
         """The configured source name (a connector may run as several sources)."""
         self.log = logging.getLogger(f"source_workers.{self.source}")
+        self.clock: Clock = runtime.clock
+        """The runtime's clock: a helper's timers follow it (a manual clock in tests)."""
         self.metrics: Metrics = runtime.metrics
         self.http = SessionHttp(runtime.http, self._http_answered)
         """REST requests (``get_json``); an HTTP source's first good answer of a session

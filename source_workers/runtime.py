@@ -37,11 +37,11 @@ import contextlib
 import json
 import logging
 import random
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from foundation.backoff import Backoff
+from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.config import RuntimeSettings
 from foundation.errors import (
     BackoffError,
@@ -67,10 +67,6 @@ _LETTERS_BOUND = 1_000
 """Dead letters waiting at most; processing waits while more are being sent."""
 
 
-def _now_us() -> int:
-    return time.time_ns() // 1_000
-
-
 class SourceRuntime:
     def __init__(
         self,
@@ -81,8 +77,7 @@ class SourceRuntime:
         connector_settings: Any = None,
         checkpoints: Mapping[str, Mapping[str, Any] | None] | None = None,
         metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_us: Callable[[], int] = _now_us,
+        clock: Clock = SYSTEM_CLOCK,
         jitter: Callable[[], float] = random.random,
         on_frame: Callable[[str | bytes], None] | None = None,
     ) -> None:
@@ -108,8 +103,8 @@ class SourceRuntime:
             reset_after_s=settings.backoff_reset_after_s,
             jitter=jitter,
         )
-        self._clock = clock
-        self._wall_us = wall_us
+        self.clock = clock
+        """Timers (reconnect health, linger, deadlines) and the time each message was received."""
         self.stager = Stager(
             source.name,
             [r.name for r in source.resources],
@@ -150,7 +145,7 @@ class SourceRuntime:
 
     def connected(self) -> None:
         """A provider connection opened (the backoff resets once it stays up)."""
-        self.backoff.connected(self._clock())
+        self.backoff.connected(self.clock.monotonic())
         self.metrics.set(
             "source_connected", 1, {"source": self.source.name}, help="1 while connected"
         )
@@ -181,7 +176,7 @@ class SourceRuntime:
                     raise self._failure
                 if self.stopping_event.is_set():
                     break
-                delay = self.backoff.failed(self._clock())
+                delay = self.backoff.failed(self.clock.monotonic())
                 self.metrics.inc("source_reconnects_total", 1, {"source": self.source.name})
                 log.info("source %s: reconnecting in %.2f s", self.source.name, delay)
                 with contextlib.suppress(TimeoutError):
@@ -235,8 +230,8 @@ class SourceRuntime:
         if self.stager.letters_waiting >= _LETTERS_BOUND:
             await self.stager.send_letters()  # backpressure: dead letters do not pile up
         self.stats.frames += 1
-        received_us = self._wall_us()
-        now = self._clock()
+        received_us = self.clock.wall_us()
+        now = self.clock.monotonic()
         if isinstance(raw, str | bytes | bytearray):
             frame: str | bytes = raw if isinstance(raw, str | bytes) else bytes(raw)
             try:

@@ -20,11 +20,11 @@ import contextlib
 import functools
 import logging
 import random
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from foundation.backoff import Backoff
+from foundation.clock import Clock
 from foundation.config import RuntimeSettings
 from foundation.errors import BackoffError, RecordTooLargeError, RetryError, SchemaMismatchError
 from foundation.log_throttle import LogThrottle, held_back
@@ -52,7 +52,7 @@ class Stager:
         metrics: Metrics,
         stats: RuntimeStats,
         stopping: asyncio.Event,
-        clock: Callable[[], float],
+        clock: Clock,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._source = source
@@ -123,14 +123,14 @@ class Stager:
     def begin_stop(self) -> None:
         """Stopping began: writes still failing give up half the shutdown budget from now."""
         if self._stop_deadline is None:
-            self._stop_deadline = self._clock() + self.settings.shutdown_timeout_s / 2
+            self._stop_deadline = self._clock.monotonic() + self.settings.shutdown_timeout_s / 2
 
     @property
     def letters_waiting(self) -> int:
         return len(self._letters)
 
     async def flush_due(self) -> None:
-        now = self._clock()
+        now = self._clock.monotonic()
         for name, buffer in self._buffers.items():
             if buffer.due(now):
                 await self._flush(name)
@@ -233,7 +233,10 @@ class Stager:
                 pending = pending.without(exc.row_index)
                 continue
             except (RetryError, BackoffError) as exc:
-                if self._stop_deadline is not None and self._clock() >= self._stop_deadline:
+                if (
+                    self._stop_deadline is not None
+                    and self._clock.monotonic() >= self._stop_deadline
+                ):
                     self.broken = GaveUp(f"staging still failing at shutdown: {exc}")
                     self._buffers[name].put_back(pending)
                     return
@@ -265,7 +268,7 @@ class Stager:
                 "source_records_staged_total", len(rows), labels, help="Records staged"
             )
             self.metrics.inc("source_writes_total", 1, labels, help="Acknowledged writes")
-            self.metrics.set("source_last_staged_unixtime", time.time(), labels)
+            self.metrics.set("source_last_staged_unixtime", self._clock.wall_us() / 1e6, labels)
             return
         if pending.checkpoint is not None and self._buffers[name].checkpoint is None:
             self._buffers[name].checkpoint = pending.checkpoint  # nothing left to carry it yet
@@ -285,7 +288,9 @@ class Stager:
     async def _pause(self, seconds: float) -> None:
         """A retry delay: cut at the stop deadline, and woken by the stop."""
         if self._stop_deadline is not None:
-            await asyncio.sleep(max(0.0, min(seconds, self._stop_deadline - self._clock())))
+            await asyncio.sleep(
+                max(0.0, min(seconds, self._stop_deadline - self._clock.monotonic()))
+            )
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
@@ -303,7 +308,10 @@ class Stager:
                     await loop.run_in_executor(self._executor, sender.send, letters)
                     return
                 except (RetryError, BackoffError) as exc:
-                    if self._stop_deadline is not None and self._clock() >= self._stop_deadline:
+                    if (
+                        self._stop_deadline is not None
+                        and self._clock.monotonic() >= self._stop_deadline
+                    ):
                         self.broken = self.broken or GaveUp(f"dead letters not staged: {exc}")
                         log.error(
                             "source %s: %d dead letters not staged at shutdown: %s",

@@ -11,11 +11,11 @@ rows refused before staging) and ``ingest_dlq_time``. Pure code.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from foundation.clock import SYSTEM_CLOCK
 from foundation.errors import CorruptRecordError
 from staging.times import rfc3339
 
@@ -40,7 +40,7 @@ class DeadLetter:
 
     def kafka_headers(self, now_us: int | None = None) -> list[tuple[str, bytes | None]]:
         """The original headers, then the dead-letter ones."""
-        now_us = time.time_ns() // 1_000 if now_us is None else now_us
+        now_us = SYSTEM_CLOCK.wall_us() if now_us is None else now_us
         return [
             *self.headers,
             (H_REASON, self.reason[:_MAX_REASON].encode()),

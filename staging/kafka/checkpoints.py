@@ -26,6 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from foundation.clock import SYSTEM_CLOCK
 from foundation.config import KafkaSettings
 from foundation.errors import BrokerUnavailableError, CheckpointError, StagingClosedError
 from staging.checkpoints import checkpoint_key
@@ -33,7 +34,6 @@ from staging.envelope import Checkpoint, encode_checkpoint
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.client_config import consumer_config, producer_config
 from staging.kafka.translate import client_settings, consume_error, delivery_error, produce_error
-from staging.kafka.writer import now_micros
 from staging.resource import TopicSpec
 from staging.times import rfc3339
 
@@ -91,7 +91,7 @@ class KafkaCheckpointStore:
 
     def save(self, source: str, resource: str, checkpoint: Checkpoint) -> None:
         body = encode_checkpoint(checkpoint).decode()
-        value = f'{{"checkpoint":{body},"saved_at":"{rfc3339(now_micros())}"}}'
+        value = f'{{"checkpoint":{body},"saved_at":"{rfc3339(SYSTEM_CLOCK.wall_us())}"}}'
         self._produce(checkpoint_key(source, resource).encode(), value.encode())
 
     def load(self, source: str, resource: str) -> dict[str, Any] | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
 from confluent_kafka import Producer
 
+from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.config import KafkaSettings
 from foundation.errors import StagingClosedError
 from staging.decoder import EnvelopeDecoder
@@ -24,7 +25,6 @@ from staging.kafka.writer import (
     DeliveryErrors,
     KafkaDeadLetterWriter,
     KafkaRecordWriter,
-    now_micros,
 )
 from staging.protocol import StagingContext
 from staging.resource import StagedResource, TopicSpec
@@ -47,7 +47,7 @@ class KafkaStagingProvider:
         *,
         catalog: SchemaCatalog,
         max_record_bytes: int,
-        clock: Callable[[], int] = now_micros,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.kafka = kafka
         self.catalog = catalog
@@ -125,6 +125,7 @@ class KafkaStagingSession:
             EnvelopeDecoder(self._provider.catalog),
             bootstrap=kafka.bootstrap,
             timeout_s=kafka.connect_timeout_s,
+            clock=self._provider._clock,
         )
         self._readers.append(reader)
         return reader

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import (
     CommitFailedError,
     CorruptRecordError,
@@ -50,7 +50,9 @@ class KafkaRecordReader:
         *,
         bootstrap: str,
         timeout_s: float,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         with client_settings("consumer"):
             self._consumer = Consumer(config)
         self._decoder = decoder
@@ -100,7 +102,7 @@ class KafkaRecordReader:
             raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
         self._check_open()
         decode = self._decoder.decode
-        idle_since = started = time.monotonic()
+        idle_since = started = self._clock.monotonic()
         while not self._stopping:
             try:
                 messages = self._consumer.consume(chunk_size, poll_timeout_s)
@@ -139,15 +141,15 @@ class KafkaRecordReader:
                     firsts[where] = offset
                 lasts[where] = offset
             if lasts:
-                idle_since = time.monotonic()
+                idle_since = self._clock.monotonic()
                 yield StagedBatch(tuple(records), ranges_of(firsts, lasts), tuple(corrupt))
-            elif not self._joined and time.monotonic() - started < max(
+            elif not self._joined and self._clock.monotonic() - started < max(
                 _JOIN_GRACE_S, idle_timeout_s or 0
             ):
-                idle_since = time.monotonic()  # still joining the group: not idle yet
+                idle_since = self._clock.monotonic()  # still joining the group: not idle yet
             elif (
                 idle_timeout_s is not None
-                and time.monotonic() - max(idle_since, self._idle_from) >= idle_timeout_s
+                and self._clock.monotonic() - max(idle_since, self._idle_from) >= idle_timeout_s
             ):
                 return
 
@@ -240,11 +242,11 @@ class KafkaRecordReader:
         partition assigned meanwhile) is sought back so that it is read later.
         """
         self._check_open()
-        deadline = time.monotonic() + seconds
+        deadline = self._clock.monotonic() + seconds
         paused = self._consumer.assignment()
         self._consumer.pause(paused)
         try:
-            while (remaining := deadline - time.monotonic()) > 0 and not self._stopping:
+            while (remaining := deadline - self._clock.monotonic()) > 0 and not self._stopping:
                 try:
                     messages = self._consumer.consume(100, min(remaining, 0.2))
                 except KafkaException as exc:
@@ -254,7 +256,7 @@ class KafkaRecordReader:
                     self._consumer.pause(self._consumer.assignment())
         finally:
             self._consumer.resume(self._consumer.assignment())
-            self._idle_from = time.monotonic()  # a wait is not idleness
+            self._idle_from = self._clock.monotonic()  # a wait is not idleness
 
     def stop(self) -> None:
         self._stopping = True

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import StagingClosedError
 from staging.deadletters import DeadLetter
 from staging.envelope import Checkpoint, EnvelopeEncoder
@@ -17,10 +17,6 @@ from staging.protocol import StagingContext, WriteResult
 from staging.resource import StagedResource
 
 _Headers = list[tuple[str, str | bytes | None]]
-
-
-def now_micros() -> int:
-    return time.time_ns() // 1_000
 
 
 class DeliveryErrors:
@@ -58,7 +54,7 @@ class KafkaRecordWriter:
         max_record_bytes: int,
         partitions: int,
         flush_timeout_s: float,
-        clock: Callable[[], int] = now_micros,
+        clock: Clock = SYSTEM_CLOCK,
         instance: str = "",
     ) -> None:
         self._producer = producer
@@ -78,7 +74,7 @@ class KafkaRecordWriter:
         if self.closed:
             raise StagingClosedError(f"writer for {self._resource.qualified_name} is closed")
         batch = self._encoder.encode_batch(
-            rows, ingest_time_us=self._clock(), checkpoint=checkpoint
+            rows, ingest_time_us=self._clock.wall_us(), checkpoint=checkpoint
         )
         producer = self._producer
         produce = producer.produce

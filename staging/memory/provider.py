@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import CommitFailedError, CorruptRecordError, StagingClosedError
 from staging.deadletters import DeadLetter
 from staging.decoder import EnvelopeDecoder, StagedRecord
@@ -21,10 +22,6 @@ from staging.schemas import SchemaCatalog
 log = logging.getLogger(__name__)
 
 
-def _now_micros() -> int:
-    return time.time_ns() // 1_000
-
-
 class MemoryRecordWriter:
     def __init__(
         self,
@@ -32,7 +29,7 @@ class MemoryRecordWriter:
         resource: StagedResource,
         *,
         max_record_bytes: int,
-        clock: Callable[[], int],
+        clock: Clock,
         instance: str = "",
     ) -> None:
         self._broker = broker
@@ -52,7 +49,7 @@ class MemoryRecordWriter:
         if self.closed:
             raise StagingClosedError(f"writer for {self._resource.qualified_name} is closed")
         batch = self._encoder.encode_batch(
-            rows, ingest_time_us=self._clock(), checkpoint=checkpoint
+            rows, ingest_time_us=self._clock.wall_us(), checkpoint=checkpoint
         )
         topic = self._resource.topic.name
         for key, value, headers, partition in zip(
@@ -70,7 +67,9 @@ class MemoryRecordReader:
         topics: tuple[str, ...],
         decoder: EnvelopeDecoder,
         auto_offset_reset: Literal["earliest", "latest"],
+        clock: Clock,
     ) -> None:
+        self._clock = clock
         self._broker = broker
         self._group = group
         self._decoder = decoder
@@ -110,7 +109,7 @@ class MemoryRecordReader:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
         self._check_open()
-        idle_since = time.monotonic()
+        idle_since = self._clock.monotonic()
         while not self._stopping:
             self._rebalance()
             records: list[StagedRecord] = []
@@ -142,10 +141,13 @@ class MemoryRecordReader:
             if positions:
                 for batch_range in offset_ranges(positions):
                     self._positions[batch_range.key] = batch_range.next_offset
-                idle_since = time.monotonic()
+                idle_since = self._clock.monotonic()
                 yield StagedBatch(tuple(records), offset_ranges(positions), tuple(corrupt))
                 continue
-            if idle_timeout_s is not None and time.monotonic() - idle_since >= idle_timeout_s:
+            if (
+                idle_timeout_s is not None
+                and self._clock.monotonic() - idle_since >= idle_timeout_s
+            ):
                 return
             time.sleep(min(poll_timeout_s, 0.01))
 
@@ -223,7 +225,7 @@ class MemoryStagingProvider:
         max_record_bytes: int = 1_000_000,
         broker: MemoryBroker | None = None,
         auto_offset_reset: Literal["earliest", "latest"] = "earliest",
-        clock: Callable[[], int] = _now_micros,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.broker = broker or MemoryBroker()
         self.catalog = catalog
@@ -286,6 +288,7 @@ class MemoryStagingSession:
             tuple(r.topic.name for r in self._context.resources),
             EnvelopeDecoder(self._provider.catalog),
             self._provider.auto_offset_reset,
+            self._provider.clock,
         )
         self._readers.append(reader)
         return reader

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from foundation.clock import ManualClock
 from foundation.config import RuntimeSettings
 from foundation.log_throttle import LogThrottle, held_back
 from foundation.metrics import Metrics
@@ -19,12 +20,12 @@ from tests.helpers import trade_resource
 
 
 def test_one_line_per_kind_per_window_and_the_count_held_back() -> None:
-    now = [0.0]
-    throttle = LogThrottle(60.0, clock=lambda: now[0])
+    clock = ManualClock()
+    throttle = LogThrottle(60.0, clock=clock)
     assert throttle.allow("a") == 0
     assert [throttle.allow("a") for _ in range(5)] == [None] * 5
     assert throttle.allow("b") == 0  # another kind is not held back
-    now[0] = 61.0
+    clock.advance(61.0)
     assert throttle.allow("a") == 5
     assert throttle.allow("a") is None
     assert held_back(5).startswith(" (5 more like it")
@@ -49,7 +50,7 @@ def test_ten_thousand_garbage_frames_log_one_line_and_count_every_one(
         metrics=metrics,
         stats=RuntimeStats(),
         stopping=asyncio.Event(),
-        clock=lambda: 0.0,
+        clock=ManualClock(),
     )
     with caplog.at_level(logging.WARNING, logger="source_workers.stager"):
         for n in range(10_000):

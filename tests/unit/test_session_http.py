@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from foundation.clock import ManualClock
 from foundation.errors import RateLimitedError
 from foundation.metrics import Metrics
 from source_workers.context import SourceContext
@@ -29,6 +30,7 @@ def context(answers: list[Any]) -> tuple[SourceContext, list[str]]:
     marks: list[str] = []
     runtime = SimpleNamespace(
         source_name="demo",
+        clock=ManualClock(),
         metrics=Metrics(),
         http=FakeClient(answers),
         connected=lambda: marks.append("connected"),

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from foundation.clock import ManualClock
 from foundation.errors import BatchRejectedError, StopError, WarehouseUnavailableError
 from sink_workers.sink_metrics import publish_lag
 from sink_workers.tables import TableSpec, table_spec
@@ -126,14 +127,14 @@ def test_offsets_do_not_move_when_the_insert_keeps_failing(catalog: SchemaCatalo
     provider, context, table = setup(
         catalog, 30, fail=lambda ids: WarehouseUnavailableError("down", code=210)
     )
-    clock = iter(range(0, 10_000, 5))
+    clock = ManualClock(step_s=5)
     with pytest.raises(WarehouseUnavailableError):
         run(
             provider,
             context,
             table,
             retry=RetryPolicy(initial_s=1, give_up_after_s=20),
-            clock=lambda: float(next(clock)),
+            clock=clock,
         )
     assert committed(provider, context) == 0
     assert table.rows == []
@@ -211,7 +212,7 @@ def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> 
     )
     resource = context.resources[0]
     store = InMemoryCheckpointStore()
-    clock = iter(range(0, 10_000, 5))
+    clock = ManualClock(step_s=5)
     with provider.allocate_session(context) as session:
         worker = SinkWorker(
             session,
@@ -219,7 +220,7 @@ def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> 
             checkpoints=store,
             sleep=lambda s: None,
             retry=RetryPolicy(initial_s=1, give_up_after_s=10),
-            clock=lambda: float(next(clock)),
+            clock=clock,
         )
         with pytest.raises(WarehouseUnavailableError):
             worker.run(idle_timeout_s=0.05)
