@@ -209,6 +209,7 @@ def test_disconnect_storm_reconnects_without_leaking(
     assert sorted(staged_ids(kafka, worker.source, expect=len(want))) == want
 
 
+@pytest.mark.one_broker("apache")
 def test_a_feed_dropping_every_900_messages_is_reconnected_at_once(
     kafka: KafkaSettings, exchange: CoinbaseExchange, caplog: pytest.LogCaptureFixture
 ) -> None:

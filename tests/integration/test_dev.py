@@ -209,6 +209,7 @@ def test_it_stops_by_itself(workdir: Path, flag: list[str], reason: str) -> None
     assert {p: int(t) for p, t in resume.items()} == {p: int(t) for p, t in newest}
 
 
+@pytest.mark.one_broker("tansu")
 def test_a_recorded_feed_replays_to_the_same_rows(
     workdir: Path, kafka: KafkaSettings, spawn: Spawn
 ) -> None:

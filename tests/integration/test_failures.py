@@ -123,6 +123,7 @@ def test_setting_librdkafka_refuses_is_a_config_error(
             session.writer()
 
 
+@pytest.mark.one_broker("apache")
 def test_sink_retrying_longer_than_the_poll_interval_stays_in_the_group(
     catalog: SchemaCatalog, kafka: KafkaSettings
 ) -> None:

@@ -179,6 +179,7 @@ def test_sink_writes_every_staged_row_then_commits(
     assert setup.resume_point() == {"trade_id": trades(3_000)[-1]["trade_id"]}
 
 
+@pytest.mark.one_broker("apache")
 def test_kill_9_at_any_moment_then_restart_writes_every_row_once(
     tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
 ) -> None:
@@ -215,6 +216,7 @@ def admin_port(process: subprocess.Popen[str], timeout_s: float = 60) -> int:
     raise AssertionError("the sink never named its admin port")
 
 
+@pytest.mark.one_broker("apache")
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_kill_9_before_or_after_an_insert_then_restart_writes_every_row_once(
     tmp_path: Path, kafka: KafkaSettings, spawn: Spawn, when: str
@@ -285,6 +287,7 @@ def test_a_second_embedded_sink_is_refused_clearly(
     assert code == 2 and "ingest: error: cannot serve the admin port 127.0.0.1:70000" in err
 
 
+@pytest.mark.one_broker("apache")
 def test_two_sinks_in_one_group_split_partitions_and_survive_a_kill(
     tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
 ) -> None:
@@ -341,6 +344,7 @@ def test_sink_into_a_clickhouse_server(
     assert setup.committed() == 2_000
 
 
+@pytest.mark.one_broker("apache")
 def test_two_sinks_with_a_stream_target_deliver_every_record(
     tmp_path: Path, kafka: KafkaSettings, spawn: Spawn
 ) -> None:
