@@ -12,8 +12,12 @@ daemon answers, else ClickHouse's engine in-process (chDB).
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,7 +112,61 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.xdist_group(group))
 
 
+SHARED_BROKERS = "DURABLE_INGEST_TEST_SHARED_BROKERS"
+"""Under pytest-xdist: the file where the controller writes the bootstrap of each test broker
+it started for all the workers (one Tansu and one Apache Kafka node for the run, not one per
+worker: four JVMs were a good part of the suite's CPU). Tests use unique topics and groups,
+so they share a broker safely; the 3-broker cluster of the fault tests is not shared."""
+_shared_brokers: list[Broker] = []
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return (
+        not hasattr(config, "workerinput")
+        and config.pluginmanager.hasplugin("xdist")
+        and bool(config.getoption("numprocesses", None))
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """In the controller, before any test is scheduled: start the test brokers the
+    collected tests ask for, once, and tell the workers where they are."""
+    shared = os.environ.get(SHARED_BROKERS)
+    if not shared or Path(shared).exists():
+        return
+    found: dict[str, Any] = {}
+    for name in test_brokers():
+        if name not in TEST_BROKERS or not any(re.search(rf"[\[-]{name}[\]-]", i) for i in ids):
+            continue
+        try:
+            if name == "apache":
+                java_binary()
+                kafka_jars()
+            broker = make_broker(TEST_BROKERS[name], Path(shared).parent / name, 0)
+            broker.start()
+        except StackError as exc:
+            found[name] = {"error": str(exc)}
+            continue
+        _shared_brokers.append(broker)
+        found[name] = broker.bootstrap
+    partial = Path(shared).with_suffix(".partial")
+    partial.write_text(json.dumps(found))
+    partial.rename(shared)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _shared_brokers:
+        _shared_brokers.pop().stop()
+    shared = os.environ.get(SHARED_BROKERS)
+    if shared and _xdist_controller(config):
+        shutil.rmtree(Path(shared).parent, ignore_errors=True)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if _xdist_controller(config) and not os.environ.get("INGEST_KAFKA_BOOTSTRAP"):
+        folder = Path(tempfile.mkdtemp(prefix="durable-ingest-test-brokers-"))
+        os.environ[SHARED_BROKERS] = str(folder / "brokers.json")  # inherited by the workers
     if (
         config.pluginmanager.hasplugin("xdist")
         and config.getoption("dist", "no") == "loadgroup"
@@ -199,6 +257,17 @@ def kafka_bootstrap(test_broker: str, tmp_path_factory: pytest.TempPathFactory) 
     if test_broker == "external":
         yield os.environ["INGEST_KAFKA_BOOTSTRAP"]
         return
+    shared = os.environ.get(SHARED_BROKERS)
+    if shared and Path(shared).exists():
+        entry = json.loads(Path(shared).read_text()).get(test_broker)
+        if isinstance(entry, dict):  # the controller could not start it
+            error = StackError(entry["error"])
+            if test_broker == "apache":
+                apache_kafka_or_skip(error)
+            raise error
+        if entry is not None:
+            yield str(entry)
+            return
     broker = start_test_broker(
         TEST_BROKERS[test_broker], tmp_path_factory.mktemp(f"broker-{test_broker}")
     )
