@@ -112,11 +112,12 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-@pytest.fixture
-def staged(tmp_path: Path, kafka: KafkaSettings) -> dict[str, Any]:
-    """300 trades in 3 writes sunk (trade 1000005 refused), then 40 more staged, not sunk."""
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory, kafka: KafkaSettings) -> dict[str, Any]:
+    """300 trades in 3 writes sunk (trade 1000005 refused), then 40 more staged, not sunk.
+    Built once per broker for the tests that only read it (they share one xdist worker)."""
     source = unique("src")
-    config = trades_config(tmp_path, kafka, source)
+    config = trades_config(tmp_path_factory.mktemp("status"), kafka, source)
     settings = load_settings(config, env={})
     resource = trade_resource(SchemaCatalog.default(), source=source, name="matches")
     stage(settings, resource, [(0, 100), (100, 100), (200, 100)])
@@ -133,6 +134,7 @@ def staged(tmp_path: Path, kafka: KafkaSettings) -> dict[str, Any]:
     }
 
 
+@pytest.mark.xdist_group("status_staged")
 def test_status_json_matches_what_the_sink_committed(
     staged: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -186,6 +188,7 @@ def test_status_json_matches_what_the_sink_committed(
     assert "refused trade 1000005" in letters["newest_reason"]
 
 
+@pytest.mark.xdist_group("status_staged")
 def test_lag_is_unknown_not_wrong_when_the_watermark_is(
     staged: dict[str, Any], capsys: pytest.CaptureFixture[str], test_broker: str
 ) -> None:
@@ -222,6 +225,7 @@ def test_lag_is_unknown_not_wrong_when_the_watermark_is(
         assert entry["lag"] == 40
 
 
+@pytest.mark.xdist_group("status_staged")
 def test_status_table(staged: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     """The terminal table names the resource, its committed offsets, checkpoint and DLQ."""
     code, out = cli(capsys, "--config", str(staged["config"]), "status")
