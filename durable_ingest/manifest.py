@@ -61,7 +61,7 @@ sink_workers.worker:Target sink_workers.worker:TableTarget sink_workers.stream:S
 """
 _CONTEXT_METHODS = ("checkpoint", "connect", "emit_raw", "sleep", "spawn", "stopping")
 _CONTEXT_ATTRIBUTES = {
-    "settings": "The connector's settings: its SETTINGS model, read from <ENV_PREFIX>_* variables.",
+    "settings": "The connector's settings: the settings model of its ConnectorSpec, read from <env_prefix>_* variables.",
     "source": "The configured source name (a connector may run as several sources).",
     "log": "A logger named source_workers.<source>.",
     "metrics": "The worker's Metrics (foundation.metrics), served on the admin port.",
@@ -190,14 +190,14 @@ def _load(path: str) -> Any:
 
 def _connector(name: str, catalog: SchemaCatalog) -> dict[str, Any]:
     connector = connectors.load_connector(name)
-    pipeline = connector.pipeline
-    source = pipeline.build(name)
+    spec = connector.spec
+    source = connector.build(name)
     settings = with_connector_defaults(settings_from({}), name)
     declared = settings.sources[name].resources
     staged = {r.name: r for r in staged_resources(settings, catalog, name)}
     group = StagingContext(source=name, resources=tuple(staged.values())).consumer_group
     package = f"source_workers.connectors.{name}"
-    replay = getattr(pipeline, "REPLAY", None)
+    replay = spec.replay
     resources = {}
     for resource in source.resources:
         schema = staged[resource.name].schema
@@ -217,12 +217,12 @@ def _connector(name: str, catalog: SchemaCatalog) -> dict[str, Any]:
                 "consumer_group": group,
             },
             "target": _target(name, resource.name, declared[resource.name], schema),
-            "checkpoint": pipeline.CHECKPOINT[resource.name],
+            "checkpoint": dict(spec.checkpoint[resource.name]),
         }
     return {
         "package": package,
         "summary": _summary(importlib.import_module(f"{package}.source")),
-        "kind": pipeline.KIND,
+        "kind": spec.kind,
         "worker": f"python -m {package}.workflow",
         "run": f"ingest source run {name}",
         "dev": f"ingest dev {name}",

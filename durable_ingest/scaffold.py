@@ -5,8 +5,8 @@
 
 * ``source_workers/connectors/<name>/``: ``source.py`` (settings from
   ``<NAME>_*`` variables, ``control``, ``start``), ``resources/events.py``
-  (one resource, ``parse`` and ``process``), ``pipeline.py`` (``build``,
-  ``SETTINGS``, ``ENV_PREFIX``, ``KIND``, ``CHECKPOINT``), ``workflow.py``;
+  (one resource, ``parse`` and ``process``), ``pipeline.py`` (``build``
+  and ``CONNECTOR = ConnectorSpec(...)``), ``workflow.py``;
 * ``schemas/<name>/events.avsc``;
 * ``tests/servers/<name>.py``: a local provider speaking the protocol
   ``source.py`` expects;

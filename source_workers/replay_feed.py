@@ -39,11 +39,11 @@ def check_speed(speed: float) -> None:
 def load_capture(connector: Connector, path: Path) -> tuple[CaptureFile, ReplaySpec]:
     """The capture at ``path`` and the connector's replay spec; every line is checked
     first, so a bad capture is one clear error before anything starts."""
-    spec: ReplaySpec | None = getattr(connector.pipeline, "REPLAY", None)
+    spec = connector.spec.replay
     if spec is None:
         raise StopError(
-            f"connector {connector.name} cannot replay a capture (it has no REPLAY "
-            "spec in its pipeline); run it against its provider instead"
+            f"connector {connector.name} cannot replay a capture (its ConnectorSpec has "
+            "no replay); run it against its provider instead"
         )
     capture = CaptureFile(path)
     if capture.header.connector != connector.name:

@@ -24,7 +24,7 @@ from foundation.config import Settings
 from foundation.config_load import connector_settings
 from foundation.errors import StopError
 from source_workers.authoring import Source
-from source_workers.capture import CaptureRecorder, ReplaySpec, recorded_settings
+from source_workers.capture import CaptureRecorder, recorded_settings
 from source_workers.connectors import Connector, connector_of, load_connector
 from source_workers.connectors.defaults import with_connector_defaults
 from source_workers.replay_feed import load_capture, replay_env
@@ -51,7 +51,7 @@ def build_source(
     the process environment)."""
     connector = source_connector(settings, name)
     options = connector_settings(connector.settings_model, connector.env_prefix, env)
-    source: Source = connector.pipeline.build(name, options)
+    source = connector.build(name, options)
     return source, options
 
 
@@ -87,7 +87,7 @@ def run_source(
             f"source {name} runs as instances {', '.join(declared_instances)}: pass --instance NAME"
         )
     connector = source_connector(settings, name)
-    if record is not None and getattr(connector.pipeline, "KIND", "websocket") != "websocket":
+    if record is not None and connector.kind != "websocket":
         raise StopError(
             f"--record captures websocket frames, and connector {connector.name} polls HTTP: "
             "it would write a capture with no frames, which no replay can play"
@@ -202,7 +202,7 @@ def _run_source(
 
 def _recorder(settings: Settings, name: str, options: Any, path: Path) -> CaptureRecorder:
     connector = source_connector(settings, name)
-    spec: ReplaySpec | None = getattr(connector.pipeline, "REPLAY", None)
+    spec = connector.spec.replay
     kept = recorded_settings(options, spec) if spec is not None else {}
     return CaptureRecorder(path, connector.name, kept, note=f"recorded by source {name}")
 

@@ -186,7 +186,7 @@ def _check_connectors(
         if source_settings.connector is None and name not in CONNECTORS:
             continue  # declared by hand: sinks can read it, no source worker runs it
         connector = load_connector(connector_of(name, source_settings.connector))
-        defined = {r.name for r in connector.pipeline.build(name).resources}
+        defined = {r.name for r in connector.build(name).resources}
         declared = configured.sources[name].resources if name in configured.sources else {}
         for resource in sorted(declared):
             if resource not in defined:

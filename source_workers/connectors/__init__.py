@@ -8,10 +8,11 @@
 * ``resources/<resource>.py``: one Resource per file: its schema, key,
   ``parse`` and ``process``;
 * ``pipeline.py``: composition: ``build()`` returns the Source with its
-  Resources, plus ``SETTINGS`` (the settings model), ``ENV_PREFIX``, ``KIND``
+  Resources, and ``CONNECTOR = ConnectorSpec(...)`` declares the connector:
+  ``build``, ``settings`` (the settings model), ``env_prefix``, ``kind``
   (``websocket`` or ``http``: how the source reaches its provider),
-  ``CHECKPOINT`` (the JSON Schema of each resource's checkpoint) and,
-  optionally, ``REPLAY`` (how ``ingest dev --replay`` plays a capture);
+  ``checkpoint`` (the JSON Schema of each resource's checkpoint) and,
+  optionally, ``replay`` (how ``ingest dev --replay`` plays a capture);
 * ``workflow.py``: the long-running worker entry point
   (``python -m source_workers.connectors.<name>.workflow``).
 
@@ -24,10 +25,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-from foundation.errors import ConfigError
+from pydantic import BaseModel
+
+from foundation.errors import ConfigError, SourceDefinitionError
+from source_workers.authoring import Source
+from source_workers.connectors.spec import ConnectorSpec, Kind
 
 CONNECTORS: tuple[str, ...] = tuple(
     sorted(p.parent.name for p in Path(__file__).parent.glob("*/pipeline.py"))
@@ -36,16 +39,26 @@ CONNECTORS: tuple[str, ...] = tuple(
 
 @dataclass(frozen=True, slots=True)
 class Connector:
+    """A connector found by its folder: its name and what its ``pipeline.py`` declares."""
+
     name: str
-    pipeline: ModuleType
+    spec: ConnectorSpec
 
     @property
-    def settings_model(self) -> Any:
-        return self.pipeline.SETTINGS
+    def settings_model(self) -> type[BaseModel]:
+        return self.spec.settings
 
     @property
     def env_prefix(self) -> str:
-        return str(self.pipeline.ENV_PREFIX)
+        return self.spec.env_prefix
+
+    @property
+    def kind(self) -> Kind:
+        return self.spec.kind
+
+    def build(self, name: str, settings: BaseModel | None = None) -> Source:
+        """A fresh Source of this connector called ``name``."""
+        return self.spec.build(name, settings)
 
 
 def connector_of(source: str, configured: str | None) -> str:
@@ -60,7 +73,16 @@ def load_connector(name: str) -> Connector:
             f"no connector {name!r} (known: {', '.join(CONNECTORS)}); set "
             '[sources.<name>] connector = "..." to run a connector under another name'
         )
-    return Connector(name, importlib.import_module(f"source_workers.connectors.{name}.pipeline"))
+    try:
+        pipeline = importlib.import_module(f"source_workers.connectors.{name}.pipeline")
+    except SourceDefinitionError as exc:
+        raise ConfigError(f"connector {name}: {exc}") from None
+    spec = getattr(pipeline, "CONNECTOR", None)
+    if not isinstance(spec, ConnectorSpec):
+        raise ConfigError(
+            f"connector {name}: its pipeline.py declares no CONNECTOR = ConnectorSpec(...)"
+        )
+    return Connector(name, spec)
 
 
-__all__ = ["CONNECTORS", "Connector", "connector_of", "load_connector"]
+__all__ = ["CONNECTORS", "Connector", "ConnectorSpec", "connector_of", "load_connector"]

@@ -23,7 +23,7 @@ def with_connector_defaults(settings: Settings, name: str | None = None) -> Sett
         if source_settings.connector is None and source_name not in CONNECTORS:
             continue  # a source declared by hand, with no connector behind it
         connector = load_connector(connector_of(source_name, source_settings.connector))
-        definition = connector.pipeline.build(source_name)
+        definition = connector.build(source_name)
         resources = dict(source_settings.resources)
         for resource in definition.resources:
             if resource.name not in resources:
@@ -39,7 +39,7 @@ def unconfigured_connectors(settings: Settings) -> dict[str, list[str]]:
     """Connectors no configured source is named after, with their resources' names: a
     source may run as one (``ingest source run usgs``) without being in the TOML."""
     return {
-        name: [r.name for r in load_connector(name).pipeline.build(name).resources]
+        name: [r.name for r in load_connector(name).build(name).resources]
         for name in CONNECTORS
         if name not in settings.sources
     }

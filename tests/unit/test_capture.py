@@ -9,7 +9,7 @@ import pytest
 
 from foundation.errors import CaptureError
 from source_workers.capture import CaptureFile, CaptureRecorder, ReplaySpec, recorded_settings
-from source_workers.connectors.coinbase.pipeline import REPLAY
+from source_workers.connectors.coinbase.pipeline import CONNECTOR
 from source_workers.connectors.coinbase.settings import CoinbaseSettings
 from source_workers.replay_feed import sample_capture
 
@@ -81,7 +81,7 @@ def test_missing_capture(tmp_path: Path) -> None:
 
 def test_header_env_sets_the_kept_settings_only() -> None:
     spec = ReplaySpec(websocket_env="X_WS_URL", keep=("products", "depth"))
-    kept = recorded_settings(CoinbaseSettings(products=("BTC-USD", "ETH-USD")), REPLAY)
+    kept = recorded_settings(CoinbaseSettings(products=("BTC-USD", "ETH-USD")), CONNECTOR.replay)
     assert kept == {"products": ["BTC-USD", "ETH-USD"]}
     capture_settings = {"products": ["BTC-USD", "ETH-USD"], "depth": 3, "ws_url": "wss://x"}
     from source_workers.capture import CaptureHeader

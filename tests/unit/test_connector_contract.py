@@ -36,7 +36,7 @@ def test_connector_has_the_contract_files(name: str) -> None:
     folder = ROOT / name
     for file in ("source.py", "pipeline.py", "workflow.py", "resources/__init__.py"):
         assert (folder / file).is_file(), f"{name}: {file} is missing"
-    source = load_connector(name).pipeline.build(name)
+    source = load_connector(name).build(name)
     files = {p.stem for p in (folder / "resources").glob("*.py") if p.stem != "__init__"}
     assert files == {r.name for r in source.resources}, "one file per resource, named after it"
 
@@ -44,13 +44,14 @@ def test_connector_has_the_contract_files(name: str) -> None:
 @pytest.mark.parametrize("name", CONNECTORS)
 def test_pipeline_composes_a_valid_source(name: str) -> None:
     """build() gives a Source whose resources' schemas load and whose defaults validate."""
-    pipeline = load_connector(name).pipeline
-    source = pipeline.build(name)
+    connector = load_connector(name)
+    spec = connector.spec
+    source = connector.build(name)
     assert isinstance(source, Source) and source.name == name
-    assert isinstance(pipeline.ENV_PREFIX, str) and issubclass(pipeline.SETTINGS, BaseModel)
+    assert isinstance(spec.env_prefix, str) and issubclass(spec.settings, BaseModel)
     catalog = SchemaCatalog.default()
-    assert set(pipeline.CHECKPOINT) == {r.name for r in source.resources}
-    assert pipeline.KIND in ("websocket", "http")
+    assert set(spec.checkpoint) == {r.name for r in source.resources}
+    assert spec.kind in ("websocket", "http")
     for resource in source.resources:
         settings = ResourceSettings(**resource.staging_defaults())
         schema = catalog.load(settings.schema_file)
@@ -102,3 +103,43 @@ def test_connector_defaults_fill_in_undeclared_resources() -> None:
     assert resources["projects"].id_fields == ["id", "commit_timestamp", "operation"]
     added = with_connector_defaults(settings_from({}), "coinbase")
     assert added.sources["coinbase"].resources["matches"].key == ["product_id"]
+
+
+def test_a_connector_spec_that_cannot_work_is_refused_when_built() -> None:
+    """A bad env_prefix or kind, settings that are no model, a replay on an HTTP
+    connector: refused at once, each named."""
+    from pydantic import BaseModel as Model
+
+    from foundation.errors import SourceDefinitionError
+    from source_workers.capture import ReplaySpec
+    from source_workers.connectors import ConnectorSpec
+
+    class Fine(Model):
+        pass
+
+    good = {"build": lambda name, settings=None: None, "checkpoint": {}}
+    with pytest.raises(SourceDefinitionError, match="env_prefix 'demo' is not like COINBASE"):
+        ConnectorSpec(**good, settings=Fine, env_prefix="demo", kind="http")
+    with pytest.raises(SourceDefinitionError, match="kind 'grpc' is not one of websocket, http"):
+        ConnectorSpec(**good, settings=Fine, env_prefix="DEMO", kind="grpc")  # type: ignore[arg-type]
+    with pytest.raises(SourceDefinitionError, match="settings <class 'dict'> is not a pydantic"):
+        ConnectorSpec(**good, settings=dict, env_prefix="DEMO", kind="http")  # type: ignore[arg-type]
+    with pytest.raises(SourceDefinitionError, match="an http connector has none"):
+        ConnectorSpec(
+            **good, settings=Fine, env_prefix="DEMO", kind="http", replay=ReplaySpec("DEMO_WS")
+        )
+
+
+def test_a_pipeline_without_a_connector_spec_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder whose pipeline.py declares no CONNECTOR is refused, naming it."""
+    import types
+
+    from foundation.errors import ConfigError
+    from source_workers import connectors
+
+    monkeypatch.setattr(connectors, "CONNECTORS", (*CONNECTORS, "bare"))
+    monkeypatch.setitem(
+        sys.modules, "source_workers.connectors.bare.pipeline", types.ModuleType("pipeline")
+    )
+    with pytest.raises(ConfigError, match="connector bare: its pipeline.py declares no CONNECTOR"):
+        connectors.load_connector("bare")

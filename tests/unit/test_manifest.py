@@ -92,10 +92,10 @@ def test_every_connector_and_resource_is_described(manifest: dict[str, Any]) -> 
     checkpoints its build() and pipeline declare."""
     assert set(manifest["connectors"]) == set(CONNECTORS)
     for name in CONNECTORS:
-        pipeline = load_connector(name).pipeline
-        source = pipeline.build(name)
+        connector = load_connector(name)
+        source = connector.build(name)
         entry = manifest["connectors"][name]
-        assert entry["kind"] == pipeline.KIND
+        assert entry["kind"] == connector.kind
         assert entry["source"]["dead_letters"] == source.dead_letters
         assert set(entry["resources"]) == {r.name for r in source.resources}
         for resource in source.resources:
@@ -104,7 +104,7 @@ def test_every_connector_and_resource_is_described(manifest: dict[str, Any]) -> 
             assert described["id_fields"] == list(resource.id_fields)
             assert described["time_field"] == resource.time_field
             assert described["schema"]["file"] == resource.schema
-            assert described["checkpoint"] == pipeline.CHECKPOINT[resource.name]
+            assert described["checkpoint"] == connector.spec.checkpoint[resource.name]
             for role in ("parse", "process"):
                 module, _, qualname = described[role].partition(":")
                 assert inspect.getmodule(getattr(resource, role)) is not None

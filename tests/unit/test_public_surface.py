@@ -66,7 +66,13 @@ SURFACE: dict[str, list[str]] = {
         "define_resource",
         "define_source",
     ],
-    "source_workers.connectors": ["CONNECTORS", "Connector", "connector_of", "load_connector"],
+    "source_workers.connectors": [
+        "CONNECTORS",
+        "Connector",
+        "ConnectorSpec",
+        "connector_of",
+        "load_connector",
+    ],
     "source_workers.transport": ["masked_url"],
     "sink_workers": [
         "RetryPolicy",

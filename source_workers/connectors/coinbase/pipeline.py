@@ -14,41 +14,11 @@ from functools import partial
 
 from source_workers.authoring import Source, define_source
 from source_workers.capture import ReplaySpec
+from source_workers.connectors import ConnectorSpec
 from source_workers.connectors.coinbase.resources import matches
 from source_workers.connectors.coinbase.settings import CoinbaseSettings
 from source_workers.connectors.coinbase.source import control, start
 from source_workers.connectors.coinbase.trades import TradeLedger
-
-SETTINGS = CoinbaseSettings
-ENV_PREFIX = "COINBASE"
-KIND = "websocket"
-"""How the source reaches its provider: the public feed over a websocket; gaps filled over REST."""
-REPLAY = ReplaySpec(
-    websocket_env="COINBASE_WS_URL", http_env=("COINBASE_REST_URL",), keep=("products",)
-)
-"""``ingest dev coinbase --replay``: the feed from a capture; trades carry their products."""
-CHECKPOINT = {
-    "matches": {
-        "description": "Per product: the highest trade id below which every trade is staged "
-        "(it never passes an open gap), and the feed sequence of the last trade seen.",
-        "type": "object",
-        "properties": {
-            "products": {
-                "type": "object",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "trade_id": {"type": "integer"},
-                        "sequence": {"type": ["integer", "null"]},
-                    },
-                    "required": ["trade_id", "sequence"],
-                },
-            }
-        },
-        "required": ["products"],
-    }
-}
-"""The JSON Schema of each resource's checkpoint (what the source resumes from)."""
 
 
 def build(name: str = "coinbase", settings: CoinbaseSettings | None = None) -> Source:
@@ -60,3 +30,37 @@ def build(name: str = "coinbase", settings: CoinbaseSettings | None = None) -> S
         start=partial(start, ledger=ledger),
         control=control,
     )
+
+
+CONNECTOR = ConnectorSpec(
+    build=build,
+    settings=CoinbaseSettings,
+    env_prefix="COINBASE",
+    # The public feed over a websocket; gaps filled over REST.
+    kind="websocket",
+    # ingest dev coinbase --replay: the feed from a capture; trades carry their products.
+    replay=ReplaySpec(
+        websocket_env="COINBASE_WS_URL", http_env=("COINBASE_REST_URL",), keep=("products",)
+    ),
+    checkpoint={
+        "matches": {
+            "description": "Per product: the highest trade id below which every trade is staged "
+            "(it never passes an open gap), and the feed sequence of the last trade seen.",
+            "type": "object",
+            "properties": {
+                "products": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {
+                            "trade_id": {"type": "integer"},
+                            "sequence": {"type": ["integer", "null"]},
+                        },
+                        "required": ["trade_id", "sequence"],
+                    },
+                }
+            },
+            "required": ["products"],
+        }
+    },
+)

@@ -11,14 +11,11 @@ from __future__ import annotations
 from functools import partial
 
 from source_workers.authoring import Source, define_source
+from source_workers.connectors import ConnectorSpec
 from source_workers.connectors.supabase.resources import projects, time_entries
 from source_workers.connectors.supabase.settings import SupabaseSettings
 from source_workers.connectors.supabase.source import Realtime, start
 
-SETTINGS = SupabaseSettings
-ENV_PREFIX = "SUPABASE"
-KIND = "websocket"
-"""How the source reaches its provider: Realtime over a websocket; the optional backfill over PostgREST."""
 _COMMIT_MARK = {
     "description": "The newest commit timestamp staged (held at the backfill's start while "
     "a backfill of the table runs).",
@@ -26,8 +23,6 @@ _COMMIT_MARK = {
     "properties": {"commit_timestamp": {"type": "string", "format": "date-time"}},
     "required": ["commit_timestamp"],
 }
-CHECKPOINT = {"projects": _COMMIT_MARK, "time_entries": _COMMIT_MARK}
-"""The JSON Schema of each resource's checkpoint (what the source resumes from)."""
 
 
 def build(name: str = "supabase", settings: SupabaseSettings | None = None) -> Source:
@@ -41,3 +36,13 @@ def build(name: str = "supabase", settings: SupabaseSettings | None = None) -> S
         start=partial(start, realtime=realtime),
         control=realtime.control,
     )
+
+
+CONNECTOR = ConnectorSpec(
+    build=build,
+    settings=SupabaseSettings,
+    env_prefix="SUPABASE",
+    # Realtime over a websocket; the optional backfill over PostgREST.
+    kind="websocket",
+    checkpoint={"projects": _COMMIT_MARK, "time_entries": _COMMIT_MARK},
+)

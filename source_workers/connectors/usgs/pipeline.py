@@ -10,25 +10,28 @@ order), table ``<source>_earthquakes``, a change log with the natural key
 from __future__ import annotations
 
 from source_workers.authoring import Source, define_source
+from source_workers.connectors import ConnectorSpec
 from source_workers.connectors.usgs.resources import earthquakes
 from source_workers.connectors.usgs.source import UsgsSettings, starter
-
-SETTINGS = UsgsSettings
-ENV_PREFIX = "USGS"
-KIND = "http"
-"""How the source reaches its provider."""
-CHECKPOINT = {
-    "earthquakes": {
-        "description": "The newest revision time (properties.updated) staged. Informational: "
-        "the feed has no cursor, so a restart polls the feed's whole window again.",
-        "type": "object",
-        "properties": {"updated": {"type": "string", "format": "date-time"}},
-        "required": ["updated"],
-    }
-}
-"""The JSON Schema of each resource's checkpoint."""
 
 
 def build(name: str = "usgs", settings: UsgsSettings | None = None) -> Source:
     """A fresh usgs source (its own memory of the revisions staged) called ``name``."""
     return define_source(name=name, resources=[earthquakes.resource()], start=starter())
+
+
+CONNECTOR = ConnectorSpec(
+    build=build,
+    settings=UsgsSettings,
+    env_prefix="USGS",
+    kind="http",
+    checkpoint={
+        "earthquakes": {
+            "description": "The newest revision time (properties.updated) staged. Informational: "
+            "the feed has no cursor, so a restart polls the feed's whole window again.",
+            "type": "object",
+            "properties": {"updated": {"type": "string", "format": "date-time"}},
+            "required": ["updated"],
+        }
+    },
+)
