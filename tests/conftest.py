@@ -106,7 +106,14 @@ and those that build and run images with podman (the ``containers`` mark)."""
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks by what a test needs, in one place: ``integration`` for every test under
+    tests/integration and every contract test on a real broker (``-m "not integration and
+    not containers"`` is the fast subset), and the xdist groups of :data:`XDIST_GROUPS`."""
     for item in items:
+        params = getattr(item, "callspec", None)
+        broker = params.params.get("test_broker") if params is not None else None
+        if "integration" in item.path.parts or broker not in (None, "memory"):
+            item.add_marker(pytest.mark.integration)
         for name, group in XDIST_GROUPS.items():
             if name in getattr(item, "fixturenames", ()) or item.get_closest_marker(name):
                 item.add_marker(pytest.mark.xdist_group(group))

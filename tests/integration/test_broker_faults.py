@@ -26,7 +26,6 @@ from tests.integration.pipeline import Pipeline, Trading, read_topic, resumed_fr
 from tests.integration.source_helpers import wait_for
 from tests.servers.coinbase import CoinbaseExchange
 
-pytestmark = pytest.mark.integration
 PRODUCTS = ["BTC-USD", "ETH-USD"]
 
 

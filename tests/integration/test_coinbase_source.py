@@ -37,7 +37,6 @@ from tests.integration.source_helpers import (
 )
 from tests.servers.coinbase import CoinbaseExchange
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTS = ["BTC-USD", "ETH-USD"]
 

@@ -33,7 +33,6 @@ from tests.integration.test_status_cli import (
     write_config,
 )
 
-pytestmark = pytest.mark.integration
 REFUSED = 1_000_029
 """The last trade of the only product in its partition: it carries the write's checkpoint."""
 

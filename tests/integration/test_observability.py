@@ -10,15 +10,12 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from durable_ingest.loopback import free_port
 from foundation.config import KafkaSettings
 from tests.helpers import unique
 from tests.integration.conftest import Spawn
 from tests.integration.source_helpers import process_env, source_config, wait_for
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "observability" / "grafana-dashboard.json"
 

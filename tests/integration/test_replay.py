@@ -49,7 +49,6 @@ from staging.schemas import SchemaCatalog
 from tests.helpers import trade_resource, trades, unique
 from tests.integration.conftest import Spawn
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 HALF = 1_500
 

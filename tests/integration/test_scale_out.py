@@ -21,7 +21,6 @@ from tests.integration.pipeline import Pipeline, Trading, pauses, read_topic, re
 from tests.integration.source_helpers import wait_for
 from tests.servers.coinbase import CoinbaseExchange
 
-pytestmark = pytest.mark.integration
 PRODUCTS = ["BTC-USD", "ETH-USD"]
 
 

@@ -14,8 +14,6 @@ from staging.protocol import StagingContext
 from staging.schemas import SchemaCatalog
 from tests.helpers import trade_resource, trades, unique
 
-pytestmark = pytest.mark.integration
-
 
 def test_scan_reads_ranges_times_and_committed_offsets_without_joining(
     kafka: KafkaSettings, catalog: SchemaCatalog

@@ -7,8 +7,6 @@ import signal
 import sys
 from pathlib import Path
 
-import pytest
-
 from foundation.config import KafkaSettings
 from source_workers.replay_feed import sample_capture
 from tests.helpers import trade_keys, unique
@@ -16,7 +14,6 @@ from tests.integration.conftest import Spawn
 from tests.integration.pipeline import read_topic
 from tests.integration.source_helpers import process_env, source_config, wait_for
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 

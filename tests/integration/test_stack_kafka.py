@@ -22,7 +22,6 @@ from staging.kafka.admin import TopicAdmin
 from tests.integration.conftest import Spawn
 from tests.integration.test_stack_cli import gone_within, one_error_line, start, wait_up
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -28,7 +28,6 @@ from staging.resource import StagedResource
 from staging.schemas import SchemaCatalog
 from tests.helpers import cli_process, one_line_error, trade_resource, trades, unique
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -30,7 +30,6 @@ from tests.integration.source_helpers import (
 )
 from tests.servers.supabase import SupabaseServer
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ("projects", "time_entries")
 

@@ -18,8 +18,6 @@ import pytest
 
 from durable_ingest.loopback import free_port
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize(
     "args",

@@ -13,11 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.servers.usgs import UsgsProvider
 
-pytestmark = pytest.mark.integration
 QUAKES = 20
 
 

@@ -28,8 +28,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests.integration.test_new_source import copy_checkout
 from tests.servers.usgs import UsgsProvider
 
@@ -200,7 +198,6 @@ class Terminal:
             process.communicate(timeout=30)
 
 
-@pytest.mark.integration
 def test_the_walkthrough_builds_the_committed_example_end_to_end(tmp_path: Path) -> None:
     """Scaffold, write the files, check them, run ingest dev against the local feed: the
     files are the committed ones, the page's test count is right, the revisions are rows
