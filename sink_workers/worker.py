@@ -42,7 +42,7 @@ from sink_workers.batching import InsertBatch, by_partition
 from sink_workers.columns import to_columns
 from sink_workers.sink_metrics import declare_series, publish_lag
 from sink_workers.tables import TableSpec
-from staging.checkpoints import CheckpointStore, partition_entry, partition_slot
+from staging.checkpoints import CheckpointStore, partition_slot
 from staging.deadletters import DeadLetter
 from staging.decoder import StagedRecord
 from staging.envelope import encode_value
@@ -257,13 +257,7 @@ class SinkWorker:
             self._checkpoints.save(
                 source,
                 partition_slot(carried.resource, carried.partition, carried.instance),
-                partition_entry(
-                    carried.checkpoint,
-                    carried.write_time,
-                    carried.partitions,
-                    seq=carried.seq,
-                    prev=carried.prev,
-                ),
+                carried.entry(),
             )
             self.stats.checkpoints_saved += 1
             self._last_checkpoints[carried.resource] = carried.checkpoint

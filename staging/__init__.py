@@ -8,13 +8,12 @@ RecordReader) and :mod:`.checkpoints` (CheckpointStore). Implementations:
 :mod:`.kafka` and :mod:`.memory`.
 """
 
-from staging.checkpoints import CheckpointStore, resume_point
+from staging.checkpoints import CarriedCheckpoint, CheckpointStore, resume_point
 from staging.deadletters import DeadLetter
 from staging.decoder import StagedRecord
 from staging.envelope import Checkpoint
 from staging.offsets import OffsetRange, Partition
 from staging.protocol import (
-    CarriedCheckpoint,
     RecordReader,
     RecordWriter,
     StagedBatch,

@@ -18,11 +18,97 @@ and it resumes from its own.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from staging.envelope import Checkpoint
+from staging.envelope import (
+    H_CHECKPOINT,
+    H_CHECKPOINT_INSTANCE,
+    H_CHECKPOINT_PARTITIONS,
+    H_CHECKPOINT_PREV,
+    H_CHECKPOINT_SEQ,
+    H_INGESTTIME,
+    H_TYPE,
+    Checkpoint,
+)
+
+CARRIER_HEADERS = frozenset(
+    (
+        H_CHECKPOINT,
+        H_CHECKPOINT_PARTITIONS,
+        H_CHECKPOINT_SEQ,
+        H_CHECKPOINT_PREV,
+        H_CHECKPOINT_INSTANCE,
+        H_INGESTTIME,
+        H_TYPE,
+    )
+)
+"""The headers a checkpoint's carrier holds it in (see :func:`carried_in`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedCheckpoint:
+    """A checkpoint as a staged record carries it, and where that record is.
+
+    The one shape of a carried checkpoint: a record's headers give it
+    (:func:`carried_in`), a batch lists the newest per partition
+    (``StagedBatch.checkpoints``), and a sink saves it as a partition entry
+    (:meth:`entry`).
+    """
+
+    resource: str
+    checkpoint: dict[str, Any]
+    write_time: str
+    """``ce_ingesttime`` of the write: RFC 3339 with fixed width, so it sorts as text."""
+    partitions: tuple[int, ...]
+    """Every partition the write touched; each carries this checkpoint at its end of the write."""
+    seq: int | None = None
+    """The write's sequence number (None: staged before sequences existed)."""
+    prev: dict[int, int] = field(default_factory=dict)
+    """For each partition the write did not touch: the writer's last earlier write there."""
+    instance: str = ""
+    """The source process that wrote it (its ``--instance``), or empty."""
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    """The carrying record's position (``-1`` before it is known)."""
+
+    def at(self, topic: str, partition: int, offset: int) -> CarriedCheckpoint:
+        return replace(self, topic=topic, partition=partition, offset=offset)
+
+    def entry(self) -> dict[str, Any]:
+        """What a sink saves for the carrier's partition (:func:`partition_entry`)."""
+        return partition_entry(
+            self.checkpoint, self.write_time, self.partitions, seq=self.seq, prev=self.prev
+        )
+
+
+def carried_in(headers: Mapping[str, bytes], partition: int) -> CarriedCheckpoint | None:
+    """The checkpoint in a record's :data:`CARRIER_HEADERS` (None: it carries none);
+    ``partition`` is the record's, the default of a write that names no partitions.
+    ValueError for malformed headers."""
+    if H_CHECKPOINT not in headers:
+        return None
+    value = json.loads(headers[H_CHECKPOINT])
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    parts = headers.get(H_CHECKPOINT_PARTITIONS, str(partition).encode()).decode()
+    prev_text = headers.get(H_CHECKPOINT_PREV, b"").decode()
+    return CarriedCheckpoint(
+        resource=headers.get(H_TYPE, b"").decode("utf-8", "replace"),
+        checkpoint=value,
+        write_time=headers.get(H_INGESTTIME, b"").decode("ascii", "replace"),
+        partitions=tuple(sorted(int(p) for p in parts.split(","))),
+        seq=int(headers[H_CHECKPOINT_SEQ]) if H_CHECKPOINT_SEQ in headers else None,
+        prev={
+            int(p): int(q)
+            for p, _, q in (item.partition(":") for item in prev_text.split(",") if item)
+        },
+        instance=headers.get(H_CHECKPOINT_INSTANCE, b"").decode("utf-8", "replace"),
+    )
 
 
 class CheckpointStore(Protocol):

@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import decimal
 import io
-import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 import fastavro
 
 from foundation.errors import CorruptRecordError, UnknownSchemaError
+from staging.checkpoints import CARRIER_HEADERS, CarriedCheckpoint, carried_in
 from staging.codec import HEADER_SIZE, MAGIC
 from staging.envelope import (
-    H_CHECKPOINT,
-    H_CHECKPOINT_INSTANCE,
-    H_CHECKPOINT_PARTITIONS,
-    H_CHECKPOINT_PREV,
-    H_CHECKPOINT_SEQ,
     H_ID,
-    H_INGESTTIME,
     H_TYPE,
 )
 from staging.schemas import SchemaCatalog, StagedSchema
@@ -123,39 +117,17 @@ class StagedRecord(NamedTuple):
         carried = self.carried()
         return carried.checkpoint if carried is not None else None
 
-    def carried(self) -> Carried | None:
-        """The checkpoint this record carries, with its write's time and partitions.
+    def carried(self) -> CarriedCheckpoint | None:
+        """The checkpoint this record carries, with its write's time and partitions and
+        this record's position.
 
         Reads the headers once. Raises :class:`CorruptRecordError` when the
         checkpoint headers are malformed.
         """
         headers = self.headers
-        found: dict[str, bytes] = {}
-        for name, raw in headers:
-            if raw is not None and name in (
-                H_CHECKPOINT,
-                H_CHECKPOINT_PARTITIONS,
-                H_CHECKPOINT_SEQ,
-                H_CHECKPOINT_PREV,
-                H_CHECKPOINT_INSTANCE,
-                H_INGESTTIME,
-                H_TYPE,
-            ):
-                found[name] = raw
-        if H_CHECKPOINT not in found:
-            return None
+        found = {n: raw for n, raw in headers if raw is not None and n in CARRIER_HEADERS}
         try:
-            value = json.loads(found[H_CHECKPOINT])
-            if not isinstance(value, dict):
-                raise ValueError("not a JSON object")
-            parts = found.get(H_CHECKPOINT_PARTITIONS, str(self.partition).encode()).decode()
-            partitions = tuple(sorted(int(p) for p in parts.split(",")))
-            seq = int(found[H_CHECKPOINT_SEQ]) if H_CHECKPOINT_SEQ in found else None
-            prev_text = found.get(H_CHECKPOINT_PREV, b"").decode()
-            prev = {
-                int(p): int(q)
-                for p, _, q in (item.partition(":") for item in prev_text.split(",") if item)
-            }
+            carried = carried_in(found, self.partition)
         except ValueError as exc:
             raise corrupt(
                 self.topic,
@@ -165,32 +137,7 @@ class StagedRecord(NamedTuple):
                 key=self.key,
                 headers=headers,
             ) from exc
-        return Carried(
-            resource=found.get(H_TYPE, b"").decode("utf-8", "replace"),
-            checkpoint=value,
-            write_time=found.get(H_INGESTTIME, b"").decode("ascii", "replace"),
-            partitions=partitions,
-            seq=seq,
-            prev=prev,
-            instance=found.get(H_CHECKPOINT_INSTANCE, b"").decode("utf-8", "replace"),
-        )
-
-
-class Carried(NamedTuple):
-    """A checkpoint as a record carries it."""
-
-    resource: str
-    checkpoint: dict[str, Any]
-    write_time: str
-    """``ce_ingesttime`` of the write: RFC 3339 with fixed width, so it sorts as text."""
-    partitions: tuple[int, ...]
-    """Every partition the write touched; each carries this checkpoint at its end of the write."""
-    seq: int | None = None
-    """The write's sequence number (None: staged before sequences existed)."""
-    prev: dict[int, int] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
-    """For each partition the write did not touch: the writer's last earlier write there."""
-    instance: str = ""
-    """The source process that wrote it, when it was given an instance name."""
+        return None if carried is None else carried.at(self.topic, self.partition, self.offset)
 
 
 class EnvelopeDecoder:

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
 from foundation.errors import CorruptRecordError, UnknownResourceError
+from staging.checkpoints import CarriedCheckpoint
 from staging.deadletters import DeadLetterWriter
 from staging.decoder import StagedRecord
 from staging.envelope import Checkpoint
@@ -142,42 +143,8 @@ class StagedBatch:
             elif (*where, carried.instance) in seen:
                 continue
             seen.add((*where, carried.instance))
-            found.append(
-                CarriedCheckpoint(
-                    carried.resource,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    carried.checkpoint,
-                    carried.write_time,
-                    carried.partitions,
-                    carried.seq,
-                    carried.prev,
-                    carried.instance,
-                )
-            )
+            found.append(carried)
         return tuple(sorted(found, key=lambda c: (c.topic, c.partition, c.instance)))
-
-
-@dataclass(frozen=True, slots=True)
-class CarriedCheckpoint:
-    """A checkpoint found in a batch, and the record position that carried it."""
-
-    resource: str
-    topic: str
-    partition: int
-    offset: int
-    checkpoint: dict[str, Any]
-    write_time: str
-    """When the write that produced it was staged (RFC 3339, sorts as text)."""
-    partitions: tuple[int, ...]
-    """Every partition that write touched."""
-    seq: int | None = None
-    """The write's sequence number (None: staged before sequences existed)."""
-    prev: dict[int, int] = field(default_factory=dict)
-    """For partitions the write did not touch: the last earlier write there."""
-    instance: str = ""
-    """The source process that wrote it (its ``--instance``), or empty."""
 
 
 class RecordWriter(Protocol):
