@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from foundation.errors import SourceDefinitionError
+from source_workers.authoring import Record
 from staging.envelope import Checkpoint
 
 LazyCheckpoint = Checkpoint | Callable[[], Checkpoint]
-
-Record = Any
 
 
 @dataclass(slots=True)

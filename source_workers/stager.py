@@ -29,6 +29,7 @@ from foundation.config import RuntimeSettings
 from foundation.errors import BackoffError, RecordTooLargeError, RetryError, SchemaMismatchError
 from foundation.log_throttle import LogThrottle, held_back
 from foundation.metrics import Metrics
+from source_workers.authoring import Record
 from source_workers.buffer import LazyCheckpoint, Pending, ResourceBuffer
 from source_workers.frames import frame_bytes
 from source_workers.stats import RuntimeStats
@@ -90,7 +91,7 @@ class Stager:
     async def add(
         self,
         name: str,
-        records: Sequence[object],
+        records: Sequence[Record],
         frame: str | bytes,
         checkpoint: LazyCheckpoint | None,
         now: float,
