@@ -311,7 +311,7 @@ class Settings(_Model):
         return data
 
 
-_SECTIONS: dict[str, type[_Model]] = {
+SECTIONS: dict[str, type[_Model]] = {  # the sections INGEST_<SECTION>_<FIELD> can set
     "kafka": KafkaSettings,
     "clickhouse": ClickHouseSettings,
     "staging": StagingSettings,
@@ -319,7 +319,7 @@ _SECTIONS: dict[str, type[_Model]] = {
 }
 
 
-def _error_lines(error: ValidationError, where: Callable[[list[str]], str]) -> str:
+def error_lines(error: ValidationError, where: Callable[[list[str]], str]) -> str:
     """Each error as ``<where>: <message>``, from field locations only (never values)."""
     return "; ".join(
         f"{where([str(part) for part in item['loc']])}: {item['msg']}"
@@ -328,7 +328,7 @@ def _error_lines(error: ValidationError, where: Callable[[list[str]], str]) -> s
 
 
 def _describe(error: ValidationError, origin: str) -> str:
-    lines = _error_lines(error, lambda loc: ".".join(loc) or "settings")
+    lines = error_lines(error, lambda loc: ".".join(loc) or "settings")
     return f"invalid configuration ({origin}): {lines}"
 
 

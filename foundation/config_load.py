@@ -18,13 +18,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from foundation.config import (
-    _SECTIONS,
     DEFAULT_CONFIG_FILE,
     ENV_CONFIG_FILE,
     ENV_PREFIX,
+    SECTIONS,
     ModelT,
     Settings,
-    _error_lines,
+    error_lines,
     settings_from,
 )
 from foundation.errors import ConfigError
@@ -41,7 +41,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             result["data_dir"] = value
             continue
         section, _, field = rest.partition("_")
-        model = _SECTIONS.get(section)
+        model = SECTIONS.get(section)
         if model is None or field not in model.model_fields or field in ("producer", "consumer"):
             raise ConfigError(f"environment variable {name} is not a durable-ingest setting")
         result.setdefault(section, {})[field] = value
@@ -66,7 +66,7 @@ def connector_settings(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = _error_lines(
+        lines = error_lines(
             exc, lambda loc: f"{prefix}_{loc[0].upper()}" if loc else f"{prefix} settings"
         )
         raise ConfigError(f"invalid {prefix.lower()} settings: {lines}") from None
@@ -104,7 +104,7 @@ def secret_fields() -> dict[str, list[str]]:
         section: [
             name for name, info in model.model_fields.items() if "SecretStr" in str(info.annotation)
         ]
-        for section, model in _SECTIONS.items()
+        for section, model in SECTIONS.items()
     }
 
 

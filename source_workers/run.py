@@ -45,11 +45,14 @@ def source_connector(settings: Settings, name: str) -> Connector:
 
 
 def build_source(
-    settings: Settings, name: str, env: Mapping[str, str] | None = None
+    settings: Settings,
+    name: str,
+    env: Mapping[str, str] | None = None,
+    connector: Connector | None = None,
 ) -> tuple[Source, Any]:
     """The configured source ``name`` and its connector settings (from ``env``, default
-    the process environment)."""
-    connector = source_connector(settings, name)
+    the process environment); ``connector``: the source's, when already looked up."""
+    connector = connector or source_connector(settings, name)
     options = connector_settings(connector.settings_model, connector.env_prefix, env)
     source = connector.build(name, options)
     return source, options
@@ -95,10 +98,10 @@ def run_source(
     with ExitStack() as feed:
         env: dict[str, str] | None = None
         if replay is not None:
-            env = dict(os.environ) | _replay(feed, source_connector(settings, name), replay, speed)
-        source, options = build_source(settings, name, env)
+            env = dict(os.environ) | _replay(feed, connector, replay, speed)
+        source, options = build_source(settings, name, env, connector)
         return _run_source(
-            settings, name, source, options, admin_port, admin_host, record, instance
+            settings, connector, name, source, options, admin_port, admin_host, record, instance
         )
 
 
@@ -122,6 +125,7 @@ def _replay(feed: ExitStack, connector: Connector, path: Path, speed: float) -> 
 
 def _run_source(
     settings: Settings,
+    connector: Connector,
     name: str,
     source: Source,
     options: Any,
@@ -138,7 +142,7 @@ def _run_source(
         raise StopError(f"source {name}: resource {missing[0]} is not configured")
     runtime_settings = settings.sources[name].runtime
     with ExitStack() as stack:
-        recorder = _recorder(settings, name, options, record) if record is not None else None
+        recorder = _recorder(connector, name, options, record) if record is not None else None
         if recorder is not None:
             stack.callback(recorder.close)
             log.info("recording every frame received to %s", record)
@@ -200,8 +204,7 @@ def _run_source(
     return stats
 
 
-def _recorder(settings: Settings, name: str, options: Any, path: Path) -> CaptureRecorder:
-    connector = source_connector(settings, name)
+def _recorder(connector: Connector, name: str, options: Any, path: Path) -> CaptureRecorder:
     spec = connector.spec.replay
     kept = recorded_settings(options, spec) if spec is not None else {}
     return CaptureRecorder(path, connector.name, kept, note=f"recorded by source {name}")
