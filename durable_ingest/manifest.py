@@ -6,9 +6,9 @@ extension points new code plugs into, as one JSON-ready dict; :func:`render`
 gives the stable text checked in as ``docs/manifest.json`` (its JSON Schema:
 ``docs/manifest.schema.json``; see docs/manifest.md).
 
-Pure: no writes, no network, no environment, no ``ingest.toml`` (names are
-those of a source named after its connector, with the built-in defaults), no
-timestamps or absolute paths: the same code gives the same text anywhere.
+Pure: no writes, no network, no environment, no ``ingest.toml`` (names are those of a source
+named after its connector, with the built-in defaults), no timestamps or absolute paths: the
+same code gives the same text anywhere.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic_core import to_jsonable_python
 
-from foundation import errors
+from foundation import config_load, errors
 from foundation.config import ClickHouseSettings, ResourceSettings, settings_from
 from sink_workers.run import table_name
 from sink_workers.tables import table_spec
@@ -281,9 +281,10 @@ def _target(
 def _settings(model: type[BaseModel], prefix: str) -> dict[str, Any]:
     docs = _attribute_docs(model)
     fields = {}
-    for name, info in model.model_fields.items():
+    variables = config_load.connector_variables(model, prefix)  # in the fields' order
+    for variable, (name, info) in zip(variables, model.model_fields.items(), strict=True):
         entry: dict[str, Any] = {
-            "env": f"{prefix}_{(info.alias or name).upper()}",
+            "env": variable,
             "type": _type_text(info.annotation),
             "required": info.is_required(),
             "secret": _is_secret(info.annotation),

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from foundation.config import (
     DEFAULT_CONFIG_FILE,
@@ -48,6 +48,16 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return result
 
 
+def connector_variables(model: type[BaseModel], prefix: str) -> dict[str, str]:
+    """The one naming rule of connector variables: ``<PREFIX>_<FIELD or its alias, upper
+    case>``, each to the name the model validates (the alias, if any):
+    ``{"COINBASE_WS_URL": "ws_url", "SUPABASE_SCHEMA": "schema", ...}``."""
+    return {
+        f"{prefix}_{(info.alias or field).upper()}": info.alias or field
+        for field, info in model.model_fields.items()
+    }
+
+
 def connector_settings(
     model: type[ModelT], prefix: str, env: Mapping[str, str] | None = None
 ) -> ModelT:
@@ -57,11 +67,10 @@ def connector_settings(
     into ``ws_url``. Raises :class:`ConfigError` naming the variable, never its value.
     """
     env = os.environ if env is None else env
-    names = {(info.alias or field): field for field, info in model.model_fields.items()}
     data = {
-        alias: env[f"{prefix}_{alias.upper()}"]
-        for alias in names
-        if f"{prefix}_{alias.upper()}" in env
+        name: env[variable]
+        for variable, name in connector_variables(model, prefix).items()
+        if variable in env
     }
     try:
         return model.model_validate(data)

@@ -32,7 +32,7 @@ from typing import Any
 
 from durable_ingest.commands import Subcommands
 from foundation.config import DEFAULT_CONFIG_FILE, ENV_CONFIG_FILE, ENV_PREFIX, Settings
-from foundation.config_load import connector_settings
+from foundation.config_load import connector_settings, connector_variables
 from foundation.errors import ConfigError, SchemaError
 from source_workers.connectors.defaults import with_connector_defaults
 from staging.compose import schema_catalog, staged_resources
@@ -219,10 +219,10 @@ def _refuse_unknown_variables(
 ) -> None:
     """A ``<PREFIX>_*`` variable that is no connector setting is a typo: the worker would
     silently ignore it (``COINBASE_PRODUCT`` for ``COINBASE_PRODUCTS``)."""
-    known = {(info.alias or field).upper() for field, info in model.model_fields.items()}
+    known = connector_variables(model, prefix)
     for variable in sorted(env):
-        if variable.startswith(f"{prefix}_") and variable[len(prefix) + 1 :] not in known:
-            names = ", ".join(f"{prefix}_{k}" for k in sorted(known))
+        if variable.startswith(f"{prefix}_") and variable not in known:
+            names = ", ".join(sorted(known))
             raise ConfigError(
                 f"source {source}: environment variable {variable} is not a {connector} "
                 f"setting (known: {names})"
