@@ -2,8 +2,8 @@
 
 ``ingest sink run`` (the CLI registers these options) and ``python -m
 sink_workers`` run :func:`handle` through :func:`foundation.process.run_handler`.
-Light on imports: the CLI builds its parser from here, and
-:mod:`sink_workers.run` is imported when a sink runs.
+The CLI builds its parser from here; :mod:`sink_workers.run` (the warehouse and
+its Kafka client) is imported only when a sink runs.
 """
 
 from __future__ import annotations

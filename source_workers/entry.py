@@ -2,8 +2,9 @@
 
 ``ingest source run`` (the CLI registers these options), ``python -m
 source_workers`` and a connector's ``workflow.py`` all run :func:`handle` through
-:func:`foundation.process.run_handler`. Light on imports: the CLI builds its
-parser from here, and :mod:`source_workers.run` is imported when a source runs.
+:func:`foundation.process.run_handler`. The CLI builds its parser from here;
+:mod:`source_workers.run` (the runtime, staging and its Kafka client) is imported
+only when a source runs.
 """
 
 from __future__ import annotations

@@ -108,8 +108,15 @@ and those that build and run images with podman (the ``containers`` mark)."""
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Marks by what a test needs, in one place: ``integration`` for every test under
     tests/integration and every contract test on a real broker (``-m "not integration and
-    not containers"`` is the fast subset), and the xdist groups of :data:`XDIST_GROUPS`."""
+    not containers"`` is the fast subset), and the xdist groups of :data:`XDIST_GROUPS`.
+
+    The grouped tests go first, the cluster's before podman's: each group runs in one
+    worker, one test after another (the cluster's take about six minutes), so a group
+    handed out late would finish after everything else."""
+    lanes: dict[str, int] = {group: rank for rank, group in enumerate(XDIST_GROUPS.values())}
+    ranks: list[int] = []
     for item in items:
+        ranks.append(len(lanes))
         params = getattr(item, "callspec", None)
         broker = params.params.get("test_broker") if params is not None else None
         if "integration" in item.path.parts or broker not in (None, "memory"):
@@ -117,6 +124,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for name, group in XDIST_GROUPS.items():
             if name in getattr(item, "fixturenames", ()) or item.get_closest_marker(name):
                 item.add_marker(pytest.mark.xdist_group(group))
+                ranks[-1] = lanes[group]
+    order = sorted(range(len(items)), key=ranks.__getitem__)  # stable: else as collected
+    items[:] = [items[i] for i in order]
 
 
 SHARED_BROKERS = "DURABLE_INGEST_TEST_SHARED_BROKERS"
