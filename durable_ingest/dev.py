@@ -179,7 +179,7 @@ class DevRun:
         return Worker(name, args, env, dev_dir / f"{name}.log")
 
     def _banner(self, bootstrap: str, replaying: bool, dev_dir: Path) -> None:
-        prefix = self.connector.env_prefix
+        prefix = self.connector.spec.env_prefix
         feed = f"capture {self.options.replay}" if replaying else f"the provider ({prefix}_*)"
         clickhouse = self.settings.clickhouse
         where = "embedded, " if clickhouse.embedded_path is not None else ""

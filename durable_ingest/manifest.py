@@ -231,7 +231,7 @@ def _connector(name: str, catalog: SchemaCatalog) -> dict[str, Any]:
             "control": _ref(source.control) if source.control is not None else None,
             "dead_letters": source.dead_letters,
         },
-        "settings": _settings(connector.settings_model, connector.env_prefix),
+        "settings": _settings(connector.spec.settings, connector.spec.env_prefix),
         "resources": resources,
         "replay": _replay(name, replay) if replay is not None else None,
     }

@@ -53,7 +53,7 @@ def build_source(
     """The configured source ``name`` and its connector settings (from ``env``, default
     the process environment); ``connector``: the source's, when already looked up."""
     connector = connector or source_connector(settings, name)
-    options = connector_settings(connector.settings_model, connector.env_prefix, env)
+    options = connector_settings(connector.spec.settings, connector.spec.env_prefix, env)
     source = connector.build(name, options)
     return source, options
 
@@ -90,7 +90,7 @@ def run_source(
             f"source {name} runs as instances {', '.join(declared_instances)}: pass --instance NAME"
         )
     connector = source_connector(settings, name)
-    if record is not None and connector.kind != "websocket":
+    if record is not None and connector.spec.kind != "websocket":
         raise StopError(
             f"--record captures websocket frames, and connector {connector.name} polls HTTP: "
             "it would write a capture with no frames, which no replay can play"

@@ -197,17 +197,17 @@ def _check_connectors(
         if only is not None and name != only:
             continue
         try:
-            options = connector_settings(connector.settings_model, connector.env_prefix, env)
+            options = connector_settings(connector.spec.settings, connector.spec.env_prefix, env)
         except ConfigError as exc:
             raise ConfigError(f"source {name}: {exc}") from None
         _refuse_unknown_variables(
-            name, connector.name, connector.settings_model, connector.env_prefix, env
+            name, connector.name, connector.spec.settings, connector.spec.env_prefix, env
         )
         reports.append(
             ConnectorReport(
                 source=name,
                 connector=connector.name,
-                env_prefix=connector.env_prefix,
+                env_prefix=connector.spec.env_prefix,
                 settings=masked(options.model_dump(mode="json", by_alias=True)),
             )
         )

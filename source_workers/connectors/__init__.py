@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from foundation.errors import ConfigError, SourceDefinitionError
 from source_workers.authoring import Source
-from source_workers.connectors.spec import ConnectorSpec, Kind
+from source_workers.connectors.spec import ConnectorSpec
 
 CONNECTORS: tuple[str, ...] = tuple(
     sorted(p.parent.name for p in Path(__file__).parent.glob("*/pipeline.py"))
@@ -43,18 +43,6 @@ class Connector:
 
     name: str
     spec: ConnectorSpec
-
-    @property
-    def settings_model(self) -> type[BaseModel]:
-        return self.spec.settings
-
-    @property
-    def env_prefix(self) -> str:
-        return self.spec.env_prefix
-
-    @property
-    def kind(self) -> Kind:
-        return self.spec.kind
 
     def build(self, name: str, settings: BaseModel | None = None) -> Source:
         """A fresh Source of this connector called ``name``."""

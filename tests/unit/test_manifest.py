@@ -95,7 +95,7 @@ def test_every_connector_and_resource_is_described(manifest: dict[str, Any]) -> 
         connector = load_connector(name)
         source = connector.build(name)
         entry = manifest["connectors"][name]
-        assert entry["kind"] == connector.kind
+        assert entry["kind"] == connector.spec.kind
         assert entry["source"]["dead_letters"] == source.dead_letters
         assert set(entry["resources"]) == {r.name for r in source.resources}
         for resource in source.resources:
@@ -163,9 +163,9 @@ def test_settings_env_names_are_the_ones_connector_settings_reads(
     connector_settings (aliases included), and nothing else."""
     for name, entry in manifest["connectors"].items():
         connector = load_connector(name)
-        model = connector.settings_model
+        model = connector.spec.settings
         fields = entry["settings"]["fields"]
-        assert entry["settings"]["env_prefix"] == connector.env_prefix
+        assert entry["settings"]["env_prefix"] == connector.spec.env_prefix
         assert set(fields) == set(model.model_fields)
         # Same names and aliases, no validators: each variable's effect is visible alone.
         probe: type[BaseModel] = create_model(
@@ -174,7 +174,7 @@ def test_settings_env_names_are_the_ones_connector_settings_reads(
             **{f: (Any, Field(None, alias=i.alias)) for f, i in model.model_fields.items()},
         )
         env = {fields[f]["env"]: f"value of {f}" for f in fields}
-        read = connector_settings(probe, connector.env_prefix, env)
+        read = connector_settings(probe, connector.spec.env_prefix, env)
         assert {f: getattr(read, f) for f in fields} == {f: f"value of {f}" for f in fields}
 
 
@@ -187,11 +187,11 @@ def test_settings_env_names_reach_the_real_models(manifest: dict[str, Any]) -> N
         supabase["anon_key"]["env"]: "anon",
         supabase["db_schema"]["env"]: "crm",
     }
-    model = load_connector("supabase").settings_model
+    model = load_connector("supabase").spec.settings
     assert connector_settings(model, "SUPABASE", env).db_schema == "crm"
     coinbase = manifest["connectors"]["coinbase"]["settings"]["fields"]
     env = {coinbase["products"]["env"]: "SOL-USD"}
-    model = load_connector("coinbase").settings_model
+    model = load_connector("coinbase").spec.settings
     assert connector_settings(model, "COINBASE", env).products == ("SOL-USD",)
 
 
@@ -202,7 +202,7 @@ def _has_secret(annotation: Any) -> bool:
 def test_secrets_are_marked_and_their_defaults_never_shown(manifest: dict[str, Any]) -> None:
     """SecretStr settings are secret with no default; a secret's default never reaches the text."""
     for name, entry in manifest["connectors"].items():
-        model = load_connector(name).settings_model
+        model = load_connector(name).spec.settings
         for field, info in model.model_fields.items():
             described = entry["settings"]["fields"][field]
             assert described["secret"] is _has_secret(info.annotation), field

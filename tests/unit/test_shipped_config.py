@@ -48,8 +48,8 @@ def test_every_worker_setting_is_shown(model: type[BaseModel]) -> None:
 def test_every_connector_variable_is_named(name: str) -> None:
     connector = load_connector(name)
     names = [
-        f"{connector.env_prefix}_{(field.alias or field_name).upper()}"
-        for field_name, field in connector.settings_model.model_fields.items()
+        f"{connector.spec.env_prefix}_{(field.alias or field_name).upper()}"
+        for field_name, field in connector.spec.settings.model_fields.items()
     ]
     assert [n for n in names if n not in TEXT] == []
 
