@@ -21,7 +21,7 @@ def _interrupted_while_starting(signum: int, frame: object) -> None:
 if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "ingest":
     # A Ctrl-C while Python imports the CLI and its settings: the same one line and exit
     # 130 as main() gives later, at once (an import interrupted inside pydantic-core's
-    # extension is a PanicException, not a KeyboardInterrupt). _main() puts Python's own
+    # extension is a PanicException, not a KeyboardInterrupt). _prepare() puts Python's own
     # handling back before it runs the command.
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
@@ -79,19 +79,9 @@ def for_operation(settings: Settings, log_level: str) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return _main(argv)
-    except KeyboardInterrupt:
-        # A Ctrl-C before a command installs its own handling (while starting up, say):
-        # one line, the shell's code for SIGINT, no traceback.
-        print("ingest: interrupted", file=sys.stderr)
-        return 130
+    from foundation.process import run_main
 
-
-def _main(argv: Sequence[str] | None) -> int:
-    from foundation.process import run_handler
-
-    return run_handler(_parser().parse_args(argv), _prepare)
+    return run_main(_parser, argv, _prepare)
 
 
 def _prepare(args: argparse.Namespace, settings: Settings) -> Settings:

@@ -95,11 +95,15 @@ def run_handler(args: argparse.Namespace, prepare: Prepare | None = None) -> int
         return 2
 
 
-def run_main(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """A worker entry point: parse ``argv`` and run the handler; Ctrl-C before the
-    handler installs its own handling is one line and exit 130."""
+def run_main(
+    parser: Callable[[], argparse.ArgumentParser],
+    argv: Sequence[str] | None,
+    prepare: Prepare | None = None,
+) -> int:
+    """A process's ``main``: build the parser, parse ``argv`` and run the handler; a Ctrl-C
+    before the handler installs its own handling is one line and exit 130."""
     try:
-        return run_handler(parser.parse_args(argv))
+        return run_handler(parser().parse_args(argv), prepare)
     except KeyboardInterrupt:
         print("ingest: interrupted", file=sys.stderr)
         return 130

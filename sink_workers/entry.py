@@ -63,7 +63,13 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sink_workers [--config F] [--log-level L] [options]``: the same process
     as ``ingest sink run``."""
-    parser = argparse.ArgumentParser(prog="python -m sink_workers", description="one sink process")
-    add_global_options(parser)
-    add_arguments(parser)
+
+    def parser() -> argparse.ArgumentParser:
+        built = argparse.ArgumentParser(
+            prog="python -m sink_workers", description="one sink process"
+        )
+        add_global_options(built)
+        add_arguments(built)
+        return built
+
     return run_main(parser, argv)

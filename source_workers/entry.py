@@ -15,7 +15,7 @@ from pathlib import Path
 
 from foundation.config import Settings
 from foundation.process import add_global_options, admin_port_option, data_dir_option, run_main
-from source_workers.replay_feed import SAMPLE
+from source_workers.replay_feed import add_replay_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,17 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write every websocket frame received to this new capture file "
         "(replay it with: ingest dev <connector> --replay FILE)",
     )
-    parser.add_argument(
-        "--replay",
-        nargs="?",
-        const=SAMPLE,
-        metavar="FILE",
-        help="feed the connector a captured feed over a local websocket instead of its "
-        "provider (offline); without FILE, the capture the connector ships",
-    )
-    parser.add_argument(
-        "--speed", type=float, default=1.0, help="with --replay: this many times faster (1)"
-    )
+    add_replay_options(parser)
     parser.add_argument(
         "--instance",
         default="",
@@ -80,12 +70,16 @@ def main(argv: Sequence[str] | None = None, *, source: str | None = None) -> int
     """``python -m source_workers [--config F] [--log-level L] SOURCE [options]``, or, with
     ``source`` (a connector's ``workflow.py``), the same without SOURCE: the same process
     as ``ingest source run``."""
-    prog = "python -m source_workers" if source is None else f"{source} workflow"
-    parser = argparse.ArgumentParser(prog=prog, description="one source process")
-    add_global_options(parser)
-    if source is None:
-        parser.add_argument("source", help="a configured source, or a connector name")
-    else:
-        parser.set_defaults(source=source)
-    add_arguments(parser)
+
+    def parser() -> argparse.ArgumentParser:
+        prog = "python -m source_workers" if source is None else f"{source} workflow"
+        built = argparse.ArgumentParser(prog=prog, description="one source process")
+        add_global_options(built)
+        if source is None:
+            built.add_argument("source", help="a configured source, or a connector name")
+        else:
+            built.set_defaults(source=source)
+        add_arguments(built)
+        return built
+
     return run_main(parser, argv)

@@ -6,6 +6,7 @@ Used by ``ingest dev --replay`` and ``ingest source run --replay`` alike.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from foundation.errors import CaptureError, StopError
@@ -14,6 +15,22 @@ from source_workers.connectors import Connector
 
 SAMPLE = "sample"
 """What ``--replay`` given without a file stands for: the capture the connector ships."""
+
+
+def add_replay_options(parser: argparse.ArgumentParser) -> None:
+    """``--replay [FILE]`` and ``--speed``, as ``ingest dev`` and ``ingest source run`` take
+    them (see :func:`replay_path` and :func:`check_speed`)."""
+    parser.add_argument(
+        "--replay",
+        nargs="?",
+        const=SAMPLE,
+        metavar="FILE",
+        help="feed the connector a captured feed over a local websocket instead of its "
+        "provider (offline); without FILE, the capture the connector ships",
+    )
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="with --replay: this many times faster (1)"
+    )
 
 
 def sample_capture(connector: str) -> Path:
@@ -61,7 +78,7 @@ def replay_env(
 ) -> dict[str, str]:
     """The connector's variables for a replay: the recorded settings (e.g. products) and
     its URLs pointed at the capture server."""
-    env = capture.header.env(connector.env_prefix, spec)
+    env = capture.header.env(connector.spec.env_prefix, spec)
     env[spec.websocket_env] = ws_url
     for name in spec.http_env:
         env[name] = http_url

@@ -13,7 +13,7 @@ from durable_ingest.commands import Subcommands
 from durable_ingest.stack import ENGINES
 from foundation.config import Settings
 from foundation.process import data_dir_option
-from source_workers.replay_feed import SAMPLE
+from source_workers.replay_feed import add_replay_options
 
 
 def register(commands: Subcommands) -> None:
@@ -22,17 +22,7 @@ def register(commands: Subcommands) -> None:
         help="run broker, source, sink and the embedded warehouse together, with live progress",
     )
     dev.add_argument("connector", help="the connector to run (e.g. coinbase)")
-    dev.add_argument(
-        "--replay",
-        nargs="?",
-        const=SAMPLE,
-        metavar="FILE",
-        help="play a captured feed through the connector over a local websocket "
-        "(offline); without FILE, the capture the connector ships",
-    )
-    dev.add_argument(
-        "--speed", type=float, default=1.0, help="replay this many times faster (default 1)"
-    )
+    add_replay_options(dev)
     dev.add_argument(
         "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long"
     )
