@@ -101,7 +101,8 @@ from foundation.config import ClickHouseSettings, KafkaSettings, settings_from
 from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.tables import TableSpec, table_spec
-from sink_workers.worker import SinkWorker, TableTarget
+from sink_workers.targets import TableTarget
+from sink_workers.worker import SinkWorker
 from staging.codec import HEADER_SIZE
 from staging.envelope import encode_value
 from staging.kafka.provider import KafkaStagingProvider

@@ -57,7 +57,7 @@ staging.protocol:StagingSession staging.kafka:KafkaStagingSession staging.memory
 staging.protocol:RecordWriter staging.kafka.writer:KafkaRecordWriter staging.memory.provider:MemoryRecordWriter
 staging.protocol:RecordReader staging.kafka.reader:KafkaRecordReader staging.memory.provider:MemoryRecordReader
 staging.checkpoints:CheckpointStore staging.kafka:KafkaCheckpointStore staging.memory:InMemoryCheckpointStore
-sink_workers.worker:Target sink_workers.worker:TableTarget sink_workers.stream:StreamTarget
+sink_workers.targets:Target sink_workers.targets:TableTarget sink_workers.targets:AvroTableTarget sink_workers.stream:StreamTarget
 """
 _CONTEXT_METHODS = ("checkpoint", "connect", "emit_raw", "sleep", "spawn", "stopping")
 _CONTEXT_ATTRIBUTES = {

@@ -155,6 +155,10 @@ class ClickHouseSettings(_Model):
     ca_cert: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    avro_input: bool = True
+    """Sinks hand the staged Avro to ClickHouse, which parses it (``FORMAT Avro``);
+    false: decode in Python and insert columns, several times slower (for a server
+    whose Avro input differs; see docs/type-mapping.md)."""
 
     @model_validator(mode="after")
     def _dsn(self) -> ClickHouseSettings:

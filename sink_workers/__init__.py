@@ -1,6 +1,8 @@
 """Sink workers: read staged batches, write them to their targets, then commit.
 
-:mod:`.tables` (Avro to ClickHouse), :mod:`.columns`, :mod:`.batching`,
+:mod:`.tables` (Avro to ClickHouse), :mod:`.columns`, :mod:`.containers`
+(staged bodies into Avro container files), :mod:`.batching`, :mod:`.targets`
+(ClickHouse tables: ClickHouse's Avro input, or the Python path),
 :mod:`.worker` (the loop: write, dead-letter, commit, checkpoint),
 :mod:`.stream` (Kafka targets), :mod:`.clickhouse` (the warehouse adapter)
 and :mod:`.run` with :mod:`.entry` (one sink process: ``ingest sink run``,
@@ -9,9 +11,11 @@ and :mod:`.run` with :mod:`.entry` (one sink process: ``ingest sink run``,
 
 from sink_workers.stream import StreamTarget
 from sink_workers.tables import TableSpec, table_spec
-from sink_workers.worker import RetryPolicy, SinkStats, SinkWorker, TableTarget, Target
+from sink_workers.targets import AvroTableTarget, TableTarget, Target, table_target
+from sink_workers.worker import RetryPolicy, SinkStats, SinkWorker
 
 __all__ = [
+    "AvroTableTarget",
     "RetryPolicy",
     "SinkStats",
     "SinkWorker",
@@ -20,4 +24,5 @@ __all__ = [
     "TableTarget",
     "Target",
     "table_spec",
+    "table_target",
 ]

@@ -24,7 +24,8 @@ from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.stream import StreamTarget, stream_resource
 from sink_workers.tables import table_spec
-from sink_workers.worker import RetryPolicy, SinkStats, SinkWorker, TableTarget, Target
+from sink_workers.targets import Target, table_target
+from sink_workers.worker import RetryPolicy, SinkStats, SinkWorker
 from staging.compose import checkpoint_store, schema_catalog, staged_resources, staging_provider
 from staging.protocol import StagingContext
 from staging.schemas import SchemaCatalog
@@ -146,7 +147,9 @@ def run_sink(
                     lock,
                 )
                 writer.ensure()
-                targets[resource.topic.name] = TableTarget(writer)
+                targets[resource.topic.name] = table_target(
+                    writer, resource.schema, avro_input=settings.clickhouse.avro_input
+                )
         if to_streams:
             out = stack.enter_context(
                 provider.allocate_session(

@@ -34,6 +34,8 @@ def stream_resource(resource: StagedResource, topic: str) -> StagedResource:
 class StreamTarget:
     """Writes records to their destination topic; returns once all are acknowledged."""
 
+    needs_records = True
+
     def __init__(self, writer: RecordWriter) -> None:
         self._writer = writer
 

@@ -231,3 +231,95 @@ def table_spec(
                 f"table {database}.{table}: order-by field {key!r} may not be nullable"
             )
     return TableSpec(database, table, tuple(columns), tuple(order_by))
+
+
+def avro_input_gaps(fields: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Fields (of a parsed Avro record schema) whose values ClickHouse's Avro input
+    would store other than the Python path does: such a resource is written
+    through the Python path. Measured type by type by
+    ``tests/integration/test_avro_input_types.py``; see docs/type-mapping.md."""
+    gaps: list[str] = []
+    for f in fields:
+        reason = _avro_input_gap(f["type"])
+        if reason is not None:
+            gaps.append(f"field {f['name']!r}: {reason}")
+    return gaps
+
+
+def _avro_input_gap(avro: Any) -> str | None:
+    if isinstance(avro, list):
+        branches = [b for b in avro if b != "null"]
+        if len(branches) < len(avro) and any(
+            isinstance(b, dict) and b.get("type") == "record" for b in branches
+        ):
+            return "a nullable record: the Python path refuses a null (no Tuple is nullable)"
+        return next((g for g in map(_avro_input_gap, branches) if g is not None), None)
+    if isinstance(avro, dict):
+        kind = avro.get("type")
+        if kind == "array":
+            return _avro_input_gap(avro["items"])
+        if kind == "map":
+            return _avro_input_gap(avro["values"])
+        if kind == "record":
+            return next(
+                (g for g in (_avro_input_gap(f["type"]) for f in avro["fields"]) if g), None
+            )
+    return None
+
+
+_MISSING = object()
+
+
+def writer_gaps(
+    writer_fields: Sequence[Mapping[str, Any]],
+    current_fields: Sequence[Mapping[str, Any]],
+    spec: TableSpec,
+) -> list[str]:
+    """Why ClickHouse's Avro input cannot write records of a writer schema into
+    ``spec`` (the table of the resource's current schema) as Avro's schema
+    resolution would; empty when it can.
+
+    It can when every writer field the table has maps to the column's type,
+    and every column the writer lacks takes its current schema's default, which
+    must then be ClickHouse's default for the column (null for a Nullable one;
+    0, "", false, [] or {} otherwise), since ClickHouse fills a missing field
+    with that. A writer field the table lacks is skipped, as the Python path
+    skips it."""
+    gaps = avro_input_gaps(writer_fields)
+    columns = {c.name: c for c in spec.columns}
+    named: dict[str, str] = {}
+    for f in writer_fields:
+        try:
+            have = clickhouse_type(f["type"], f["name"], named)
+        except SchemaEvolutionError as exc:
+            gaps.append(str(exc))
+            continue
+        column = columns.get(f["name"])
+        if column is not None and _normalise(have) != _normalise(column.type):
+            gaps.append(f"field {f['name']!r} is {have} here but {column.type} in the table")
+    written = {f["name"] for f in writer_fields}
+    defaults = {f["name"]: f.get("default", _MISSING) for f in current_fields}
+    for column in spec.columns:
+        if column.name in written:
+            continue
+        default = defaults.get(column.name, _MISSING)
+        nullable = "Nullable(" in column.type
+        zero = default is None if nullable else _is_zero(default, column.type)
+        if not zero:
+            shown = "none" if default is _MISSING else repr(default)
+            gaps.append(
+                f"field {column.name!r} is missing here and its default ({shown}) is not "
+                f"ClickHouse's default for {column.type}"
+            )
+    return gaps
+
+
+def _is_zero(default: Any, type_name: str) -> bool:
+    """Whether an Avro default equals what ClickHouse fills a non-Nullable column with."""
+    if default is _MISSING or default is None or type_name.startswith(_NO_ZERO_DEFAULT):
+        return False
+    return bool(default in (0, "", [], {}))  # False == 0 and 0.0 == 0 too
+
+
+# ClickHouse's default of these has no Avro default that equals it.
+_NO_ZERO_DEFAULT = ("Tuple(", "UUID", "FixedString(")

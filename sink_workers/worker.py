@@ -2,8 +2,8 @@
 
 For every batch the reader yields, in this order:
 
-1. records are grouped per partition and inserted, each group with its
-   deterministic deduplication token; a transient warehouse error is retried
+1. records are grouped per partition and writer schema and inserted, each
+   group with its deterministic deduplication token; a transient warehouse error is retried
    with backoff (same token) until ``RetryPolicy.give_up_after_s``;
 2. a group the warehouse refuses for its content is split in halves until the
    refused records are isolated; those, and records that could not even be
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from foundation.backoff import Backoff
 from foundation.clock import SYSTEM_CLOCK, Clock
@@ -39,47 +39,15 @@ from foundation.errors import (
 from foundation.log_throttle import LogThrottle, held_back
 from foundation.metrics import Metrics
 from sink_workers.batching import InsertBatch, by_partition
-from sink_workers.columns import to_columns
 from sink_workers.sink_metrics import declare_series, publish_lag
-from sink_workers.tables import TableSpec
+from sink_workers.targets import Target
 from staging.checkpoints import CheckpointStore, partition_slot
 from staging.deadletters import DeadLetter
-from staging.decoder import StagedRecord
-from staging.envelope import encode_value
 from staging.offsets import Partition
 from staging.protocol import RecordReader, StagedBatch, StagingSession
 from staging.times import to_micros
 
 log = logging.getLogger(__name__)
-
-
-class Target(Protocol):
-    """Where a resource's records go: a ClickHouse table or another stream.
-
-    ``write`` raises a :class:`BackoffError` or :class:`RetryError` for a
-    transient failure (the worker retries the same records and token) and a
-    :class:`DeadLetterError` when the records themselves are refused (the
-    worker splits them to isolate the bad ones).
-    """
-
-    def write(self, records: Sequence[StagedRecord], token: str) -> int: ...
-
-
-class TableTarget:
-    """A ClickHouse table: records into columns, one deduplicated insert."""
-
-    def __init__(self, table: TableWriter) -> None:
-        self.table = table
-
-    def write(self, records: Sequence[StagedRecord], token: str) -> int:
-        columns = to_columns([r.record for r in records], self.table.spec)
-        return self.table.insert(columns, token)
-
-
-class TableWriter(Protocol):
-    spec: TableSpec
-
-    def insert(self, columns: Sequence[Sequence[Any]], token: str) -> int: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +100,9 @@ class SinkWorker:
         missing = set(self._resource_of) - set(targets)
         if missing:
             raise StopError(f"no target for staged topics {sorted(missing)}")
+        self._decode = any(targets[topic].needs_records for topic in self._resource_of)
+        """Decode while reading only for a target that reads records: the others
+        hand the staged bodies on (ClickHouse's Avro input parses them)."""
         self._chunk_size = chunk_size
         self._retry = retry or RetryPolicy()
         self._max_ratio = max_dead_letter_ratio
@@ -190,6 +161,7 @@ class SinkWorker:
             poll_timeout_s=0.5,
             idle_timeout_s=idle_timeout_s,
             on_corrupt="collect",
+            decode=self._decode,
         ):
             letters = self.write(batch)
             if letters:
@@ -318,7 +290,7 @@ class SinkWorker:
                     DeadLetter(
                         self._resource_of[record.topic],
                         record.key,
-                        encode_value(record.schema, record.record),
+                        record.value,
                         tuple(record.headers),
                         str(exc),
                         _code_of(exc),
@@ -373,17 +345,27 @@ class SinkWorker:
             )
             self.metrics.inc("sink_rows_written_total", rows, labels, help="Rows inserted")
             self.metrics.inc("sink_batches_written_total", 1, labels, help="Inserts that succeeded")
-            time_field = self._time_field.get(group.topic)
-            if time_field is not None:
-                newest = group.records[-1].record.get(time_field)
-                if newest is not None:
-                    self.metrics.set(
-                        "sink_freshness_seconds",
-                        (self._clock.wall_us() - to_micros(newest)) / 1e6,
-                        labels,
-                        help="Event time of the newest written record to now",
-                    )
+            self._observe_freshness(group, labels)
             return
+
+    def _observe_freshness(self, group: InsertBatch, labels: dict[str, str]) -> None:
+        """The newest written record's event time to now. Decodes that one record
+        when the reader did not (a body ClickHouse accepted but Python cannot
+        read leaves the metric as it was)."""
+        time_field = self._time_field.get(group.topic)
+        if time_field is None:
+            return
+        try:
+            newest = group.records[-1].record.get(time_field)
+        except CorruptRecordError:
+            return
+        if newest is not None:
+            self.metrics.set(
+                "sink_freshness_seconds",
+                (self._clock.wall_us() - to_micros(newest)) / 1e6,
+                labels,
+                help="Event time of the newest written record to now",
+            )
 
 
 def _code_of(error: Exception) -> str:

@@ -1,8 +1,12 @@
 """Staged bytes back into records: the reading half of the wire format.
 
-The value is decoded at once (its schema found by fingerprint); headers are
-read only when asked for, because fetching a Kafka record's headers costs
-more than the rest of consuming it. Pure code: no I/O.
+A reader either decodes each value at once (:meth:`EnvelopeDecoder.decode`)
+or only recognises it (:meth:`EnvelopeDecoder.frame`: the single-object
+marker and a known fingerprint, nothing more), for a sink that hands the
+bodies to ClickHouse's own Avro parser; such a record decodes when its
+``record`` is read. Either way its schema is found by fingerprint and its
+headers are read only when asked for, because fetching a Kafka record's
+headers costs more than the rest of consuming it. Pure code: no I/O.
 """
 
 from __future__ import annotations
@@ -90,8 +94,26 @@ class StagedRecord(NamedTuple):
     offset: int
     key: bytes | None
     schema: StagedSchema
-    record: dict[str, Any]
+    value: bytes
+    """The staged value as read: single-object header and Avro body."""
     source: HeaderSource
+    decoded: dict[str, Any] | None = None
+    """The value decoded, when the reader decoded it (else None: see :attr:`record`)."""
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The decoded value: as the reader decoded it, or decoded now (each time it is
+        read). Raises :class:`CorruptRecordError` for a body that does not decode."""
+        if self.decoded is not None:
+            return self.decoded
+        return decode_body(
+            self.schema, self.topic, self.partition, self.offset, self.key, self.value, self.source
+        )
+
+    @property
+    def body(self) -> bytes:
+        """The Avro body: the value past its single-object header."""
+        return self.value[HEADER_SIZE:]
 
     @property
     def headers(self) -> RawHeaders:
@@ -140,12 +162,60 @@ class StagedRecord(NamedTuple):
         return None if carried is None else carried.at(self.topic, self.partition, self.offset)
 
 
+def decode_body(
+    schema: StagedSchema,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes,
+    source: HeaderSource,
+) -> dict[str, Any]:
+    """The Avro body of a value whose header names ``schema``, decoded; every byte
+    must belong to the record. Raises :class:`CorruptRecordError` naming it."""
+    try:
+        buf = io.BytesIO(value)
+        buf.seek(HEADER_SIZE)
+        record: dict[str, Any] = fastavro.schemaless_reader(buf, schema.parsed, None)  # type: ignore[assignment]  # a record schema decodes to a dict
+        if buf.tell() != len(value):
+            raise ValueError(f"{len(value) - buf.tell()} trailing bytes after the Avro record")
+    except _DECODE_ERRORS as exc:
+        raise corrupt(
+            topic,
+            partition,
+            offset,
+            str(exc) or type(exc).__name__,
+            key=key,
+            value=value,
+            headers=source.headers(),
+        ) from exc
+    return record
+
+
 class EnvelopeDecoder:
     """Staged values back into records, finding each schema by its fingerprint."""
 
     def __init__(self, catalog: SchemaCatalog) -> None:
         self.catalog = catalog
         self._last: StagedSchema | None = None
+
+    def frame(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        source: HeaderSource,
+    ) -> StagedRecord:
+        """Recognise one staged value without decoding its body: the single-object
+        marker and a fingerprint the catalog knows. Raises :class:`CorruptRecordError`
+        for a value that is not a single object, :class:`UnknownSchemaError` for an
+        unknown fingerprint. A body that does not match its schema is not seen here."""
+        schema = self._last
+        if value is None or schema is None or not value.startswith(schema.header):
+            schema, value = self._recognise(topic, partition, offset, key, value, source)
+        return StagedRecord(topic, partition, offset, key, schema, value, source)
 
     def decode(
         self,
@@ -157,40 +227,41 @@ class EnvelopeDecoder:
         source: HeaderSource,
     ) -> StagedRecord:
         """Decode one staged record; raises :class:`CorruptRecordError` naming it."""
-        try:
-            if value is None:
-                raise ValueError("value is empty (null)")
-            schema = self._last
-            if schema is None or not value.startswith(schema.header):
-                if value[:2] != MAGIC or len(value) < HEADER_SIZE:
-                    raise ValueError(
-                        f"value of {len(value)} bytes does not start with the Avro "
-                        "single-object marker c301"
-                    )
-                schema = self.catalog.by_header(value[:HEADER_SIZE])
-                if schema is None:
-                    raise UnknownSchemaError(
-                        f"staged record {topic}[{partition}]@{offset} has schema fingerprint "
-                        f"{value[2:HEADER_SIZE].hex()}, which no file in the schemas folder has: "
-                        "add that schema version (old versions must stay) and restart",
-                        topic=topic,
-                        partition=partition,
-                        offset=offset,
-                    )
-                self._last = schema  # consecutive records almost always share a schema
-            buf = io.BytesIO(value)
-            buf.seek(HEADER_SIZE)
-            record = fastavro.schemaless_reader(buf, schema.parsed, None)
-            if buf.tell() != len(value):
-                raise ValueError(f"{len(value) - buf.tell()} trailing bytes after the Avro record")
-        except _DECODE_ERRORS as exc:
+        schema = self._last
+        if value is None or schema is None or not value.startswith(schema.header):
+            schema, value = self._recognise(topic, partition, offset, key, value, source)
+        record = decode_body(schema, topic, partition, offset, key, value, source)
+        return StagedRecord(topic, partition, offset, key, schema, value, source, record)
+
+    def _recognise(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        source: HeaderSource,
+    ) -> tuple[StagedSchema, bytes]:
+        """The schema a value's header names (and the value, known not to be None)."""
+        if value is None or value[:2] != MAGIC or len(value) < HEADER_SIZE:
+            reason = (
+                "value is empty (null)"
+                if value is None
+                else f"value of {len(value)} bytes does not start with the Avro "
+                "single-object marker c301"
+            )
             raise corrupt(
-                topic,
-                partition,
-                offset,
-                str(exc) or type(exc).__name__,
-                key=key,
-                value=value,
-                headers=source.headers(),
-            ) from exc
-        return StagedRecord(topic, partition, offset, key, schema, record, source)  # type: ignore[arg-type]  # a record schema decodes to a dict
+                topic, partition, offset, reason, key=key, value=value, headers=source.headers()
+            )
+        schema = self.catalog.by_header(value[:HEADER_SIZE])
+        if schema is None:
+            raise UnknownSchemaError(
+                f"staged record {topic}[{partition}]@{offset} has schema fingerprint "
+                f"{value[2:HEADER_SIZE].hex()}, which no file in the schemas folder has: "
+                "add that schema version (old versions must stay) and restart",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
+        self._last = schema  # consecutive records almost always share a schema
+        return schema, value

@@ -172,6 +172,7 @@ class RecordReader(Protocol):
         poll_timeout_s: float = 1.0,
         idle_timeout_s: float | None = None,
         on_corrupt: OnCorrupt = "raise",
+        decode: bool = True,
     ) -> Iterator[StagedBatch]:
         """Yield batches of at most ``chunk_size`` records.
 
@@ -180,7 +181,11 @@ class RecordReader(Protocol):
         undecodable record raises :class:`CorruptRecordError` and the reader
         rewinds so that nothing before it is skipped; with ``"collect"`` it
         travels in :attr:`StagedBatch.corrupt` and its offset is committed
-        with the batch.
+        with the batch. With ``decode=False`` values are only recognised
+        (:meth:`~staging.decoder.EnvelopeDecoder.frame`: marker and a known
+        fingerprint) and their bodies left to whoever parses them, so a body
+        that does not match its schema is not found here; such records
+        decode when their ``record`` is read.
         """
         ...
 

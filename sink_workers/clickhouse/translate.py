@@ -3,7 +3,7 @@
 * transient (network, timeouts, TOO_MANY_PARTS, memory limits, read-only
   replicas, unknown insert status): :class:`WarehouseUnavailableError`, back
   off and retry the identical batch (same deduplication token);
-* the batch's content was refused (parse, type, overflow): :class:`BatchRejectedError`,
+* the batch's content was refused (parse, type, overflow, Avro bytes): :class:`BatchRejectedError`,
   split the batch to isolate the bad records;
 * anything else (unknown table, access denied...): :class:`WarehouseError`, stop.
 """
@@ -55,6 +55,9 @@ CONTENT_CODES = frozenset(
     }
 )
 
+STD_EXCEPTION = 1001
+"""Also content when it is ClickHouse's Avro parser refusing bytes (``avro::Exception``)."""
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
@@ -75,7 +78,7 @@ def warehouse_call(what: str) -> Iterator[None]:
         code = getattr(exc, "code", None)
         if code in TRANSIENT_CODES:
             raise WarehouseUnavailableError(f"{what}: {_first_line(exc)}", code=code) from None
-        if code in CONTENT_CODES:
+        if code in CONTENT_CODES or (code == STD_EXCEPTION and "avro::" in str(exc)):
             raise BatchRejectedError(f"{what}: {_first_line(exc)}", code=code) from None
         raise WarehouseError(f"{what}: {_first_line(exc)}") from None
     except ClickHouseError as exc:

@@ -3,10 +3,11 @@
 ``ensure()`` creates the database and table from the resource's schema, or
 brings an existing table forward (new optional fields add columns; an
 incompatible change stops with the field and both types). ``insert()`` sends
-one column-oriented insert with ``async_insert=0``, ``insert_deduplicate=1``
-and the batch's deterministic ``insert_deduplication_token``: a retried batch
-with the same token is dropped by the server inside the table's
-deduplication window.
+one column-oriented insert, and ``insert_avro()`` one Avro container file
+that ClickHouse parses itself (``FORMAT Avro``); both with ``async_insert=0``,
+``insert_deduplicate=1`` and the batch's deterministic
+``insert_deduplication_token``: a retried batch with the same token is dropped
+by the server inside the table's deduplication window.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ log = logging.getLogger(__name__)
 def insert_settings(token: str) -> dict[str, Any]:
     """Per-insert settings: synchronous, deduplicated by ``token``."""
     return {"async_insert": 0, "insert_deduplicate": 1, "insert_deduplication_token": token}
+
+
+AVRO_INPUT_SETTINGS = {"input_format_avro_allow_missing_fields": 1}
+"""A column the writer schema lacks (an older version) takes its ClickHouse default;
+:func:`sink_workers.tables.writer_gaps` sends writers for which that is wrong
+down the Python path."""
 
 
 class ClickHouseTableWriter:
@@ -80,5 +87,23 @@ class ClickHouseTableWriter:
                 database=spec.database,
                 column_oriented=True,
                 settings=insert_settings(token),
+            )
+        return rows
+
+    def insert_avro(self, container: bytes, rows: int, token: str) -> int:
+        """Insert one Avro Object Container File of ``rows`` records (columns by
+        field name); ClickHouse parses it. Deduplicated by ``token``."""
+        spec = self.spec
+        if rows == 0:
+            return 0
+        with (
+            warehouse_call(f"inserting {rows} Avro records into {spec.database}.{spec.table}"),
+            self._lock,
+        ):
+            self._client.raw_insert(
+                spec.qualified,
+                insert_block=container,
+                fmt="Avro",
+                settings={**insert_settings(token), **AVRO_INPUT_SETTINGS},
             )
         return rows

@@ -97,11 +97,12 @@ class KafkaRecordReader:
         poll_timeout_s: float = 1.0,
         idle_timeout_s: float | None = None,
         on_corrupt: OnCorrupt = "raise",
+        decode: bool = True,
     ) -> Iterator[StagedBatch]:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
         self._check_open()
-        decode = self._decoder.decode
+        recognise = self._decoder.decode if decode else self._decoder.frame
         idle_since = started = self._clock.monotonic()
         while not self._stopping:
             try:
@@ -123,7 +124,7 @@ class KafkaRecordReader:
                 try:
                     # The message itself is the header source: headers are
                     # fetched only if someone asks (they cost more than the rest).
-                    record = decode(
+                    record = recognise(
                         topic, partition, offset, message.key(), message.value(), message
                     )
                 except CorruptRecordError as exc:

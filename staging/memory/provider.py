@@ -105,10 +105,12 @@ class MemoryRecordReader:
         poll_timeout_s: float = 1.0,
         idle_timeout_s: float | None = None,
         on_corrupt: OnCorrupt = "raise",
+        decode: bool = True,
     ) -> Iterator[StagedBatch]:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
         self._check_open()
+        recognise = self._decoder.decode if decode else self._decoder.frame
         idle_since = self._clock.monotonic()
         while not self._stopping:
             self._rebalance()
@@ -124,7 +126,7 @@ class MemoryRecordReader:
                     offset = start + i
                     try:
                         records.append(
-                            self._decoder.decode(
+                            recognise(
                                 part.topic,
                                 part.partition,
                                 offset,

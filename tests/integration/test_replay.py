@@ -41,7 +41,8 @@ from sink_workers.clickhouse.query import ReadOnlyQuery
 from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.tables import Column, TableSpec, table_spec
-from sink_workers.worker import SinkWorker, TableTarget
+from sink_workers.targets import TableTarget
+from sink_workers.worker import SinkWorker
 from staging.kafka.provider import KafkaStagingProvider
 from staging.kafka.scan import TopicScanner
 from staging.protocol import StagingContext

@@ -75,6 +75,7 @@ SURFACE: dict[str, list[str]] = {
     ],
     "source_workers.transport": ["masked_url"],
     "sink_workers": [
+        "AvroTableTarget",
         "RetryPolicy",
         "SinkStats",
         "SinkWorker",
@@ -83,6 +84,7 @@ SURFACE: dict[str, list[str]] = {
         "TableTarget",
         "Target",
         "table_spec",
+        "table_target",
     ],
     "sink_workers.clickhouse": [],
     "schemas": ["SCHEMAS_DIR"],

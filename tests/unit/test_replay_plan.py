@@ -457,8 +457,9 @@ def staged(offset: int, trade_id: int, partition: int = 0) -> StagedRecord:
         offset,
         None,
         None,  # type: ignore[arg-type]  # the schema is not needed here
-        {"product_id": "BTC-USD", "trade_id": trade_id},
+        b"",
         FixedHeaders(()),
+        {"product_id": "BTC-USD", "trade_id": trade_id},
     )
 
 

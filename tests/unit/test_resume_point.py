@@ -95,8 +95,9 @@ def test_the_encoder_stamps_sequence_and_earlier_writes() -> None:
             0,
             envelope.key,
             None,
-            {},
+            envelope.value,
             FixedHeaders(tuple(envelope.headers)),
+            {},
         )
         return record.carried()
 

@@ -11,7 +11,8 @@ from foundation.clock import ManualClock
 from foundation.errors import BatchRejectedError, StopError, WarehouseUnavailableError
 from sink_workers.sink_metrics import publish_lag
 from sink_workers.tables import TableSpec, table_spec
-from sink_workers.worker import RetryPolicy, SinkWorker, TableTarget
+from sink_workers.targets import TableTarget
+from sink_workers.worker import RetryPolicy, SinkWorker
 from staging.checkpoints import partition_entries, resume_point
 from staging.deadletters import H_CODE, H_ORIGIN, H_REASON
 from staging.memory import InMemoryCheckpointStore, MemoryStagingProvider
