@@ -100,9 +100,12 @@ class SinkWorker:
         missing = set(self._resource_of) - set(targets)
         if missing:
             raise StopError(f"no target for staged topics {sorted(missing)}")
-        self._decode = any(targets[topic].needs_records for topic in self._resource_of)
+        self._decode = any(
+            getattr(targets[topic], "needs_records", True) for topic in self._resource_of
+        )
         """Decode while reading only for a target that reads records: the others
-        hand the staged bodies on (ClickHouse's Avro input parses them)."""
+        hand the staged bodies on (ClickHouse's Avro input parses them). A target
+        that does not say decodes (targets written before ``needs_records`` existed)."""
         self._chunk_size = chunk_size
         self._retry = retry or RetryPolicy()
         self._max_ratio = max_dead_letter_ratio

@@ -29,6 +29,7 @@ def read(
     commit: bool = False,
     on_corrupt: str = "raise",
     into: list[StagedBatch] | None = None,
+    decode: bool = True,
 ) -> list[StagedBatch]:
     """Batches until ``want`` records (plus corrupt ones) arrived or the timeout passed;
     with ``into``, each batch is appended there as it arrives (kept if a read raises)."""
@@ -37,7 +38,7 @@ def read(
     deadline = time.monotonic() + timeout_s
     while got < want and time.monotonic() < deadline:
         for batch in reader.iter_batches(
-            500, poll_timeout_s=0.2, idle_timeout_s=1.0, on_corrupt=on_corrupt
+            500, poll_timeout_s=0.2, idle_timeout_s=1.0, on_corrupt=on_corrupt, decode=decode
         ):  # type: ignore[arg-type]
             batches.append(batch)
             got += len(batch.records) + len(batch.corrupt)
@@ -240,6 +241,31 @@ def test_corrupt_bytes_raise_then_can_be_collected(
         for batch in delivered + batches:
             reader.commit(batch)
         assert sum(reader.committed().values()) == 401
+
+
+def test_an_undecoded_read_recognises_values_and_decodes_on_demand(
+    harness: Harness, catalog: SchemaCatalog
+) -> None:
+    """``decode=False``: values keep their bytes and schema, undecoded; reading ``record``
+    decodes them to the same rows. A value that is not a single object is still found
+    while reading; a body that does not match its schema is not (its reader finds it)."""
+    ctx = context(catalog, partitions=1)
+    resource = ctx.resources[0]
+    wrong_body = resource.schema.header + b"\xff\xff"
+    with harness.provider.allocate_session(ctx) as session:
+        session.writer().write_batch(trades(30))
+        harness.raw_append(resource.topic.name, 0, b"k", b"not avro at all")
+        harness.raw_append(resource.topic.name, 0, b"k", wrong_body)
+        batches = read(session.reader(), 32, on_corrupt="collect", decode=False)
+    records = [r for b in batches for r in b.records]
+    assert len(records) == 31 and all(r.decoded is None for r in records)
+    assert all(r.schema is resource.schema for r in records)
+    assert [r.record["trade_id"] for r in records[:30]] == [t["trade_id"] for t in trades(30)]
+    assert records[30].value == wrong_body and records[30].body == b"\xff\xff"
+    with pytest.raises(CorruptRecordError, match=r"@31 cannot be decoded"):
+        _ = records[30].record
+    (bad,) = [c for b in batches for c in b.corrupt]
+    assert bad.value == b"not avro at all" and bad.offset == 30
 
 
 def test_closed_session_refuses_work(harness: Harness, catalog: SchemaCatalog) -> None:

@@ -1,4 +1,5 @@
-"""Writing staged records into the real ClickHouse engine: tables, dedup tokens, migrations."""
+"""Writing staged records into the real ClickHouse engine: tables, dedup tokens, migrations,
+both write paths (columns, and ClickHouse's Avro input) and older writer schemas."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ from foundation.errors import BatchRejectedError, SchemaEvolutionError
 from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.columns import to_columns
+from sink_workers.containers import ContainerFormat
 from sink_workers.tables import TableSpec, table_spec
+from sink_workers.targets import AvroTableTarget, table_target
+from sink_workers.worker import SinkWorker
 from staging.decoder import EnvelopeDecoder, FixedHeaders
-from staging.envelope import EnvelopeEncoder
-from staging.schemas import SchemaCatalog
-from tests.helpers import trade_resource, trades
+from staging.envelope import EnvelopeEncoder, encode_value
+from staging.memory import MemoryStagingProvider
+from staging.protocol import StagingContext
+from staging.resource import StagedResource
+from staging.schemas import SchemaCatalog, StagedSchema
+from tests.helpers import trade_resource, trades, unique
 
 
 @pytest.fixture
@@ -123,3 +130,125 @@ def test_content_the_table_refuses_is_a_rejected_batch(
     with pytest.raises(BatchRejectedError):
         writer.insert(columns, "bad")
     assert client.command(f"SELECT count() FROM {writer.spec.qualified}") == 0
+
+
+def staged_values(catalog: SchemaCatalog, n: int) -> list[bytes]:
+    resource = trade_resource(catalog)
+    batch = EnvelopeEncoder(resource, max_record_bytes=1_000_000).encode_batch(
+        trades(n), ingest_time_us=1
+    )
+    return [e.value for e in batch]
+
+
+def test_a_retried_avro_insert_with_the_same_token_is_dropped(
+    client: Client, catalog: SchemaCatalog
+) -> None:
+    """ClickHouse's Avro input deduplicates by token like a column insert: the same
+    container three times with one token is stored once."""
+    writer = ClickHouseTableWriter(client, spec_for(catalog))
+    writer.ensure()
+    container = ContainerFormat(catalog.load("coinbase/matches.avsc")).container(
+        staged_values(catalog, 20)
+    )
+    for _ in range(3):
+        assert writer.insert_avro(container, 20, "ingest.coinbase.matches:1:100-119") == 20
+    assert client.command(f"SELECT count() FROM {writer.spec.qualified}") == 20
+    writer.insert_avro(container, 20, "ingest.coinbase.matches:1:120-139")
+    assert client.command(f"SELECT count() FROM {writer.spec.qualified}") == 40
+    assert client.command(f"SELECT count() FROM {writer.spec.qualified} FINAL") == 20
+
+
+def test_avro_bytes_clickhouse_cannot_parse_are_a_rejected_batch(
+    client: Client, catalog: SchemaCatalog
+) -> None:
+    """A container with a body that is not its schema is refused as content (the worker
+    isolates the record), with ClickHouse's own reason, and nothing of it is stored."""
+    writer = ClickHouseTableWriter(client, spec_for(catalog))
+    writer.ensure()
+    schema = catalog.load("coinbase/matches.avsc")
+    values = staged_values(catalog, 5)
+    values[2] = schema.header + b"\xff" * 12
+    with pytest.raises(BatchRejectedError, match=r"avro::Exception") as info:
+        writer.insert_avro(ContainerFormat(schema).container(values), 5, "bad")
+    assert info.value.code == 1001
+    assert client.command(f"SELECT count() FROM {writer.spec.qualified}") == 0
+
+
+def test_records_of_older_writer_schemas_interleaved_are_all_written(
+    client: Client, catalog: SchemaCatalog
+) -> None:
+    """Three writer versions interleaved in one partition of one batch, the table made from
+    the newest. One lacking a nullable field goes through ClickHouse's Avro input and gets
+    NULL; one lacking a field whose default is 5 (ClickHouse would write 0) is decoded here
+    with Avro's schema resolution and gets 5. Nothing is dropped."""
+    note = {"name": "note", "type": ["null", "string"], "default": None}
+    level = {"name": "level", "type": "long", "default": 5}
+    versions = [
+        StagedSchema.from_json(
+            {"type": "record", "name": "Row", "namespace": f"evolve.v{i}", "fields": fields},
+            f"evolve/v{i}.avsc",
+        )
+        for i, fields in enumerate(
+            [[{"name": "id", "type": "long"}], [{"name": "id", "type": "long"}, level], None]
+        )
+        if fields is not None
+    ]
+    current = StagedSchema.from_json(
+        {
+            "type": "record",
+            "name": "Row",
+            "namespace": "evolve.v2",
+            "fields": [{"name": "id", "type": "long"}, level, note],
+        },
+        "evolve/v2.avsc",
+    )
+    only_id, no_note = versions
+    for schema in (only_id, no_note, current):
+        catalog.register(schema)
+    resource = StagedResource.define(
+        source=unique("src"),
+        name="rows",
+        schema=current,
+        key=("id",),
+        id_fields=("id",),
+        partitions=1,
+    )
+    provider = MemoryStagingProvider(catalog=catalog)
+    rows = {
+        0: (only_id, {"id": 0}),
+        1: (current, {"id": 1, "level": 7, "note": "new"}),
+        2: (no_note, {"id": 2, "level": 8}),
+        3: (only_id, {"id": 3}),
+        4: (no_note, {"id": 4, "level": 9}),
+        5: (current, {"id": 5, "level": 1, "note": None}),
+    }
+    provider.ensure_topics([resource])
+    for schema, row in rows.values():
+        provider.broker.append(
+            resource.topic.name, None, encode_value(schema, row), (), partition=0
+        )
+    spec = table_spec(
+        current.parsed["fields"],
+        database=f"evolve_{uuid.uuid4().hex[:8]}",
+        table="rows",
+        order_by=("id",),
+    )
+    writer = ClickHouseTableWriter(client, spec)
+    writer.ensure()
+    target = table_target(writer, current)
+    assert type(target) is AvroTableTarget
+    context = StagingContext(source=resource.source, resources=(resource,))
+    with provider.allocate_session(context) as session:
+        worker = SinkWorker(session, {resource.topic.name: target}, sleep=lambda s: None)
+        worker.run(idle_timeout_s=0.05)
+    assert worker.stats.rows_written == 6 and worker.stats.dead_letters == 0
+    got = client.query(f"SELECT id, level, note FROM {spec.qualified} ORDER BY id").result_rows
+    assert got == [
+        (0, 5, None),
+        (1, 7, "new"),
+        (2, 8, None),
+        (3, 5, None),
+        (4, 9, None),
+        (5, 1, None),
+    ]
+    assert client.command(f"SELECT count() FROM {spec.qualified}") == 6

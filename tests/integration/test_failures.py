@@ -142,6 +142,8 @@ def test_sink_retrying_longer_than_the_poll_interval_stays_in_the_group(
     written: list[int] = []
 
     class FlakyTarget:
+        needs_records = True
+
         def write(self, records: Any, token: str) -> int:
             if down_until[0] == 0.0:
                 down_until[0] = time.monotonic() + 14  # longer than max.poll.interval.ms

@@ -69,6 +69,8 @@ def trades_config(tmp: Path, kafka: KafkaSettings, source: str) -> Path:
 class Target:
     """A sink target that keeps what it was given, refusing the trade ids in ``refuse``."""
 
+    needs_records = True
+
     def __init__(self, refuse: Sequence[int] = ()) -> None:
         self.refuse = set(refuse)
         self.written: list[int] = []

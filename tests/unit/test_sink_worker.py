@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import fastavro
 import pytest
 
 from foundation.clock import ManualClock
 from foundation.errors import BatchRejectedError, StopError, WarehouseUnavailableError
 from sink_workers.sink_metrics import publish_lag
 from sink_workers.tables import TableSpec, table_spec
-from sink_workers.targets import TableTarget
+from sink_workers.targets import AvroTableTarget, TableTarget, Target
 from sink_workers.worker import RetryPolicy, SinkWorker
 from staging.checkpoints import partition_entries, resume_point
 from staging.deadletters import H_CODE, H_ORIGIN, H_REASON
@@ -23,7 +26,11 @@ from tests.helpers import trade_resource, trades, unique
 
 
 class Table:
-    """A table double that deduplicates by token like ClickHouse, with injectable failures."""
+    """A table double that deduplicates by token like ClickHouse, with injectable failures.
+
+    It takes both kinds of insert: columns (the Python path) and Avro container
+    files (ClickHouse's Avro input), which it reads with fastavro, refusing bytes
+    that do not parse as ClickHouse would."""
 
     def __init__(
         self, spec: TableSpec, fail: Callable[[list[int]], Exception | None] = lambda ids: None
@@ -35,7 +42,17 @@ class Table:
         self.on_insert: Callable[[], None] = lambda: None
 
     def insert(self, columns: Sequence[Sequence[Any]], token: str) -> int:
-        ids = list(columns[self.spec.column_names.index("trade_id")])
+        return self._insert(list(columns[self.spec.column_names.index("trade_id")]), token)
+
+    def insert_avro(self, container: bytes, rows: int, token: str) -> int:
+        try:
+            records = list(fastavro.reader(io.BytesIO(container)))
+        except Exception as exc:
+            raise BatchRejectedError(f"avro::Exception: {exc}", code=1001) from None
+        assert len(records) == rows
+        return self._insert([r["trade_id"] for r in records], token)  # type: ignore[call-overload, index]
+
+    def _insert(self, ids: list[int], token: str) -> int:
         self.on_insert()
         error = self.fail(ids)
         if error is not None:
@@ -78,13 +95,30 @@ def committed(provider: MemoryStagingProvider, context: StagingContext) -> int:
     )
 
 
+WRITE_PATH = "python"
+"""Which target the tests write through; the ``write_path`` fixture sets it, so each
+test runs once per path."""
+
+
+@pytest.fixture(autouse=True, params=["python", "avro"])
+def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(sys.modules[__name__], "WRITE_PATH", request.param)
+    return str(request.param)
+
+
+def targets(context: StagingContext, table: Table) -> dict[str, Target]:
+    resource = context.resources[0]
+    target = AvroTableTarget(table, resource.schema) if WRITE_PATH == "avro" else TableTarget(table)
+    return {resource.topic.name: target}
+
+
 def run(
     provider: MemoryStagingProvider, context: StagingContext, table: Table, **kwargs: Any
 ) -> SinkWorker:
     with provider.allocate_session(context) as session:
         worker = SinkWorker(
             session,
-            {context.resources[0].topic.name: TableTarget(table)},
+            targets(context, table),
             chunk_size=100,
             sleep=lambda s: None,
             **kwargs,
@@ -175,6 +209,26 @@ def test_corrupt_staged_bytes_are_dead_lettered_and_committed_past(catalog: Sche
     assert letter.value == b"garbage" and dict(letter.headers())[H_CODE] == b"CorruptRecordError"
 
 
+def test_a_body_that_does_not_parse_is_isolated_and_dead_lettered(
+    catalog: SchemaCatalog, write_path: str
+) -> None:
+    """A known schema header on a body that is not that schema: the Python path finds it
+    while reading; ClickHouse's Avro input refuses the block, and halving isolates the
+    record. Either way it is dead-lettered with its bytes unchanged and the rest is
+    written."""
+    provider, context, table = setup(catalog, 40)
+    resource = context.resources[0]
+    bad = resource.schema.header + b"\xff\xff\xff"
+    provider.broker.append(resource.topic.name, b"k", bad, (), partition=1)
+    worker = run(provider, context, table)
+    assert sorted(table.rows) == sorted(r["trade_id"] for r in trades(40))
+    assert committed(provider, context) == 41 and worker.stats.dead_letters == 1
+    (letter,) = provider.broker.fetch(Partition(resource.dlq.name, 0), 0, 10)
+    assert letter.value == bad
+    code = dict(letter.headers())[H_CODE]
+    assert code == (b"1001" if write_path == "avro" else b"CorruptRecordError")
+
+
 def test_too_many_dead_letters_stop_the_worker(catalog: SchemaCatalog) -> None:
     """Above the dead-letter bound the worker stops, after committing what it handled."""
     provider, context, table = setup(
@@ -193,9 +247,7 @@ def test_checkpoints_are_saved_per_partition_and_resume_at_the_last_write(
     resource = context.resources[0]
     store = InMemoryCheckpointStore()
     with provider.allocate_session(context) as session:
-        worker = SinkWorker(
-            session, {resource.topic.name: TableTarget(table)}, chunk_size=70, checkpoints=store
-        )
+        worker = SinkWorker(session, targets(context, table), chunk_size=70, checkpoints=store)
         worker.run(idle_timeout_s=0.05)
     entries = partition_entries(store, resource.source, resource.name)
     assert len(entries) >= 2  # the partitions the trades hash to
@@ -211,13 +263,12 @@ def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> 
         checkpoint_every=10,
         fail=lambda ids: WarehouseUnavailableError("down", code=210),
     )
-    resource = context.resources[0]
     store = InMemoryCheckpointStore()
     clock = ManualClock(step_s=5)
     with provider.allocate_session(context) as session:
         worker = SinkWorker(
             session,
-            {resource.topic.name: TableTarget(table)},
+            targets(context, table),
             checkpoints=store,
             sleep=lambda s: None,
             retry=RetryPolicy(initial_s=1, give_up_after_s=10),
@@ -268,7 +319,7 @@ def test_stop_during_a_retry_wait_stops_without_committing(catalog: SchemaCatalo
     with provider.allocate_session(context) as session:
         worker = SinkWorker(
             session,
-            {context.resources[0].topic.name: TableTarget(table)},
+            targets(context, table),
             retry=RetryPolicy(initial_s=0.05, max_s=0.05, give_up_after_s=60),
         )
         threading.Timer(0.3, worker.stop).start()
