@@ -22,10 +22,11 @@ from foundation.errors import ConfigError
 from sink_workers.clickhouse.query import ReadOnlyQuery
 from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
+from sink_workers.inserts import RetryPolicy, SinkStats
 from sink_workers.stream import StreamTarget, stream_resource
 from sink_workers.tables import table_spec
 from sink_workers.targets import Target, table_target
-from sink_workers.worker import RetryPolicy, SinkStats, SinkWorker
+from sink_workers.worker import SinkWorker
 from staging.compose import checkpoint_store, schema_catalog, staged_resources, staging_provider
 from staging.protocol import StagingContext
 from staging.schemas import SchemaCatalog

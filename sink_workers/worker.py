@@ -16,64 +16,51 @@ A crash anywhere before 3 re-reads the batch: the deduplication token (same
 records, same token) and the ReplacingMergeTree natural key absorb the
 repeat. Nothing is committed for records that were neither written nor
 dead-lettered, and no checkpoint moves past a record that is not written.
+
+The first attempt at a batch's inserts runs on a second thread while the
+reader fetches the next batch (ClickHouse parses without holding the GIL), so
+reading and writing overlap. Everything else stays on the worker's thread and
+in order: retries, halving, dead letters, commits and checkpoints of a batch
+happen after its inserts and before the next batch's inserts start; batch N+1
+is only read, never written or committed, before batch N is committed. A
+poll that finds nothing finishes the batch in flight.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
-from foundation.backoff import Backoff
 from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import (
-    BackoffError,
     CommitFailedError,
     CorruptRecordError,
-    DeadLetterError,
-    RetryError,
     StopError,
 )
-from foundation.log_throttle import LogThrottle, held_back
 from foundation.metrics import Metrics
 from sink_workers.batching import InsertBatch, by_partition
+from sink_workers.inserts import Attempt, GroupInserter, RetryPolicy, SinkStats
 from sink_workers.sink_metrics import declare_series, publish_lag
 from sink_workers.targets import Target
 from staging.checkpoints import CheckpointStore, partition_slot
-from staging.deadletters import DeadLetter
+from staging.deadletters import DeadLetter, DeadLetterWriter
 from staging.offsets import Partition
 from staging.protocol import RecordReader, StagedBatch, StagingSession
-from staging.times import to_micros
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """Retries of transient warehouse errors: the one :class:`~foundation.backoff.Backoff`
-    schedule, within a budget per batch."""
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A batch whose inserts' first attempt runs on the insert thread."""
 
-    initial_s: float = 0.5
-    max_s: float = 10.0
-    give_up_after_s: float = 120.0
-    """Budget per batch. The reader keeps polling (paused) while the worker waits."""
-    jitter: Callable[[], float] = field(default=random.random, repr=False)
-
-    def delays(self) -> Callable[[], float]:
-        """A fresh series of delays (one per batch)."""
-        return Backoff(initial_s=self.initial_s, max_s=self.max_s, jitter=self.jitter).next_delay
-
-
-@dataclass(slots=True)
-class SinkStats:
-    batches: int = 0
-    rows_written: int = 0
-    dead_letters: int = 0
-    retries: int = 0
-    checkpoints_saved: int = 0
-    committed: dict[str, int] = field(default_factory=dict)
+    batch: StagedBatch
+    groups: list[InsertBatch]
+    attempt: Future[Attempt]
 
 
 class SinkWorker:
@@ -93,6 +80,7 @@ class SinkWorker:
         metrics: Metrics | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        overlap: bool = True,
     ) -> None:
         self._session = session
         self._targets = targets
@@ -107,25 +95,34 @@ class SinkWorker:
         hand the staged bodies on (ClickHouse's Avro input parses them). A target
         that does not say decodes (targets written before ``needs_records`` existed)."""
         self._chunk_size = chunk_size
-        self._retry = retry or RetryPolicy()
         self._max_ratio = max_dead_letter_ratio
         self._min_to_stop = min_dead_letters_to_stop
         self._checkpoints = checkpoints
         self._per_instance = per_instance
         """The source runs as named instances: save each one's newest checkpoint."""
         self.metrics = metrics or Metrics()
-        self._time_field = {r.topic.name: r.time_field for r in session.context.resources}
         self._running = False
         self._failed: str | None = None
-        self._sleep = sleep  # None: wait through the reader, staying in the group
+        self._overlap = overlap
+        """Write a batch on the insert thread while the next one is read."""
         self._clock = clock
         self._reader: RecordReader | None = None
-        self._deadline = 0.0
         self._stopping = False
         self.stats = SinkStats()
+        self._inserter = GroupInserter(
+            targets,
+            session.context.resources,
+            retry=retry or RetryPolicy(),
+            clock=clock,
+            metrics=self.metrics,
+            stats=self.stats,
+            reader=lambda: self._reader,
+            stopping=lambda: self._stopping,
+            sleep=sleep,  # None: wait through the reader, staying in the group
+        )
+        self._seen = 0
+        """Records handled (written, dead-lettered) since the run began."""
         self._last_checkpoints: dict[str, Any] = {}
-        self._log_throttle = LogThrottle(clock=clock)
-        """One warning per kind of dead letter a minute; the metric counts every one."""
         declare_series(self.metrics, [r.name for r in session.context.resources])
 
     def health(self) -> dict[str, Any]:
@@ -158,59 +155,104 @@ class SinkWorker:
         if self._stopping:
             return self.stats
         dead_letters = self._session.dead_letters()
-        seen = 0
-        for batch in reader.iter_batches(
-            self._chunk_size,
-            poll_timeout_s=0.5,
-            idle_timeout_s=idle_timeout_s,
-            on_corrupt="collect",
-            decode=self._decode,
-        ):
-            letters = self.write(batch)
-            if letters:
-                dead_letters.send(letters)  # before the commit: a dead letter is never lost
-            self.stats.batches += 1
-            self.stats.dead_letters += len(letters)
-            for letter in letters:
-                self.metrics.inc(
-                    "sink_dead_letters_total",
-                    labels={"resource": letter.resource},
-                    help="Records sent to a dead-letter topic",
-                )
-            try:
-                committed = reader.commit(batch)
-            except CommitFailedError as exc:
-                # Typically a rebalance: whoever owns the partitions now reads
-                # these records again, and the natural key (ReplacingMergeTree)
-                # absorbs the repeat. Save no checkpoint for this batch.
-                log.warning("%s", exc)
-                self.metrics.inc("sink_commit_failures_total", help="Commits the group refused")
-                committed = {}
-            self._save_checkpoints(batch, committed)
-            for part, offset in committed.items():
-                self.stats.committed[str(part)] = offset
-                self.metrics.set(
-                    "sink_committed_offset",
-                    offset,
-                    {"topic": part.topic, "partition": str(part.partition)},
-                    help="Last committed next offset",
-                )
-            self.metrics.set(
-                "sink_assigned_partitions",
-                len(reader.assignment()),
-                help="Partitions this member owns",
+        in_flight: _InFlight | None = None
+        with ExitStack() as stack:
+            # Leaving waits for an attempt still running: nothing outlives the run.
+            pool = (
+                stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="sink-insert"))
+                if self._overlap
+                else None
             )
-            publish_lag(self.metrics, reader.ends(), committed, self._resource_of)
-            seen += len(batch.records) + len(batch.corrupt)
-            if (
-                self.stats.dead_letters >= self._min_to_stop
-                and self.stats.dead_letters > self._max_ratio * seen
+            for batch in reader.iter_batches(
+                self._chunk_size,
+                poll_timeout_s=0.5,
+                idle_timeout_s=idle_timeout_s,
+                on_corrupt="collect",
+                decode=self._decode,
+                yield_empty=pool is not None,
             ):
-                raise StopError(
-                    f"{self.stats.dead_letters} of {seen} records went to dead-letter topics, "
-                    f"over the bound of {self._max_ratio:.0%}: stopping (what was written is committed)"
-                )
+                if in_flight is not None:
+                    self._complete(in_flight.batch, self._finish(in_flight), reader, dead_letters)
+                    in_flight = None
+                if not batch.offsets:
+                    continue  # a poll that found nothing
+                if pool is None:
+                    self._complete(batch, self.write(batch), reader, dead_letters)
+                else:
+                    groups = by_partition(batch.records)
+                    attempt = pool.submit(self._inserter.attempt, groups)
+                    in_flight = _InFlight(batch, groups, attempt)
+            if in_flight is not None:
+                self._complete(in_flight.batch, self._finish(in_flight), reader, dead_letters)
         return self.stats
+
+    def _finish(self, in_flight: _InFlight) -> list[DeadLetter]:
+        """Wait for a batch's first attempt; then, on this thread, what it left: retries
+        of a transient error, halving of a refusal, the groups after it."""
+        done, error = in_flight.attempt.result()
+        self._inserter.new_batch()
+        letters = self._corrupt_letters(in_flight.batch)
+        for group, (rows, seconds) in zip(in_flight.groups, done, strict=False):
+            self._inserter.written(group, rows, seconds)
+        for group in in_flight.groups[len(done) :]:
+            letters.extend(self._inserter.write(group, failed=error))
+            error = None
+        return letters
+
+    def _corrupt_letters(self, batch: StagedBatch) -> list[DeadLetter]:
+        return [DeadLetter.of_corrupt(self._resource_of.get(c.topic, ""), c) for c in batch.corrupt]
+
+    def _complete(
+        self,
+        batch: StagedBatch,
+        letters: list[DeadLetter],
+        reader: RecordReader,
+        dead_letters: DeadLetterWriter,
+    ) -> None:
+        """A written batch: its dead letters, then its commit, then its checkpoints."""
+        if letters:
+            dead_letters.send(letters)  # before the commit: a dead letter is never lost
+        self.stats.batches += 1
+        self.stats.dead_letters += len(letters)
+        for letter in letters:
+            self.metrics.inc(
+                "sink_dead_letters_total",
+                labels={"resource": letter.resource},
+                help="Records sent to a dead-letter topic",
+            )
+        try:
+            committed = reader.commit(batch)
+        except CommitFailedError as exc:
+            # Typically a rebalance: whoever owns the partitions now reads
+            # these records again, and the natural key (ReplacingMergeTree)
+            # absorbs the repeat. Save no checkpoint for this batch.
+            log.warning("%s", exc)
+            self.metrics.inc("sink_commit_failures_total", help="Commits the group refused")
+            committed = {}
+        self._save_checkpoints(batch, committed)
+        for part, offset in committed.items():
+            self.stats.committed[str(part)] = offset
+            self.metrics.set(
+                "sink_committed_offset",
+                offset,
+                {"topic": part.topic, "partition": str(part.partition)},
+                help="Last committed next offset",
+            )
+        self.metrics.set(
+            "sink_assigned_partitions",
+            len(reader.assignment()),
+            help="Partitions this member owns",
+        )
+        publish_lag(self.metrics, reader.ends(), committed, self._resource_of)
+        self._seen += len(batch.records) + len(batch.corrupt)
+        if (
+            self.stats.dead_letters >= self._min_to_stop
+            and self.stats.dead_letters > self._max_ratio * self._seen
+        ):
+            raise StopError(
+                f"{self.stats.dead_letters} of {self._seen} records went to dead-letter topics, "
+                f"over the bound of {self._max_ratio:.0%}: stopping (what was written is committed)"
+            )
 
     def _save_checkpoints(self, batch: StagedBatch, committed: Mapping[Partition, int]) -> None:
         """After the commit: per partition, the newest checkpoint whose carrier was written."""
@@ -255,127 +297,8 @@ class SinkWorker:
         Transient failures are retried within one budget for the whole batch
         (``RetryPolicy.give_up_after_s``); between tries the reader waits in
         the group with its partitions paused."""
-        self._deadline = self._clock.monotonic() + self._retry.give_up_after_s
-        letters = [
-            DeadLetter.of_corrupt(self._resource_of.get(c.topic, ""), c) for c in batch.corrupt
-        ]
+        self._inserter.new_batch()
+        letters = self._corrupt_letters(batch)
         for group in by_partition(batch.records):
-            letters.extend(self._write_group(group))
+            letters.extend(self._inserter.write(group))
         return letters
-
-    def _write_group(self, group: InsertBatch) -> list[DeadLetter]:
-        target = self._targets[group.topic]
-        try:
-            self._insert(target, group)
-        except _Revoked:
-            # The partition moved to another member while we waited: it reads
-            # these records again; writing them late could only add repeats.
-            log.info(
-                "%s[%d] was revoked while retrying; leaving it to its new owner",
-                group.topic,
-                group.partition,
-            )
-            return []
-        except DeadLetterError as exc:
-            if len(group.records) == 1:
-                record = group.records[0]
-                held = self._log_throttle.allow((record.topic, type(exc).__name__))
-                if held is not None:
-                    log.warning(
-                        "dead-lettering %s[%d]@%d: %s%s",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        exc,
-                        held_back(held),
-                    )
-                return [
-                    DeadLetter(
-                        self._resource_of[record.topic],
-                        record.key,
-                        record.value,
-                        tuple(record.headers),
-                        str(exc),
-                        _code_of(exc),
-                        f"{record.topic}[{record.partition}]@{record.offset}",
-                    )
-                ]
-            first, second = group.halves()
-            return self._write_group(first) + self._write_group(second)
-        return []
-
-    def _insert(self, target: Target, group: InsertBatch) -> None:
-        deadline = self._deadline
-        next_delay = self._retry.delays()
-        labels = {"resource": self._resource_of[group.topic]}
-        while True:
-            started = self._clock.monotonic()
-            try:
-                rows = target.write(group.records, group.token)
-            except (BackoffError, RetryError) as exc:
-                delay = next_delay()
-                if self._clock.monotonic() + delay > deadline:
-                    raise
-                self.stats.retries += 1
-                self.metrics.inc(
-                    "sink_retries_total",
-                    labels=labels,
-                    help="Inserts retried after a transient error",
-                )
-                log.warning(
-                    "warehouse unavailable (%s); retrying %s in %.1fs", exc, group.token, delay
-                )
-                if self._sleep is not None:
-                    self._sleep(delay)
-                elif self._reader is not None:
-                    self._reader.wait(delay)
-                if self._reader is not None and (
-                    Partition(group.topic, group.partition) not in self._reader.assignment()
-                ):
-                    raise _Revoked from None
-                if self._stopping:
-                    raise StopError(
-                        f"stopped while retrying {group.token} ({exc}); nothing of the batch "
-                        "was committed, it will be read again"
-                    ) from None
-                continue
-            self.stats.rows_written += rows
-            self.metrics.observe(
-                "sink_insert_seconds",
-                self._clock.monotonic() - started,
-                labels,
-                help="Insert latency",
-            )
-            self.metrics.inc("sink_rows_written_total", rows, labels, help="Rows inserted")
-            self.metrics.inc("sink_batches_written_total", 1, labels, help="Inserts that succeeded")
-            self._observe_freshness(group, labels)
-            return
-
-    def _observe_freshness(self, group: InsertBatch, labels: dict[str, str]) -> None:
-        """The newest written record's event time to now. Decodes that one record
-        when the reader did not (a body ClickHouse accepted but Python cannot
-        read leaves the metric as it was)."""
-        time_field = self._time_field.get(group.topic)
-        if time_field is None:
-            return
-        try:
-            newest = group.records[-1].record.get(time_field)
-        except CorruptRecordError:
-            return
-        if newest is not None:
-            self.metrics.set(
-                "sink_freshness_seconds",
-                (self._clock.wall_us() - to_micros(newest)) / 1e6,
-                labels,
-                help="Event time of the newest written record to now",
-            )
-
-
-def _code_of(error: Exception) -> str:
-    """The server code an error carries, else its class name."""
-    code = getattr(error, "code", None)
-    return str(code) if code is not None else type(error).__name__
-
-
-class _Revoked(Exception):
-    """Internal: the group's partition is no longer this member's."""

@@ -173,6 +173,7 @@ class RecordReader(Protocol):
         idle_timeout_s: float | None = None,
         on_corrupt: OnCorrupt = "raise",
         decode: bool = True,
+        yield_empty: bool = False,
     ) -> Iterator[StagedBatch]:
         """Yield batches of at most ``chunk_size`` records.
 
@@ -185,7 +186,9 @@ class RecordReader(Protocol):
         (:meth:`~staging.decoder.EnvelopeDecoder.frame`: marker and a known
         fingerprint) and their bodies left to whoever parses them, so a body
         that does not match its schema is not found here; such records
-        decode when their ``record`` is read.
+        decode when their ``record`` is read. With ``yield_empty`` a poll that
+        found nothing yields an empty batch, so that the caller can finish work
+        it has in flight while nothing arrives.
         """
         ...
 

@@ -98,6 +98,7 @@ class KafkaRecordReader:
         idle_timeout_s: float | None = None,
         on_corrupt: OnCorrupt = "raise",
         decode: bool = True,
+        yield_empty: bool = False,
     ) -> Iterator[StagedBatch]:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
@@ -113,6 +114,12 @@ class KafkaRecordReader:
             corrupt: list[CorruptRecordError] = []
             firsts: dict[tuple[str, int], int] = {}
             lasts: dict[tuple[str, int], int] = {}
+            # Offsets are tracked per run of one partition (a fetch returns runs),
+            # touching the dicts only when the partition changes: this loop runs once
+            # per record and is most of what a sink spends in Python.
+            run_topic: str | None = None
+            run_partition = run_last = -1
+            append = records.append
             for message in messages:
                 error = message.error()
                 if error is not None:
@@ -121,11 +128,17 @@ class KafkaRecordReader:
                 topic = message.topic() or ""
                 partition = message.partition() or 0
                 offset = message.offset() or 0
+                if partition != run_partition or topic != run_topic:
+                    if run_topic is not None:
+                        lasts[run_topic, run_partition] = run_last
+                    firsts.setdefault((topic, partition), offset)
+                    run_topic, run_partition = topic, partition
+                run_last = offset
                 try:
                     # The message itself is the header source: headers are
                     # fetched only if someone asks (they cost more than the rest).
-                    record = recognise(
-                        topic, partition, offset, message.key(), message.value(), message
+                    append(
+                        recognise(topic, partition, offset, message.key(), message.value(), message)
                     )
                 except CorruptRecordError as exc:
                     if on_corrupt == "raise":
@@ -135,12 +148,8 @@ class KafkaRecordReader:
                 except UnknownSchemaError:
                     self._rewind(messages)
                     raise
-                else:
-                    records.append(record)
-                where = (topic, partition)
-                if where not in lasts:
-                    firsts[where] = offset
-                lasts[where] = offset
+            if run_topic is not None:
+                lasts[run_topic, run_partition] = run_last
             if lasts:
                 idle_since = self._clock.monotonic()
                 yield StagedBatch(tuple(records), ranges_of(firsts, lasts), tuple(corrupt))
@@ -153,6 +162,8 @@ class KafkaRecordReader:
                 and self._clock.monotonic() - max(idle_since, self._idle_from) >= idle_timeout_s
             ):
                 return
+            if yield_empty and not lasts:
+                yield StagedBatch((), ())
 
     def _on_message_error(self, error: KafkaError) -> None:
         if error.fatal():

@@ -106,6 +106,7 @@ class MemoryRecordReader:
         idle_timeout_s: float | None = None,
         on_corrupt: OnCorrupt = "raise",
         decode: bool = True,
+        yield_empty: bool = False,
     ) -> Iterator[StagedBatch]:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
@@ -151,6 +152,8 @@ class MemoryRecordReader:
                 and self._clock.monotonic() - idle_since >= idle_timeout_s
             ):
                 return
+            if yield_empty:
+                yield StagedBatch((), ())
             time.sleep(min(poll_timeout_s, 0.01))
 
     def commit(self, batch: StagedBatch) -> dict[Partition, int]:

@@ -129,7 +129,8 @@ def test_sink_retrying_longer_than_the_poll_interval_stays_in_the_group(
 ) -> None:
     """A warehouse down for longer than max.poll.interval.ms: the sink waits in the group
     (paused, polling), then writes and commits without the group dropping it."""
-    from sink_workers.worker import RetryPolicy, SinkWorker
+    from sink_workers.inserts import RetryPolicy
+    from sink_workers.worker import SinkWorker
     from staging.offsets import Partition
 
     short = kafka.model_copy(update={"max_poll_interval_ms": 10_000})

@@ -17,7 +17,8 @@ from durable_ingest.operations.dlq import read_records
 from foundation.config import KafkaSettings, Settings
 from foundation.config_load import load_settings
 from foundation.errors import BatchRejectedError
-from sink_workers.worker import SinkStats, SinkWorker
+from sink_workers.inserts import SinkStats
+from sink_workers.worker import SinkWorker
 from staging.checkpoints import entries_in, resume_point
 from staging.compose import checkpoint_store
 from staging.decoder import StagedRecord

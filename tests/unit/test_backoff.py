@@ -57,7 +57,7 @@ def test_a_retry_loop_takes_the_same_series() -> None:
 
 def test_the_sinks_retry_policy_uses_the_schedule_fresh_per_batch() -> None:
     """Each batch starts the series again; jitter keeps at least half of each step."""
-    from sink_workers.worker import RetryPolicy
+    from sink_workers.inserts import RetryPolicy
 
     policy = RetryPolicy(initial_s=1.0, max_s=4.0, jitter=lambda: 0.0)
     first = policy.delays()

@@ -12,10 +12,11 @@ import pytest
 
 from foundation.clock import ManualClock
 from foundation.errors import BatchRejectedError, StopError, WarehouseUnavailableError
+from sink_workers.inserts import RetryPolicy
 from sink_workers.sink_metrics import publish_lag
 from sink_workers.tables import TableSpec, table_spec
 from sink_workers.targets import AvroTableTarget, TableTarget, Target
-from sink_workers.worker import RetryPolicy, SinkWorker
+from sink_workers.worker import SinkWorker
 from staging.checkpoints import partition_entries, resume_point
 from staging.deadletters import H_CODE, H_ORIGIN, H_REASON
 from staging.memory import InMemoryCheckpointStore, MemoryStagingProvider
@@ -100,7 +101,7 @@ WRITE_PATH = "python"
 test runs once per path."""
 
 
-@pytest.fixture(autouse=True, params=["python", "avro"])
+@pytest.fixture(autouse=True, params=["python", "avro", "avro-in-turn"])
 def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(sys.modules[__name__], "WRITE_PATH", request.param)
     return str(request.param)
@@ -108,7 +109,8 @@ def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 def targets(context: StagingContext, table: Table) -> dict[str, Target]:
     resource = context.resources[0]
-    target = AvroTableTarget(table, resource.schema) if WRITE_PATH == "avro" else TableTarget(table)
+    avro = WRITE_PATH.startswith("avro")
+    target = AvroTableTarget(table, resource.schema) if avro else TableTarget(table)
     return {resource.topic.name: target}
 
 
@@ -121,6 +123,7 @@ def run(
             targets(context, table),
             chunk_size=100,
             sleep=lambda s: None,
+            overlap=WRITE_PATH != "avro-in-turn",
             **kwargs,
         )
         worker.run(idle_timeout_s=0.05)
@@ -226,7 +229,7 @@ def test_a_body_that_does_not_parse_is_isolated_and_dead_lettered(
     (letter,) = provider.broker.fetch(Partition(resource.dlq.name, 0), 0, 10)
     assert letter.value == bad
     code = dict(letter.headers())[H_CODE]
-    assert code == (b"1001" if write_path == "avro" else b"CorruptRecordError")
+    assert code == (b"CorruptRecordError" if write_path == "python" else b"1001")
 
 
 def test_too_many_dead_letters_stop_the_worker(catalog: SchemaCatalog) -> None:
@@ -363,3 +366,50 @@ def test_lag_is_what_the_staged_topic_holds_beyond_the_commit(catalog: SchemaCat
     }
     assert published == {part: ends[part] - committed[part] for part in committed}
     assert sum(v or 0 for v in published.values()) > 0
+
+
+def test_the_next_batch_is_read_while_one_is_written_but_never_written_first(
+    catalog: SchemaCatalog, write_path: str
+) -> None:
+    """With the insert thread, batch k+1 is fetched before batch k is committed (reading
+    overlaps writing), yet none of batch k+1 is in the table when batch k commits; without
+    it (``overlap=False``) each batch is committed before the next is read."""
+    provider, context, table = setup(catalog, 300)
+    events: list[tuple[str, set[int]]] = []
+
+    class Reader:
+        def __init__(self, reader: Any) -> None:
+            self._reader = reader
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._reader, name)
+
+        def iter_batches(self, *args: Any, **kwargs: Any) -> Any:
+            for batch in self._reader.iter_batches(*args, **kwargs):
+                if batch.records:
+                    events.append(("read", {r.record["trade_id"] for r in batch.records}))
+                yield batch
+
+        def commit(self, batch: Any) -> Any:
+            events.append(("commit", set(table.rows)))
+            return self._reader.commit(batch)
+
+    with provider.allocate_session(context) as session:
+        session.reader = lambda: Reader(type(session).reader(session))  # type: ignore[method-assign]
+        worker = SinkWorker(
+            session,
+            targets(context, table),
+            chunk_size=100,
+            overlap=write_path != "avro-in-turn",
+        )
+        worker.run(idle_timeout_s=0.05)
+    assert sorted(table.rows) == sorted(r["trade_id"] for r in trades(300))
+    kinds = [kind for kind, _ in events]
+    if write_path == "avro-in-turn":
+        assert kinds == ["read", "commit"] * 3
+    else:
+        assert kinds == ["read", "read", "commit", "read", "commit", "commit"]
+    batches = [ids for kind, ids in events if kind == "read"]
+    in_table = [ids for kind, ids in events if kind == "commit"]
+    for k, rows in enumerate(in_table):  # at batch k's commit: batches 0..k, nothing later
+        assert rows == set().union(*batches[: k + 1])
