@@ -1,7 +1,7 @@
 """Sink throughput: our sink loop against the raw limits of its parts.
 
 Run as ``python bench/sink.py [--records N] [--repeats R] [--chunk C]``
-(quick check: ``--records 20000 --repeats 1``; add ``--profile`` for a cProfile
+(quick check: ``--records 50000 --repeats 1``; add ``--profile`` for a cProfile
 of our loop). It starts the embedded Tansu broker, or uses
 ``INGEST_KAFKA_BOOTSTRAP`` when that is set, and opens ClickHouse's engine
 in-process (chDB, on one temporary directory for the whole run: a process may
@@ -38,7 +38,10 @@ ours (the project's sink loop, in-process), on the two write paths
            (``clickhouse.avro_input = false``, and resources with a nullable
            record).
 
-Both run on a fresh group and a fresh table with ``chunk_size=C``.
+Both run on a fresh group and a fresh table with ``chunk_size=C`` (default
+20,000, as ``ingest sink run --chunk-size``), overlapping reading with
+inserting as ``ingest sink run`` does: only with a ClickHouse server, not with
+embedded chDB, which parses on this process's own cores.
 
 Timing: the clock of a consumer (raw consume, ours) starts once its first
 batch has been handled (for ours: committed), so the consumer-group join
@@ -279,6 +282,7 @@ def ours_sink(
     chunk: int,
     *,
     avro: bool,
+    overlap: bool,
     on_start: Callable[[], None] = lambda: None,
     window: benchlib.Window | None = None,
 ) -> SinkRun:
@@ -287,7 +291,7 @@ def ours_sink(
     target = AvroTableTarget(table, res.schema) if avro else TableTarget(table)
     with provider.allocate_session(benchlib.context(res)) as session:
         watched = WatchedSession(session, window, on_start)
-        worker = SinkWorker(watched, {res.topic.name: target}, chunk_size=chunk)
+        worker = SinkWorker(watched, {res.topic.name: target}, chunk_size=chunk, overlap=overlap)
         stats = worker.run(idle_timeout_s=benchlib.IDLE_TIMEOUT_S)
     if stats.rows_written != n or stats.dead_letters:
         raise RuntimeError(f"ours: wrote {stats.rows_written} of {n}, {stats.dead_letters} DLQ")
@@ -313,6 +317,9 @@ class Bench:
     client: Client
     rows: tuple[dict[str, Any], ...]
     chunk: int
+    overlap: bool
+    """Write on the insert thread while reading, as ``ingest sink run`` does with a
+    ClickHouse server (not with embedded chDB, which parses on this process's cores)."""
     catalog: SchemaCatalog = field(default_factory=SchemaCatalog.default)
     results: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
     sink_runs: dict[str, list[SinkRun]] = field(default_factory=lambda: {OURS: [], OURS_PYTHON: []})
@@ -407,7 +414,15 @@ class Bench:
     def _ours(self, stage: str, *, avro: bool) -> None:
         assert self.resource is not None
         writer = self.table("ours")
-        run = ours_sink(self.provider, writer, self.resource, self.n, self.chunk, avro=avro)
+        run = ours_sink(
+            self.provider,
+            writer,
+            self.resource,
+            self.n,
+            self.chunk,
+            avro=avro,
+            overlap=self.overlap,
+        )
         self.sink_runs[stage].append(run)
         share = run.insert_s / run.seconds if run.seconds else float("nan")
         self.record(stage, run.rate, f"  ({share:.0%} in inserts)")
@@ -460,6 +475,7 @@ class Bench:
                 self.n,
                 self.chunk,
                 avro=True,
+                overlap=self.overlap,
                 on_start=profiler.enable,
             )
         finally:
@@ -560,6 +576,69 @@ def print_profile(stats: pstats.Stats, run: SinkRun, top: int) -> None:
             print(f"  {value[index] * per_row:>7.2f}  {value[1] / run.records:>6.2f}  {name(key)}")
 
 
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def long_run(bootstrap: str, client: Client, n: int, chunk: int, overlap: bool) -> None:
+    """Stage ``n`` trades in slices (none held), then one run of ours (Avro input) over
+    all of them, with this process's RSS when 1M, n/2 and n rows are committed."""
+    catalog = SchemaCatalog.default()
+    schema = catalog.load(benchlib.SCHEMA_PATH)
+    provider = KafkaStagingProvider(
+        KafkaSettings(bootstrap=bootstrap), catalog=catalog, max_record_bytes=1_000_000
+    )
+    res = benchlib.bench_resource(schema)
+    slice_rows = 100_000
+    with provider.allocate_session(benchlib.context(res)) as session:
+        writer = session.writer()
+        for k, start in enumerate(range(0, n, slice_rows)):
+            rows = benchlib.build_trades(min(slice_rows, n - start), seed=k)
+            for row in rows:
+                row["trade_id"] += k * 1_000_000_000  # unique across slices
+            for i in range(0, len(rows), STAGE_CHUNK):
+                part = rows[i : i + STAGE_CHUNK]
+                writer.write_batch(part, checkpoint={"trade_id": part[-1]["trade_id"]})
+            print(f"  staged {start + len(rows):,} of {n:,}", file=sys.stderr, flush=True)
+    marks = sorted({min(1_000_000, n), n // 2, n})
+    samples: list[tuple[int, float]] = []
+    started = rss_mib()
+
+    class Sampled(benchlib.Window):
+        def add(self, count: int) -> bool:
+            done = super().add(count)
+            while marks and self.count >= marks[0]:
+                samples.append((marks.pop(0), rss_mib()))
+            return done
+
+    database = f"bench_sink_{uuid.uuid4().hex[:12]}"
+    spec = table_spec(schema.parsed["fields"], database=database, table="long", order_by=ORDER_BY)
+    writer_ = ClickHouseTableWriter(client, spec)
+    writer_.ensure()
+    try:
+        gc.collect()
+        run = ours_sink(
+            provider, writer_, res, n, chunk, avro=True, overlap=overlap, window=Sampled(n)
+        )
+        rows_in = int(client.command(f"SELECT count() FROM {spec.qualified}"))
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS `{database}`")
+    print()
+    print(f"long run: {n:,} trades through ours (Avro input), batches of {chunk:,}")
+    print(f"  {run.rate:,.0f} rows/s over the run; {rows_in:,} rows in the table")
+    print(f"  RSS of this process (chDB engine included) before the sink: {started:,.0f} MiB")
+    for mark, mib in samples:
+        print(f"  RSS at {mark:>10,} rows committed: {mib:,.0f} MiB")
+    if len(samples) >= 2:
+        first, last = samples[0][1], samples[-1][1]
+        print(f"  from {samples[0][0]:,} to {samples[-1][0]:,} rows: {(last - first) / first:+.1%}")
+
+
 @contextmanager
 def warehouse_client() -> Iterator[tuple[Client, str]]:
     """A client on INGEST_CLICKHOUSE_DSN, or on chDB in one temporary directory."""
@@ -591,11 +670,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="TOP",
         help="then run ours once more under cProfile and print the TOP (25) functions",
     )
+    parser.add_argument(
+        "--long",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: one run of ours (Avro input) over N staged trades, with RSS at 1M, "
+        "N/2 and N rows",
+    )
+    parser.set_defaults(chunk=20_000)  # ingest sink run's --chunk-size
     return benchlib.parse_checked(parser, argv, first_batch="first batch")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.long:
+        for engine in benchlib.engines(args):
+            with (
+                benchlib.kafka_bootstrap(engine) as (bootstrap, _broker_pid),
+                warehouse_client() as (client, where),
+            ):
+                print(benchlib.engine_banner(engine, bootstrap), flush=True)
+                long_run(bootstrap, client, args.long, args.chunk, not where.startswith("chdb"))
+        return 0
     print(f"building {args.records:,} trades...", file=sys.stderr, flush=True)
     rows = tuple(benchlib.build_trades(args.records))
     for engine in benchlib.engines(args):
@@ -604,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warehouse_client() as (client, where),
         ):
             print(benchlib.engine_banner(engine, bootstrap), flush=True)
-            bench = Bench(bootstrap, client, rows, args.chunk)
+            bench = Bench(bootstrap, client, rows, args.chunk, not where.startswith("chdb"))
             bench.run(args.repeats)
             report(bench, args, where, broker_pid)
             if args.profile:

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resource", action="append", dest="resources", help="only this resource (repeatable)"
     )
     parser.add_argument(
-        "--chunk-size", type=int, default=5_000, help="records per read (default 5000)"
+        "--chunk-size", type=int, default=20_000, help="records per read (default 20000)"
     )
     parser.add_argument(
         "--idle-exit",

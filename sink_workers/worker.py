@@ -71,7 +71,7 @@ class SinkWorker:
         session: StagingSession,
         targets: Mapping[str, Target],
         *,
-        chunk_size: int = 5_000,
+        chunk_size: int = 20_000,
         retry: RetryPolicy | None = None,
         max_dead_letter_ratio: float = 0.1,
         min_dead_letters_to_stop: int = 100,
