@@ -606,14 +606,14 @@ def long_run(bootstrap: str, client: Client, n: int, chunk: int, overlap: bool) 
                 writer.write_batch(part, checkpoint={"trade_id": part[-1]["trade_id"]})
             print(f"  staged {start + len(rows):,} of {n:,}", file=sys.stderr, flush=True)
     marks = sorted({min(1_000_000, n), n // 2, n})
-    samples: list[tuple[int, float]] = []
+    samples: list[tuple[int, float, int]] = []
     started = rss_mib()
 
     class Sampled(benchlib.Window):
         def add(self, count: int) -> bool:
             done = super().add(count)
             while marks and self.count >= marks[0]:
-                samples.append((marks.pop(0), rss_mib()))
+                samples.append((marks.pop(0), rss_mib(), sys.getallocatedblocks()))
             return done
 
     database = f"bench_sink_{uuid.uuid4().hex[:12]}"
@@ -632,11 +632,17 @@ def long_run(bootstrap: str, client: Client, n: int, chunk: int, overlap: bool) 
     print(f"long run: {n:,} trades through ours (Avro input), batches of {chunk:,}")
     print(f"  {run.rate:,.0f} rows/s over the run; {rows_in:,} rows in the table")
     print(f"  RSS of this process (chDB engine included) before the sink: {started:,.0f} MiB")
-    for mark, mib in samples:
-        print(f"  RSS at {mark:>10,} rows committed: {mib:,.0f} MiB")
+    for mark, mib, blocks in samples:
+        print(
+            f"  at {mark:>10,} rows committed: RSS {mib:,.0f} MiB, Python heap "
+            f"{blocks:,} allocated blocks"
+        )
     if len(samples) >= 2:
-        first, last = samples[0][1], samples[-1][1]
-        print(f"  from {samples[0][0]:,} to {samples[-1][0]:,} rows: {(last - first) / first:+.1%}")
+        (first, rss0, blocks0), (last, rss1, blocks1) = samples[0], samples[-1]
+        print(
+            f"  from {first:,} to {last:,} rows: RSS {(rss1 - rss0) / rss0:+.1%}, "
+            f"Python heap {(blocks1 - blocks0) / blocks0:+.1%} (the rest of RSS is chDB's)"
+        )
 
 
 @contextmanager

@@ -3,8 +3,9 @@
 For every batch the reader yields, in this order:
 
 1. records are grouped per partition and writer schema and inserted, each
-   group with its deterministic deduplication token; a transient warehouse error is retried
-   with backoff (same token) until ``RetryPolicy.give_up_after_s``;
+   group with its deterministic deduplication token; a transient warehouse
+   error is retried with backoff (same token) until
+   ``RetryPolicy.give_up_after_s`` (:mod:`sink_workers.inserts`);
 2. a group the warehouse refuses for its content is split in halves until the
    refused records are isolated; those, and records that could not even be
    decoded, are staged to the resource's dead-letter topic;
@@ -17,9 +18,10 @@ records, same token) and the ReplacingMergeTree natural key absorb the
 repeat. Nothing is committed for records that were neither written nor
 dead-lettered, and no checkpoint moves past a record that is not written.
 
-The first attempt at a batch's inserts runs on a second thread while the
-reader fetches the next batch (ClickHouse parses without holding the GIL), so
-reading and writing overlap. Everything else stays on the worker's thread and
+With ``overlap`` (``ingest sink run`` turns it on unless the warehouse is
+embedded chDB, which parses on this process's own cores), the first attempt
+at a batch's inserts runs on a second thread while the reader fetches the
+next batch, so reading and waiting for the warehouse overlap. Everything else stays on the worker's thread and
 in order: retries, halving, dead letters, commits and checkpoints of a batch
 happen after its inserts and before the next batch's inserts start; batch N+1
 is only read, never written or committed, before batch N is committed. A
