@@ -42,6 +42,8 @@ PURE = (
     "foundation/backoff.py",
     "source_workers/buffer.py",
     "source_workers/transport/urls.py",
+    "source_workers/transport/answers.py",
+    "source_workers/transport/protocol.py",
     "source_workers/connectors/coinbase/trades.py",
     "source_workers/connectors/coinbase/resources/matches.py",
     "source_workers/capture.py",

@@ -33,7 +33,7 @@ from source_workers.connectors.supabase.backfill import backfill_tables
 from source_workers.connectors.supabase.settings import SupabaseSettings
 from source_workers.connectors.supabase.tables import TableChanges
 from source_workers.context import SourceContext
-from source_workers.transport.websocket import WebSocketStream
+from source_workers.transport.protocol import Stream
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ async def join_timeout(ctx: SourceContext, realtime: Realtime, timeout_s: float)
 
 
 async def heartbeats(
-    ctx: SourceContext, stream: WebSocketStream, realtime: Realtime, every_s: float
+    ctx: SourceContext, stream: Stream, realtime: Realtime, every_s: float
 ) -> None:
     """Heartbeat on ``phoenix``; a heartbeat still unanswered when the next is due ends the session."""
     while await ctx.sleep(every_s):
