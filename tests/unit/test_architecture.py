@@ -44,6 +44,7 @@ PURE = (
     "source_workers/transport/urls.py",
     "source_workers/transport/answers.py",
     "source_workers/transport/protocol.py",
+    "source_workers/transport/memory.py",
     "source_workers/connectors/coinbase/trades.py",
     "source_workers/connectors/coinbase/resources/matches.py",
     "source_workers/capture.py",
