@@ -28,6 +28,7 @@ import itertools
 import logging
 from typing import Any
 
+from foundation.clock import wait_event
 from foundation.errors import ConfigError, ConnectionLostError, ProviderRefusedError
 from source_workers.connectors.supabase.backfill import backfill_tables
 from source_workers.connectors.supabase.settings import SupabaseSettings
@@ -135,14 +136,12 @@ class Realtime:
 
 async def join_timeout(ctx: SourceContext, realtime: Realtime, timeout_s: float) -> None:
     """A join not answered in time ends the session (connected but not joined loses changes)."""
-    try:
-        await asyncio.wait_for(realtime.joined.wait(), timeout=timeout_s)
-    except TimeoutError:
+    if not await wait_event(ctx.clock, realtime.joined, timeout_s):
         raise ConnectionLostError(
             f"supabase: the join was not answered within {timeout_s:g} s",
             url="supabase",
             reason="join timeout",
-        ) from None
+        )
 
 
 async def heartbeats(
