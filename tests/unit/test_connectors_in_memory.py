@@ -41,11 +41,11 @@ def trade(trade_id: int, kind: str = "match") -> dict[str, Any]:
     }
 
 
-def rest_trades(request: HttpRequest) -> Reply:
-    """``GET /products/BTC-USD/trades?after=ID&limit=N``: trades 100..110 below ``after``,
-    newest first (REST has what the feed skipped)."""
+def rest_trades(request: HttpRequest, newest: int = 110) -> Reply:
+    """``GET /products/BTC-USD/trades?after=ID&limit=N``: trades 100..``newest`` below
+    ``after``, newest first (REST has what the feed skipped)."""
     after, limit = int(request.params["after"]), int(request.params["limit"])
-    ids = [i for i in range(110, 99, -1) if i < after][:limit]
+    ids = [i for i in range(newest, 99, -1) if i < after][:limit]
     rows = [{k: trade(i)[k] for k in ("time", "trade_id", "price", "size", "side")} for i in ids]
     return Reply(body=rows)
 
@@ -102,6 +102,41 @@ def test_coinbase_fills_a_sequence_gap_from_rest_on_the_clock() -> None:
         assert sorted(ids) == list(range(100, 108)) and stats.dead_letters == 0
         checkpoints = [r.checkpoint for r in run.staged("matches") if r.checkpoint]
         assert checkpoints[-1] == {"products": {"BTC-USD": {"trade_id": 107, "sequence": 1070}}}
+
+    run_for_at_most(main(), 10)
+
+
+def test_coinbase_rest_behind_the_feed_is_tried_again_not_given_up() -> None:
+    """REST does not have the gap's trades yet (its newest is below the gap's last): the
+    gap is offered again five seconds of the clock later, not given up; once REST has
+    them they are staged, and nothing was resolved as missing."""
+
+    async def main() -> None:
+        source, settings = coinbase(backfill_grace_s=0.0)
+        caught_up = False
+
+        def lagging(request: HttpRequest) -> Reply:
+            return rest_trades(request, newest=110 if caught_up else 102)
+
+        async with MemoryRun(source, settings) as run:
+            run.http.route(TRADES, lagging)
+            feed = await run.websocket.accept()
+            await feed.receive_json()
+            for trade_id in (100, 101, 102, 105):
+                feed.send_json(trade(trade_id))
+            await until(lambda: run.runtime.stats.frames == 4, "the feed's frames processed")
+            await run.advance(0.1)
+            await run.http.wait_requests(1)
+            await run.advance(4.9)
+            assert len(run.http.requests) == 1  # behind: offered again 5 s later
+            caught_up = True
+            await run.advance(0.1)
+            await run.http.wait_requests(2)
+            ledger = source.resources[0].process.ledger
+            await until(lambda: not ledger.open_gaps(), "the gap filled")
+            await run.stop()
+        assert sorted(r.record["trade_id"] for r in run.staged("matches")) == list(range(100, 106))
+        assert ledger.stats.missing_resolved == 0
 
     run_for_at_most(main(), 10)
 
