@@ -199,6 +199,7 @@ class SourceRuntime:
                 await self.stager.flush_all()
             finally:
                 self.stager.close()
+                await self.http.aclose()
         return self.stats
 
     async def _one_session(self) -> None:

@@ -112,6 +112,9 @@ class MemoryHttp:
             raise ValueError("route(url, *replies): one handler, or one Reply or more")
         self._routes[url] = deque(r for r in replies if isinstance(r, Reply))
 
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
     def requests_to(self, url: str) -> list[HttpRequest]:
         return [r for r in self.requests if r.url == url]
 

@@ -61,6 +61,11 @@ class HttpTransport(Protocol):
         """The decoded body of a 2xx answer; raises the errors of the module docstring."""
         ...
 
+    async def aclose(self) -> None:
+        """Release pooled connections (the runtime calls it as it ends); a later request
+        opens new ones."""
+        ...
+
 
 class Stream(Protocol):
     """One open provider websocket: JSON out, frames in, until it drops or the runtime stops."""

@@ -38,11 +38,23 @@ def web(request: pytest.FixtureRequest) -> Iterator[HttpHarness]:
         yield harness
 
 
+def fetch(web: HttpHarness, url: str, **kwargs: Any) -> Any:
+    """One request, and the transport's connections closed, in one event loop."""
+
+    async def once() -> Any:
+        try:
+            return await web.transport.get_json(url, **kwargs)
+        finally:
+            await web.transport.aclose()
+
+    return asyncio.run(once())
+
+
 def get(web: HttpHarness, path: str, reply: Reply | None = None, **kwargs: Any) -> Any:
     url = f"{web.base}{path}"
     if reply is not None:
         web.route(url, reply)
-    return asyncio.run(web.transport.get_json(url, **kwargs))
+    return fetch(web, url, **kwargs)
 
 
 def test_a_json_answer_is_decoded_and_the_request_carries_params_and_headers(
@@ -143,12 +155,12 @@ def test_bodies_outside_the_frame_limits_are_malformed(
 
 def test_nothing_listening_is_a_lost_connection(web: HttpHarness) -> None:
     with pytest.raises(ConnectionLostError, match="request failed"):
-        asyncio.run(web.transport.get_json(web.unreachable))
+        fetch(web, web.unreachable)
 
 
 def test_a_url_that_is_not_http_is_refused(web: HttpHarness) -> None:
     with pytest.raises(ProviderRefusedError, match="not an http"):
-        asyncio.run(web.transport.get_json("ftp://127.0.0.1/x"))
+        fetch(web, "ftp://127.0.0.1/x")
 
 
 # --- websocket -----------------------------------------------------------------
