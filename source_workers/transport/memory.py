@@ -271,8 +271,10 @@ class MemoryStream:
     async def recv(self) -> str | bytes:
         """The next frame; raises ConnectionLostError, or StreamStopped when stopping."""
         options, connection = self._options, self._connection
-        if options.stop.is_set() or connection.closed_by_client:
+        if options.stop.is_set():
             raise StreamStopped
+        if connection.closed_by_client:
+            raise self._lost("closed with code 1000")
         deadline = options.clock.monotonic() + options.idle_timeout_s
         while True:
             if connection._frames:

@@ -227,6 +227,23 @@ def test_a_close_frame_ends_the_stream_after_what_was_sent(ws_kind: str) -> None
     run_ws(ws_kind, body)
 
 
+def test_a_stream_the_client_closed_reads_and_sends_nothing(ws_kind: str) -> None:
+    """After close(): recv and send_json are ConnectionLostError (code 1000), and the server
+    sees the connection end."""
+
+    async def body(ws: WsHarness) -> None:
+        stream = await connect(ws)
+        server = await ws.accept()
+        await stream.close()
+        await server.closed()
+        with pytest.raises(ConnectionLostError, match="closed with code 1000"):
+            await stream.recv()
+        with pytest.raises(ConnectionLostError, match="closed while sending"):
+            await stream.send_json({"late": 1})
+
+    run_ws(ws_kind, body)
+
+
 def test_a_drop_without_a_close_frame_is_a_lost_connection(ws_kind: str) -> None:
     async def body(ws: WsHarness) -> None:
         async with await connect(ws) as stream:

@@ -169,6 +169,15 @@ class ServerEnd:
             assert self._memory is not None
             self._memory.close(code, reason)
 
+    async def closed(self) -> None:
+        """Wait until the connection ended."""
+        if self._real is not None:
+            await self._real.wait_closed()
+        else:
+            assert self._memory is not None
+            while self._memory.open:
+                await asyncio.sleep(0)
+
     def drop(self) -> None:
         if self._real is not None:
             self._real.transport.abort()
