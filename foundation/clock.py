@@ -130,9 +130,8 @@ class ManualClock:
             self._wall_us += round(seconds * 1_000_000)
             due = [future for at, _, future in self._sleepers if at <= self._now]
         for future in due:
-            loop = future.get_loop()
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(_wake, future)
+            with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits any more
+                future.get_loop().call_soon_threadsafe(_wake, future)
 
 
 def _wake(future: asyncio.Future[None]) -> None:
