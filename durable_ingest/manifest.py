@@ -35,8 +35,7 @@ from sink_workers.run import table_name
 from sink_workers.tables import table_spec
 from source_workers import authoring, connectors
 from source_workers.connectors.defaults import with_connector_defaults
-from source_workers.context import SourceContext
-from source_workers.transport.http import HttpClient
+from source_workers.context import SessionHttp, SourceContext
 from staging.compose import staged_resources
 from staging.protocol import StagingContext
 from staging.resource import CHECKPOINT_TOPIC, dead_letter_topic, default_topic
@@ -146,8 +145,8 @@ def _extension_points() -> dict[str, Any]:
                 "methods": {n: _member(SourceContext, n) for n in _CONTEXT_METHODS},
                 "attributes": {
                     **_CONTEXT_ATTRIBUTES,
-                    "http": f"{_ref(HttpClient)}: "
-                    + "; ".join(m["signature"] for m in _methods(HttpClient).values()),
+                    "http": f"{_ref(SessionHttp)}: "
+                    + "; ".join(m["signature"] for m in _methods(SessionHttp).values()),
                 },
             },
         },

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import CaptureError
 
 FORMAT = 1
@@ -148,7 +149,7 @@ class CaptureRecorder:
         connector: str,
         settings: Mapping[str, Any],
         *,
-        clock: Any = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         note: str = "",
     ) -> None:
         self.path = path
@@ -173,7 +174,7 @@ class CaptureRecorder:
         self._file.write(json.dumps(header) + "\n")
 
     def record(self, frame: str | bytes) -> None:
-        now = self._clock()
+        now = self._clock.monotonic()
         if self._start is None:
             self._start = now
         at = round(now - self._start, 6)

@@ -13,11 +13,16 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
-from foundation.clock import Clock
+from foundation.clock import Clock, wait_event
 from foundation.config import RuntimeSettings
 from foundation.metrics import Metrics
-from source_workers.transport.http import HttpClient, HttpResponse
-from source_workers.transport.websocket import WebSocketStream, open_stream
+from source_workers.transport.protocol import (
+    HttpResponse,
+    HttpTransport,
+    Stream,
+    StreamOptions,
+    WebSocketTransport,
+)
 
 
 class Runtime(Protocol):
@@ -33,7 +38,9 @@ class Runtime(Protocol):
     @property
     def metrics(self) -> Metrics: ...
     @property
-    def http(self) -> HttpClient: ...
+    def http(self) -> HttpTransport: ...
+    @property
+    def websocket(self) -> WebSocketTransport: ...
     @property
     def stopping_event(self) -> asyncio.Event: ...
     @property
@@ -82,18 +89,21 @@ class SourceContext:
         """
         await self._runtime.dispatch(raw, resource)
 
-    async def connect(self, url: str, headers: Mapping[str, str] | None = None) -> WebSocketStream:
-        """Open the provider websocket; iterate it for frames until it drops or we stop."""
+    async def connect(self, url: str, headers: Mapping[str, str] | None = None) -> Stream:
+        """Open the provider websocket (through the runtime's websocket transport); iterate
+        it for frames until it drops or we stop."""
         settings = self._runtime.settings
-        stream = await open_stream(
-            url,
+        options = StreamOptions(
             source=self.source,
             max_frame_bytes=settings.max_frame_bytes,
             connect_timeout_s=settings.connect_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,
             stop=self._runtime.stopping_event,
-            headers=dict(headers) if headers else None,
+            clock=self.clock,
             on_frame=self._runtime.on_frame,
+        )
+        stream = await self._runtime.websocket.connect(
+            url, dict(headers) if headers else None, options
         )
         self._connected = True
         self._runtime.connected()
@@ -131,19 +141,16 @@ class SourceContext:
         return self._runtime.stopping_event.is_set()
 
     async def sleep(self, seconds: float) -> bool:
-        """Wait ``seconds``; returns False at once if the runtime is stopping."""
-        try:
-            await asyncio.wait_for(self._runtime.stopping_event.wait(), timeout=seconds)
-        except TimeoutError:
-            return True
-        return False
+        """Wait ``seconds`` of the runtime's clock; returns False at once if the runtime is
+        stopping."""
+        return not await wait_event(self.clock, self._runtime.stopping_event, seconds)
 
 
 class SessionHttp:
-    """A session's view of the runtime's :class:`HttpClient`: the same requests, and a
+    """A session's view of the runtime's :class:`HttpTransport`: the same requests, and a
     call to ``answered`` after each one that got an answer."""
 
-    def __init__(self, client: HttpClient, answered: Callable[[], None]) -> None:
+    def __init__(self, client: HttpTransport, answered: Callable[[], None]) -> None:
         self._client = client
         self._answered = answered
 

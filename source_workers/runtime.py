@@ -26,6 +26,12 @@ subscribe, emit). The runtime around it:
   received is staged, and :meth:`run` returns within about
   ``shutdown_timeout_s``.
 
+**Injected I/O**: the provider is reached through the transports it is handed
+(:class:`~source_workers.transport.protocol.HttpTransport`,
+:class:`~source_workers.transport.protocol.WebSocketTransport`; by default the
+real ones), and every timer and wait follows its :class:`~foundation.clock.Clock`,
+so a test drives a whole source with the in-memory transports and a manual clock.
+
 Checkpoints are loaded by the caller (from what sinks confirmed written) and
 handed to ``start`` through the context; the runtime never saves one.
 """
@@ -33,7 +39,6 @@ handed to ``start`` through the context; the runtime never saves one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -41,7 +46,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from foundation.backoff import Backoff
-from foundation.clock import SYSTEM_CLOCK, Clock
+from foundation.clock import SYSTEM_CLOCK, Clock, wait_event
 from foundation.config import RuntimeSettings
 from foundation.errors import (
     BackoffError,
@@ -58,7 +63,8 @@ from source_workers.frames import FrameLimits, decode_frame
 from source_workers.stager import Stager
 from source_workers.stats import RuntimeStats
 from source_workers.transport.http import HttpClient
-from source_workers.transport.websocket import StreamStopped
+from source_workers.transport.protocol import HttpTransport, StreamStopped, WebSocketTransport
+from source_workers.transport.websocket import WebsocketsTransport
 from staging.protocol import StagingSession
 
 log = logging.getLogger(__name__)
@@ -80,6 +86,8 @@ class SourceRuntime:
         clock: Clock = SYSTEM_CLOCK,
         jitter: Callable[[], float] = random.random,
         on_frame: Callable[[str | bytes], None] | None = None,
+        http: HttpTransport | None = None,
+        websocket: WebSocketTransport | None = None,
     ) -> None:
         self.source = source
         self.on_frame = on_frame
@@ -91,12 +99,16 @@ class SourceRuntime:
         self.stats = RuntimeStats()
         self.stopping_event = asyncio.Event()
         self.limits = FrameLimits(settings.max_frame_bytes, settings.max_json_depth)
-        self.http = HttpClient(
+        self.http: HttpTransport = http or HttpClient(
             source=source.name,
             limits=self.limits,
             timeout_s=settings.connect_timeout_s,
             user_agent="durable-ingest",
+            clock=clock,
         )
+        """REST requests (default: :class:`HttpClient`; tests hand in a memory one)."""
+        self.websocket: WebSocketTransport = websocket or WebsocketsTransport()
+        """Opens provider websockets (default: the websockets library)."""
         self.backoff = Backoff(
             initial_s=settings.backoff_initial_s,
             max_s=settings.backoff_max_s,
@@ -179,8 +191,7 @@ class SourceRuntime:
                 delay = self.backoff.failed(self.clock.monotonic())
                 self.metrics.inc("source_reconnects_total", 1, {"source": self.source.name})
                 log.info("source %s: reconnecting in %.2f s", self.source.name, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping_event.wait(), timeout=delay)
+                await wait_event(self.clock, self.stopping_event, delay)
         finally:
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
@@ -188,6 +199,7 @@ class SourceRuntime:
                 await self.stager.flush_all()
             finally:
                 self.stager.close()
+                await self.http.aclose()
         return self.stats
 
     async def _one_session(self) -> None:
@@ -288,7 +300,7 @@ class SourceRuntime:
         interval = max(0.01, self.settings.linger_s / 2)
         try:
             while True:
-                await asyncio.sleep(interval)
+                await self.clock.sleep(interval)
                 await self.stager.flush_due()
         except asyncio.CancelledError:
             raise

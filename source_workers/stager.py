@@ -16,7 +16,6 @@ never moved, so a restart fetches them again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -24,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from foundation.backoff import Backoff
-from foundation.clock import Clock
+from foundation.clock import Clock, wait_event
 from foundation.config import RuntimeSettings
 from foundation.errors import BackoffError, RecordTooLargeError, RetryError, SchemaMismatchError
 from foundation.log_throttle import LogThrottle, held_back
@@ -289,12 +288,11 @@ class Stager:
     async def _pause(self, seconds: float) -> None:
         """A retry delay: cut at the stop deadline, and woken by the stop."""
         if self._stop_deadline is not None:
-            await asyncio.sleep(
+            await self._clock.sleep(
                 max(0.0, min(seconds, self._stop_deadline - self._clock.monotonic()))
             )
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        await wait_event(self._clock, self._stopping, seconds)
 
     async def _send_letters_locked(self) -> None:
         letters, self._letters = self._letters, []

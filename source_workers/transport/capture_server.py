@@ -20,7 +20,6 @@ import http
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +28,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import CaptureError
 from source_workers.capture import CaptureFile, Frame
 from source_workers.transport.local_server import LocalServer
@@ -43,12 +43,16 @@ class CaptureServer(LocalServer):
 
     name = "capture server"
 
-    def __init__(self, capture: CaptureFile, *, speed: float = 1.0) -> None:
+    def __init__(
+        self, capture: CaptureFile, *, speed: float = 1.0, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         if not speed > 0:
             raise CaptureError(f"--speed must be above 0, not {speed}")
         super().__init__()
         self.capture = capture
         self.speed = speed
+        self._clock = clock
+        """Paces the frames (a manual clock plays them as the test moves it)."""
         self.sent = 0
         self.connections = 0
         self.rest_requests = 0
@@ -97,12 +101,12 @@ class CaptureServer(LocalServer):
                 self.finished.set()
                 return
             self._pending = frame
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if self._clock_zero is None:
                 self._clock_zero = now - frame.at_s / self.speed
             delay = self._clock_zero + frame.at_s / self.speed - now
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
             await connection.send(frame.data)
             self._pending = None
             self.sent += 1

@@ -1,9 +1,11 @@
 """A provider websocket: frames in, JSON out, silence and drops as errors.
 
-:func:`open_stream` connects with a protocol-level frame cap (four times the
+:class:`WebsocketsTransport` is the real
+:class:`~source_workers.transport.protocol.WebSocketTransport`, on the websockets
+library. :func:`open_stream` connects with a protocol-level frame cap (four times the
 accepted frame size, so that a frame somewhat over the limit can still be
 received and dead-lettered, while a huge one closes the connection before it
-is buffered), keepalive pings, and an idle timeout: ``recv`` raises
+is buffered) and an idle timeout on the runtime's clock: ``recv`` raises
 :class:`ConnectionLostError` when no frame arrived for ``idle_timeout_s``,
 because a silent socket is a dead socket. The stream stops at once when the
 runtime is stopping. Every websockets exception is translated here.
@@ -15,8 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -30,8 +31,19 @@ from websockets.exceptions import (
 )
 from websockets.protocol import State
 
+from foundation.clock import SYSTEM_CLOCK, Clock, wait_event
 from foundation.errors import ConnectionLostError, ProviderRefusedError
+from source_workers.transport.answers import handshake_error
+from source_workers.transport.protocol import StreamOptions, StreamStopped
 from source_workers.transport.urls import masked_url, secret_values
+
+__all__ = [
+    "CLOSE_TIMEOUT_S",
+    "StreamStopped",
+    "WebSocketStream",
+    "WebsocketsTransport",
+    "open_stream",
+]
 
 
 class _ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -49,10 +61,6 @@ class _ScrubbingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         for secret in self._secrets:
             text = text.replace(secret, "***")
         self.logger.log(level, "%s", text, **kwargs)
-
-
-class StreamStopped(Exception):
-    """The runtime is stopping: leave the read loop."""
 
 
 CLOSE_TIMEOUT_S = 2.0
@@ -75,8 +83,10 @@ class WebSocketStream:
         idle_timeout_s: float,
         stop: asyncio.Event,
         on_frame: Callable[[str | bytes], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._connection = connection
+        self._clock = clock
         self._on_frame = on_frame
         """Called with every frame received (``--record`` writes a capture with it)."""
         self.url = masked_url(url)
@@ -93,10 +103,8 @@ class WebSocketStream:
         interval = min(0.5, self._idle_timeout_s / 4)
         closing_since: float | None = None
         while True:
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=interval)
-            except TimeoutError:
-                now = time.monotonic()
+            if not await wait_event(self._clock, self._stop, interval):
+                now = self._clock.monotonic()
                 waiting = self._waiting_since
                 if waiting is not None and now - waiting >= self._idle_timeout_s:
                     self._ended = "idle"
@@ -128,7 +136,7 @@ class WebSocketStream:
         """The next frame; raises ConnectionLostError, or StreamStopped when stopping."""
         if self._ended == "stopped" or self._stop.is_set():
             raise StreamStopped
-        self._waiting_since = time.monotonic()
+        self._waiting_since = self._clock.monotonic()
         try:
             frame = await self._connection.recv()
         except ConnectionClosed as exc:
@@ -199,6 +207,7 @@ async def open_stream(
     stop: asyncio.Event,
     headers: dict[str, str] | None = None,
     on_frame: Callable[[str | bytes], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> WebSocketStream:
     """Connect; raises ConnectionLostError (retry) or ProviderRefusedError (4xx but 429)."""
     shown = masked_url(url)
@@ -222,16 +231,7 @@ async def open_stream(
             f"source {source}: {shown} is not a websocket URL", source=source, reason="bad url"
         ) from None
     except InvalidStatus as exc:
-        status = exc.response.status_code
-        if 400 <= status < 500 and status not in (408, 429):
-            raise ProviderRefusedError(
-                f"source {source}: {shown} refused the websocket with HTTP {status}",
-                source=source,
-                reason=f"HTTP {status}",
-            ) from None
-        raise ConnectionLostError(
-            f"websocket {shown}: HTTP {status}", url=shown, reason=f"HTTP {status}"
-        ) from None
+        raise handshake_error(source, shown, exc.response.status_code) from None
     except (InvalidHandshake, WebSocketException) as exc:
         raise ConnectionLostError(
             f"websocket {shown}: handshake failed: {exc}", url=shown, reason="handshake"
@@ -241,4 +241,23 @@ async def open_stream(
         raise ConnectionLostError(
             f"websocket {shown}: cannot connect: {reason}", url=shown, reason=reason
         ) from None
-    return WebSocketStream(connection, url, idle_timeout_s, stop, on_frame)
+    return WebSocketStream(connection, url, idle_timeout_s, stop, on_frame, clock)
+
+
+class WebsocketsTransport:
+    """The real websocket transport: :func:`open_stream` with the runtime's options."""
+
+    async def connect(
+        self, url: str, headers: Mapping[str, str] | None, options: StreamOptions
+    ) -> WebSocketStream:
+        return await open_stream(
+            url,
+            source=options.source,
+            max_frame_bytes=options.max_frame_bytes,
+            connect_timeout_s=options.connect_timeout_s,
+            idle_timeout_s=options.idle_timeout_s,
+            stop=options.stop,
+            headers=dict(headers) if headers else None,
+            on_frame=options.on_frame,
+            clock=options.clock,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(429)
             self.send_header("Retry-After", "86400")
             self.end_headers()
+        elif self.path.startswith("/gzip"):
+            size = 5000 if self.path.startswith("/gzip-bomb") else 10
+            body = gzip.compress(b"[" + b"1," * size + b"1]")
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif self.path.startswith("/big"):
             body = b"[" + b"1," * 5000 + b"1]"
             self.send_response(200)
@@ -67,7 +76,14 @@ def get(url: str) -> object:
     client = HttpClient(
         source="s", limits=FrameLimits(max_bytes=2_000), timeout_s=5, user_agent="t"
     )
-    return asyncio.run(client.get_json(url, headers={"apikey": "SECRET"}))
+
+    async def once() -> object:
+        try:
+            return await client.get_json(url, headers={"apikey": "SECRET"})
+        finally:
+            await client.aclose()
+
+    return asyncio.run(once())
 
 
 def test_redirects_are_refused_so_keys_never_travel(base: str) -> None:
@@ -95,6 +111,14 @@ def test_a_body_over_the_limit_is_malformed(base: str) -> None:
     """Bodies over max_frame_bytes are refused by size, with the reason."""
     with pytest.raises(MalformedFrameError, match="over 2000 bytes"):
         get(f"{base}/big")
+
+
+def test_a_compressed_body_is_decoded_and_capped_after_decoding(base: str) -> None:
+    """httpx asks for and decodes gzip; the size limit counts the decoded bytes, so a small
+    compressed body that expands past max_frame_bytes is refused, not buffered whole."""
+    assert get(f"{base}/gzip").body == [1] * 11  # type: ignore[attr-defined]
+    with pytest.raises(MalformedFrameError, match="over 2000 bytes"):
+        get(f"{base}/gzip-bomb")
 
 
 @pytest.mark.parametrize(

@@ -34,11 +34,18 @@ def _iso(moment: datetime) -> str:
 def main(out: Path) -> int:
     rng = random.Random(20261201)
     clock = [0.0]
+
+    class ScriptClock:
+        """The capture's own time, set by the script as it writes (a heartbeat goes back)."""
+
+        def monotonic(self) -> float:
+            return clock[0]
+
     recorder = CaptureRecorder(
         out,
         "coinbase",
         {"products": list(PRODUCTS)},
-        clock=lambda: clock[0],
+        clock=ScriptClock(),  # type: ignore[arg-type]
         note="synthetic sample in the Coinbase Exchange feed format "
         "(tests/servers/make_sample_capture.py); record a live one with --record",
     )

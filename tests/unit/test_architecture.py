@@ -42,6 +42,9 @@ PURE = (
     "foundation/backoff.py",
     "source_workers/buffer.py",
     "source_workers/transport/urls.py",
+    "source_workers/transport/answers.py",
+    "source_workers/transport/protocol.py",
+    "source_workers/transport/memory.py",
     "source_workers/connectors/coinbase/trades.py",
     "source_workers/connectors/coinbase/resources/matches.py",
     "source_workers/capture.py",
@@ -59,6 +62,7 @@ IO_LIBRARIES = (
     "clickhouse_connect",
     "chdb",
     "websockets",
+    "httpx",
     "socket",
     "subprocess",
 )
@@ -67,6 +71,7 @@ EDGES = {
     "confluent_kafka": ("staging/kafka/",),
     "clickhouse_connect": ("sink_workers/clickhouse/warehouse.py", "sink_workers/clickhouse/"),
     "websockets": ("source_workers/transport/",),
+    "httpx": ("source_workers/transport/http.py",),
 }
 
 
@@ -214,7 +219,7 @@ def test_pure_core_does_no_io(module: str) -> None:
 
 def test_third_party_clients_stay_in_their_adapter() -> None:
     """confluent_kafka only in staging/kafka/, clickhouse_connect in the warehouse modules,
-    websockets only in source_workers/transport/."""
+    websockets only in source_workers/transport/, httpx only in its http.py."""
     offenders = []
     for path in modules():
         relative = path.relative_to(ROOT).as_posix()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from foundation.clock import ManualClock
 from foundation.errors import CaptureError
 from source_workers.capture import CaptureFile, CaptureRecorder, ReplaySpec, recorded_settings
 from source_workers.connectors.coinbase.pipeline import CONNECTOR
@@ -23,13 +24,13 @@ def write(tmp_path: Path, *lines: str) -> Path:
 
 
 def test_recorder_writes_what_the_file_reads_back(tmp_path: Path) -> None:
-    times = iter([10.0, 10.5, 12.25])
+    clock = ManualClock(start_s=10.0)
     path = tmp_path / "rec.jsonl"
-    recorder = CaptureRecorder(
-        path, "coinbase", {"products": ["BTC-USD"]}, clock=lambda: next(times)
-    )
+    recorder = CaptureRecorder(path, "coinbase", {"products": ["BTC-USD"]}, clock=clock)
     recorder.record('{"type": "match"}')
+    clock.advance(0.5)
     recorder.record(b"\x00\xffbinary")
+    clock.advance(1.75)
     recorder.record("ünïcode")
     recorder.close()
     capture = CaptureFile(path)

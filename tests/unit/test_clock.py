@@ -3,11 +3,12 @@ follows it (stamps and timers), so tests move time instead of sleeping."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from foundation.clock import SYSTEM_CLOCK, ManualClock
+from foundation.clock import SYSTEM_CLOCK, ManualClock, wait_event
 from staging.envelope import H_INGESTTIME
 from staging.memory import MemoryStagingProvider
 from staging.protocol import StagingContext
@@ -48,3 +49,57 @@ def test_staging_stamps_and_idles_by_the_clock_it_is_given(catalog: SchemaCatalo
         assert time.monotonic() - started < 5  # about 60 polls of 10 ms, not 60 s
     (record, *_) = [r for b in batches for r in b.records]
     assert dict(record.headers)[H_INGESTTIME] == rfc3339(1_796_000_000_123_456).encode()
+
+
+async def turns() -> None:
+    """A few turns of the event loop (a woken sleep ends on the turn after its wake-up)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def test_a_manual_clock_ends_a_sleep_only_when_moved_past_it() -> None:
+    """Clock.sleep on a manual clock: nothing ends by itself; advance ends each sleep whose
+    time it reached, in any order of registration; wait_event is the event or the time."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        short = asyncio.ensure_future(clock.sleep(5))
+        long = asyncio.ensure_future(clock.sleep(10))
+        await turns()
+        assert clock.sleeping() == [5.0, 10.0]
+        clock.advance(4.9)
+        await turns()
+        assert not short.done() and not long.done()
+        clock.advance(0.1)
+        await turns()
+        assert short.done() and not long.done()
+        clock.advance(5)
+        await long
+        assert clock.sleeping() == []
+
+        event = asyncio.Event()
+        waiting = asyncio.ensure_future(wait_event(clock, event, 3))
+        await turns()
+        event.set()
+        assert await waiting is True
+        timing_out = asyncio.ensure_future(wait_event(clock, asyncio.Event(), 3))
+        await turns()
+        clock.advance(3)
+        assert await timing_out is False
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+
+
+def test_the_system_clock_sleeps_and_waits_in_real_time() -> None:
+    """wait_event on the system clock: an event already set answers at once; else the timeout."""
+
+    async def main() -> None:
+        event = asyncio.Event()
+        event.set()
+        assert await wait_event(SYSTEM_CLOCK, event, 60) is True
+        started = time.monotonic()
+        assert await wait_event(SYSTEM_CLOCK, asyncio.Event(), 0.01) is False
+        await SYSTEM_CLOCK.sleep(0.01)
+        assert time.monotonic() - started >= 0.02
+
+    asyncio.run(main())

@@ -73,7 +73,15 @@ SURFACE: dict[str, list[str]] = {
         "connector_of",
         "load_connector",
     ],
-    "source_workers.transport": ["masked_url"],
+    "source_workers.transport": [
+        "HttpResponse",
+        "HttpTransport",
+        "Stream",
+        "StreamOptions",
+        "StreamStopped",
+        "WebSocketTransport",
+        "masked_url",
+    ],
     "sink_workers": [
         "AvroTableTarget",
         "RetryPolicy",

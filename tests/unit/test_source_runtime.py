@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -125,7 +126,7 @@ def run(
             raise
         error = exc
     records = []
-    for batch in session.reader().iter_batches(10_000, idle_timeout_s=0.2):
+    for batch in session.reader().iter_batches(10_000, idle_timeout_s=0):  # all are in
         records.extend(batch.records)
     letters = provider.broker.fetch(Partition(staged.dlq.name, 0), 0, 10_000)
     setattr(runtime, "error", error)  # noqa: B010 - for the tests that expect one
@@ -259,7 +260,7 @@ def test_helpers_are_cancelled_when_the_session_ends() -> None:
     async def script(ctx: SourceContext) -> None:
         sessions.append(1)
         ctx.spawn(helper(), "sleeper")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the helper starts (its first step was scheduled first)
         if len(sessions) < 3:
             raise ConnectionLostError("dropped", url="ws://test", reason="test")
         ctx._runtime.stop()
@@ -310,7 +311,7 @@ def test_a_write_refused_for_good_stops_and_no_later_checkpoint_covers_it() -> N
     async def script(ctx: SourceContext) -> None:
         for frame in frames(*range(3)):
             await ctx.emit_raw(frame)
-        await asyncio.sleep(0.3)  # the flusher's write fails meanwhile
+        await ctx._runtime.stopping_event.wait()  # the flusher's write failed: stopping
         for frame in frames(*range(3, 7)):
             await ctx.emit_raw(frame)
         ctx._runtime.stop()
@@ -328,13 +329,17 @@ def test_writes_failing_at_stop_are_retried_within_the_budget_then_given_up() ->
     """A broker outage across SIGTERM: retries go on until half the shutdown budget after the
     stop; once given up, nothing later is staged (no checkpoint past the lost rows)."""
 
-    def down(_n: int) -> BaseException | None:
+    retried = threading.Event()
+
+    def down(n: int) -> BaseException | None:
+        if n >= 2:
+            retried.set()
         return BrokerUnavailableError("down", bootstrap="k")
 
     async def script(ctx: SourceContext) -> None:
         for frame in frames(*range(3)):
             await ctx.emit_raw(frame)
-        await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(retried.wait, 10)  # the first write failed twice
         for frame in frames(3, 4):
             await ctx.emit_raw(frame)
         ctx._runtime.stop()
@@ -348,13 +353,18 @@ def test_writes_failing_at_stop_are_retried_within_the_budget_then_given_up() ->
 def test_dead_letters_whose_send_failed_are_sent_later() -> None:
     """A failed dead-letter send keeps the letters for the next attempt."""
 
+    sent = threading.Event()
+
     async def script(ctx: SourceContext) -> None:
         await ctx.emit_raw("{bad")
-        await asyncio.sleep(0.3)
+        assert await asyncio.to_thread(sent.wait, 10)  # sent on the third attempt, before stop
         ctx._runtime.stop()
 
     def flaky(n: int) -> BaseException | None:
-        return BrokerUnavailableError("down", bootstrap="k") if n <= 2 else None
+        if n <= 2:
+            return BrokerUnavailableError("down", bootstrap="k")
+        sent.set()
+        return None
 
     runtime, _, letters = run(build(script), letter_faults=flaky)
     assert len(letters) == 1 and runtime.stats.dead_letters == 1

@@ -11,6 +11,9 @@ what REST lacks is given up). Otherwise paging goes on until a page reaches
 the ledger drops what the feed already delivered; then ``backfill_done``
 resolves what REST did not have.
 
+Timers (the grace period, the retry delay, the pauses between requests and
+after a 429) follow the runtime's clock (``ctx.clock``, ``ctx.sleep``).
+
 Rate limits: at least ``rest_min_interval_s`` between requests; a 429 (or
 503) waits for ``Retry-After`` when given, else a doubling delay; connection
 errors are retried the same way, ``rest_max_attempts`` times, after which
@@ -19,7 +22,6 @@ the session ends and reconnects (the gap is still open, so it is retried).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from foundation.errors import ConnectionLostError, MalformedFrameError, RateLimitedError
@@ -39,7 +41,7 @@ async def backfill_loop(
 ) -> None:
     """For the whole session: fill every gap once it has been open for the grace period."""
     while not ctx.stopping:
-        for product, gap in ledger.due(time.monotonic(), settings.backfill_grace_s):
+        for product, gap in ledger.due(ctx.clock.monotonic(), settings.backfill_grace_s):
             if gap.filling:
                 continue  # split from a gap filled earlier in this round
             first, last, behind = gap.first, gap.last, gap.behind
@@ -55,7 +57,7 @@ async def backfill_loop(
                         product,
                         first,
                         last,
-                        time.monotonic() + _RETRY_S,
+                        ctx.clock.monotonic() + _RETRY_S,
                         behind=outcome == "behind",
                     )
         if not await ctx.sleep(0.1):

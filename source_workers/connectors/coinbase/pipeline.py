@@ -9,7 +9,6 @@ the sinks confirmed written.
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 from source_workers.authoring import Source, define_source
@@ -23,11 +22,13 @@ from source_workers.connectors.coinbase.trades import TradeLedger
 
 def build(name: str = "coinbase", settings: CoinbaseSettings | None = None) -> Source:
     """A fresh Coinbase source (its own ledger) called ``name``."""
-    ledger = TradeLedger(max_jump=(settings or CoinbaseSettings()).max_backfill_trades)
+    process = matches.Matches(
+        TradeLedger(max_jump=(settings or CoinbaseSettings()).max_backfill_trades)
+    )
     return define_source(
         name=name,
-        resources=[matches.resource(ledger, time.monotonic)],
-        start=partial(start, ledger=ledger),
+        resources=[matches.resource(process)],
+        start=partial(start, matches=process),
         control=control,
     )
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from foundation.errors import ConnectionLostError, ProviderRefusedError
 from source_workers.connectors.coinbase.backfill import backfill_loop
+from source_workers.connectors.coinbase.resources.matches import Matches
 from source_workers.connectors.coinbase.settings import CoinbaseSettings
-from source_workers.connectors.coinbase.trades import TradeLedger
 from source_workers.context import SourceContext
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,11 @@ def subscribe_message(products: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
-async def start(ctx: SourceContext, *, ledger: TradeLedger) -> None:
+async def start(ctx: SourceContext, *, matches: Matches) -> None:
     """One session: connect, subscribe, backfill gaps alongside, emit every frame."""
     settings: CoinbaseSettings = ctx.settings
+    ledger = matches.ledger
+    matches.clock = ctx.clock  # gaps are timed on the clock the backfill reads
     if not ledger.products:
         ledger.restore(ctx.checkpoint("matches"))
     ledger.new_session()

@@ -28,12 +28,13 @@ import itertools
 import logging
 from typing import Any
 
+from foundation.clock import wait_event
 from foundation.errors import ConfigError, ConnectionLostError, ProviderRefusedError
 from source_workers.connectors.supabase.backfill import backfill_tables
 from source_workers.connectors.supabase.settings import SupabaseSettings
 from source_workers.connectors.supabase.tables import TableChanges
 from source_workers.context import SourceContext
-from source_workers.transport.websocket import WebSocketStream
+from source_workers.transport.protocol import Stream
 
 log = logging.getLogger(__name__)
 
@@ -135,18 +136,16 @@ class Realtime:
 
 async def join_timeout(ctx: SourceContext, realtime: Realtime, timeout_s: float) -> None:
     """A join not answered in time ends the session (connected but not joined loses changes)."""
-    try:
-        await asyncio.wait_for(realtime.joined.wait(), timeout=timeout_s)
-    except TimeoutError:
+    if not await wait_event(ctx.clock, realtime.joined, timeout_s):
         raise ConnectionLostError(
             f"supabase: the join was not answered within {timeout_s:g} s",
             url="supabase",
             reason="join timeout",
-        ) from None
+        )
 
 
 async def heartbeats(
-    ctx: SourceContext, stream: WebSocketStream, realtime: Realtime, every_s: float
+    ctx: SourceContext, stream: Stream, realtime: Realtime, every_s: float
 ) -> None:
     """Heartbeat on ``phoenix``; a heartbeat still unanswered when the next is due ends the session."""
     while await ctx.sleep(every_s):

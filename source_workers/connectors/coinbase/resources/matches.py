@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from foundation.clock import SYSTEM_CLOCK, Clock
 from source_workers.authoring import Internal, Output, Resource, define_resource
 from source_workers.connectors.coinbase.trades import TradeLedger, trade_id_of, trade_row
 
@@ -30,9 +31,11 @@ def parse(raw: Any) -> dict[str, Any] | None:
 class Matches:
     """``process`` for matches: one ledger per worker, shared with the backfill."""
 
-    def __init__(self, ledger: TradeLedger, clock: Any) -> None:
+    def __init__(self, ledger: TradeLedger, clock: Clock = SYSTEM_CLOCK) -> None:
         self.ledger = ledger
-        self._clock = clock
+        self.clock = clock
+        """Times when a gap was found: the runtime's clock, which ``start`` sets for each
+        session (the backfill reads the same one to tell when a gap is due)."""
 
     def __call__(self, message: dict[str, Any], received_at_us: int) -> Output | None:
         kind = message["type"]
@@ -45,7 +48,7 @@ class Matches:
             raise ValueError(f"sequence {sequence!r} is not an integer")
         if kind == "heartbeat":
             ledger.heartbeat(
-                product, trade_id_of(message["last_trade_id"]), sequence, self._clock()
+                product, trade_id_of(message["last_trade_id"]), sequence, self.clock.monotonic()
             )
             return Output((), ledger.checkpoint)
         if kind == "backfill_done":
@@ -53,12 +56,12 @@ class Matches:
             return Output((), ledger.checkpoint)
         row = trade_row(message, product, sequence)
         feed = kind != "rest_trade"
-        if not ledger.accept(product, row["trade_id"], sequence, self._clock(), feed=feed):
+        if not ledger.accept(product, row["trade_id"], sequence, self.clock.monotonic(), feed=feed):
             return None
         return Output((row,), ledger.checkpoint)  # built when the rows are staged
 
 
-def resource(ledger: TradeLedger, clock: Any) -> Resource:
+def resource(process: Matches) -> Resource:
     return define_resource(
         name="matches",
         target="clickhouse",
@@ -67,5 +70,5 @@ def resource(ledger: TradeLedger, clock: Any) -> Resource:
         id_fields=("product_id", "trade_id"),
         time_field="time",
         parse=parse,
-        process=Matches(ledger, clock),
+        process=process,
     )
