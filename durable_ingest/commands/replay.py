@@ -66,8 +66,8 @@ def register(commands: Subcommands) -> None:
     replay.add_argument(
         "--block-size",
         type=int,
-        default=5_000,
-        help="offsets per insert block and key check (default 5000)",
+        default=20_000,
+        help="offsets per insert block and key check (default 20000)",
     )
     replay.add_argument(
         "--idle",

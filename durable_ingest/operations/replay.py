@@ -13,7 +13,13 @@ The loop around :mod:`durable_ingest.operations.replay_plan` (what to read) and
 3. the range is scanned; records are decoded and cut per partition into
    blocks at fixed offsets (multiples of ``block_size``), so a re-run cuts
    the same blocks; for each block the table is asked which natural keys it
-   already holds, and only the others are inserted (one row per key), with a
+   already holds, and only the others are inserted (one row per key). By
+   default ClickHouse does both without a record decoded in Python: the
+   block's bodies go into a scratch table and one ``INSERT ... SELECT`` moves
+   the missing keys (:mod:`durable_ingest.operations.replay_avro`). With
+   ``clickhouse.avro_input = false``, or for a resource ClickHouse's Avro
+   input would store differently, records are decoded and their keys asked
+   for (:mod:`durable_ingest.operations.replay_keys`), inserted with a
    deterministic deduplication token derived from the offsets inserted.
 
 Transient warehouse or broker errors stop the replay with one line; running
@@ -26,11 +32,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
-from durable_ingest.operations.replay_keys import KeyColumns, KeyedTable, check_existing
+from durable_ingest.operations.replay_avro import AvroKeyedTable
+from durable_ingest.operations.replay_keys import (
+    BlockResult,
+    KeyColumns,
+    KeyedTable,
+    check_existing,
+)
 from durable_ingest.operations.replay_plan import (
     AtTime,
     Bound,
@@ -51,10 +64,11 @@ from foundation.errors import (
     WarehouseInUseError,
 )
 from sink_workers.clickhouse.query import ReadOnlyQuery
+from sink_workers.clickhouse.scratch import KeyedScratch
 from sink_workers.clickhouse.warehouse import open_warehouse
 from sink_workers.clickhouse.writer import ClickHouseTableWriter
 from sink_workers.run import table_name
-from sink_workers.tables import IDENTIFIER, TableSpec, table_spec
+from sink_workers.tables import IDENTIFIER, TableSpec, avro_input_gaps, table_spec
 from source_workers.connectors.defaults import with_connector_defaults
 from staging.compose import schema_catalog, staged_resources
 from staging.decoder import EnvelopeDecoder, FixedHeaders, StagedRecord
@@ -81,7 +95,7 @@ class ReplayRequest:
     """A shadow table in ``clickhouse.database``; None: the resource's live table."""
     allow_gap: bool = False
     dry_run: bool = False
-    block_size: int = 5_000
+    block_size: int = 20_000
     idle_s: float = 2.0
 
     def __post_init__(self) -> None:
@@ -263,15 +277,28 @@ def run_replay(
             [PartitionCounts(pp.partition, pp.start, pp.stop) for pp in plan.partitions],
             warnings,
         )
-        table = None
+        table: BlockWriter | None = None
         if client is not None:
             query = ReadOnlyQuery(client)
             check_existing(query, target.spec)
             writer = ClickHouseTableWriter(client, target.spec)
             writer.ensure()
-            table = KeyedTable(query, writer, uuid.uuid4().hex[:12])
+            nonce = uuid.uuid4().hex[:12]
+            table = KeyedTable(query, writer, nonce)
+            fields = resource.schema.parsed["fields"]
+            if settings.clickhouse.avro_input and not avro_input_gaps(fields):
+                scratch = KeyedScratch(client, target.spec, nonce)
+                stack.callback(scratch.drop)
+                scratch.create()
+                table = AvroKeyedTable(scratch, target.spec, resource.schema, fallback=table)
         _Replayer(target.catalog, plan, report, table, request).run(scanner)
     return report
+
+
+class BlockWriter(Protocol):
+    """Writes one partition's block, each natural key once (KeyedTable, AvroKeyedTable)."""
+
+    def write_block(self, records: Sequence[StagedRecord]) -> BlockResult: ...
 
 
 class _Replayer:
@@ -282,10 +309,14 @@ class _Replayer:
         catalog: SchemaCatalog,
         plan: ReplayPlan,
         report: ReplayReport,
-        table: KeyedTable | None,
+        table: BlockWriter | None,
         request: ReplayRequest,
     ) -> None:
         self._decoder = EnvelopeDecoder(catalog)
+        # ClickHouse parses what it checks: only recognise the values (marker, schema).
+        self._recognise = (
+            self._decoder.frame if isinstance(table, AvroKeyedTable) else self._decoder.decode
+        )
         self._plan = plan
         self._counts = {c.partition: c for c in report.partitions}
         self._table = table
@@ -302,7 +333,9 @@ class _Replayer:
         gates = {pp.partition: PartitionGate(pp) for pp in plan.partitions}
         start = {pp.partition: pp.start for pp in plan.partitions}
         stop = {pp.partition: OPEN_END if pp.stop is None else pp.stop for pp in plan.partitions}
-        chunks = scanner.scan(plan.topic, start, stop, idle_s=self._request.idle_s, chunk=1_000)
+        chunks = scanner.scan(
+            plan.topic, start, stop, idle_s=self._request.idle_s, chunk=5_000, headers=False
+        )
         with _closing(chunks):
             for chunk in chunks:
                 for raw in chunk:
@@ -332,7 +365,7 @@ class _Replayer:
         counts = self._counts[p]
         counts.saw(raw.offset)
         try:
-            record = self._decoder.decode(
+            record = self._recognise(
                 raw.topic, p, raw.offset, raw.key, raw.value, FixedHeaders(raw.headers)
             )
         except CorruptRecordError as exc:

@@ -179,9 +179,12 @@ class TopicScanner:
         *,
         idle_s: float = 2.0,
         chunk: int = 1_000,
+        headers: bool = True,
     ) -> Iterator[list[RawRecord]]:
         """Chunks of records of ``topic`` from ``start`` (default: the beginning) up to
         ``stop`` (exclusive, per partition; default: until ``idle_s`` passes with nothing new).
+        With ``headers=False`` records come without their headers, which cost more to
+        fetch than the rest of a record (a replay does not need them).
 
         Partitions missing from ``start`` are read from the beginning; a partition
         whose ``stop`` is at or before its start is not read.
@@ -224,7 +227,7 @@ class TopicScanner:
                             offset,
                             m.key(),
                             m.value(),
-                            tuple(m.headers() or ()),  # type: ignore[arg-type]  # Kafka headers are a list of pairs
+                            tuple(m.headers() or ()) if headers else (),  # type: ignore[arg-type]  # Kafka headers are a list of pairs
                             ts if ts_type else None,
                         )
                     )
