@@ -232,12 +232,11 @@ class EnvelopeDecoder:
         value: bytes | None,
         source: HeaderSource,
     ) -> StagedRecord:
-        """Decode one staged record; raises :class:`CorruptRecordError` naming it."""
-        schema = self._last
-        if value is None or schema is None or not value.startswith(schema.header):
-            schema, value = self._recognise(topic, partition, offset, key, value, source)
-        record = decode_body(schema, topic, partition, offset, key, value, source)
-        return StagedRecord(topic, partition, offset, key, schema, value, source, record)
+        """Recognise (:meth:`frame`) and decode one staged record; raises
+        :class:`CorruptRecordError` naming it."""
+        framed = self.frame(topic, partition, offset, key, value, source)
+        record = decode_body(framed.schema, topic, partition, offset, key, framed.value, source)
+        return _new_tuple(StagedRecord, (*framed[:7], record))
 
     def _recognise(
         self,
