@@ -1,9 +1,11 @@
 """A stream target: a resource's records re-staged on another Kafka topic.
 
-The records are encoded again as envelopes (same schema, key and natural-key
-event ids, so a consumer of the destination deduplicates by ``ce_id``) through
-an ordinary staging writer. Delivery to the destination is at-least-once: a
-retried batch is produced again with the same event ids.
+The records pass through undecoded (``RecordWriter.write_staged``,
+:mod:`staging.restage`): the same key, value and headers, so the same schema
+fingerprint and event ids, and a consumer of the destination deduplicates by
+``ce_id``; only the checkpoint headers are left out. Delivery to the
+destination is at-least-once: a retried batch is produced again with the same
+event ids.
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ def stream_resource(resource: StagedResource, topic: str) -> StagedResource:
 class StreamTarget:
     """Writes records to their destination topic; returns once all are acknowledged."""
 
-    needs_records = True
+    needs_records = False
 
     def __init__(self, writer: RecordWriter) -> None:
         self._writer = writer
 
     def write(self, records: Sequence[StagedRecord], token: str) -> int:
-        return self._writer.write_batch([r.record for r in records]).count
+        return self._writer.write_staged(records).count

@@ -161,6 +161,12 @@ class RecordWriter(Protocol):
         """
         ...
 
+    def write_staged(self, records: Sequence[StagedRecord]) -> WriteResult:
+        """Stage records read from another topic as they are (:mod:`staging.restage`):
+        key, value and headers unchanged but for the checkpoint headers, partitioned by
+        key. Nothing is decoded or validated. Returns and raises as :meth:`write_batch`."""
+        ...
+
 
 class RecordReader(Protocol):
     """A consumer-group member over the session's staged topics."""

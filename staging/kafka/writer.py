@@ -1,4 +1,5 @@
-"""The Kafka RecordWriter: encode every row first, produce, wait for every report."""
+"""The Kafka RecordWriter: encode every row first (or take staged records as they are),
+produce, wait for every report."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import StagingClosedError
 from staging.deadletters import DeadLetter
-from staging.envelope import Checkpoint, EnvelopeEncoder
+from staging.decoder import StagedRecord
+from staging.envelope import Checkpoint, EncodedBatch, EnvelopeEncoder
 from staging.kafka.translate import delivery_error, produce_error
 from staging.protocol import StagingContext, WriteResult
 from staging.resource import StagedResource
+from staging.restage import restaged
 
 _Headers = list[tuple[str, str | bytes | None]]
 
@@ -65,17 +68,29 @@ class KafkaRecordWriter:
             resource, max_record_bytes=max_record_bytes, partitions=partitions, instance=instance
         )
         self._flush_timeout_s = flush_timeout_s
+        self._partitions = partitions
         self._clock = clock
         self.closed = False
 
     def write_batch(
         self, rows: Sequence[Mapping[str, Any]], *, checkpoint: Checkpoint | None = None
     ) -> WriteResult:
-        if self.closed:
-            raise StagingClosedError(f"writer for {self._resource.qualified_name} is closed")
+        self._check_open()
         batch = self._encoder.encode_batch(
             rows, ingest_time_us=self._clock.wall_us(), checkpoint=checkpoint
         )
+        return self._send(batch)
+
+    def write_staged(self, records: Sequence[StagedRecord]) -> WriteResult:
+        self._check_open()
+        return self._send(restaged(records, self._partitions))
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StagingClosedError(f"writer for {self._resource.qualified_name} is closed")
+
+    def _send(self, batch: EncodedBatch) -> WriteResult:
+        """Produce every envelope; return once all are acknowledged."""
         producer = self._producer
         produce = producer.produce
         topic = self._topic

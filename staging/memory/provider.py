@@ -12,11 +12,12 @@ from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import CommitFailedError, CorruptRecordError, StagingClosedError
 from staging.deadletters import DeadLetter
 from staging.decoder import EnvelopeDecoder, StagedRecord
-from staging.envelope import Checkpoint, EnvelopeEncoder
+from staging.envelope import Checkpoint, EncodedBatch, EnvelopeEncoder
 from staging.memory.broker import MemoryBroker
 from staging.offsets import CommitLedger, Partition, offset_ranges
 from staging.protocol import OnCorrupt, StagedBatch, StagingContext, WriteResult
 from staging.resource import StagedResource
+from staging.restage import restaged
 from staging.schemas import SchemaCatalog
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,22 @@ class MemoryRecordWriter:
     def write_batch(
         self, rows: Sequence[Mapping[str, Any]], *, checkpoint: Checkpoint | None = None
     ) -> WriteResult:
-        if self.closed:
-            raise StagingClosedError(f"writer for {self._resource.qualified_name} is closed")
+        self._check_open()
         batch = self._encoder.encode_batch(
             rows, ingest_time_us=self._clock.wall_us(), checkpoint=checkpoint
         )
+        return self._send(batch)
+
+    def write_staged(self, records: Sequence[StagedRecord]) -> WriteResult:
+        self._check_open()
+        partitions = self._broker.topics()[self._resource.topic.name]
+        return self._send(restaged(records, partitions))
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StagingClosedError(f"writer for {self._resource.qualified_name} is closed")
+
+    def _send(self, batch: EncodedBatch) -> WriteResult:
         topic = self._resource.topic.name
         for key, value, headers, partition in zip(
             batch.keys, batch.values, batch.headers, batch.partitions, strict=True

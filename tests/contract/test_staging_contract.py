@@ -149,6 +149,34 @@ def test_checkpoint_travels_with_the_batch(harness: Harness, catalog: SchemaCata
     assert (found.topic, found.partition, found.offset) == (ctx.resources[0].topic.name, 0, 3)
 
 
+def test_staged_records_are_restaged_as_they_are_without_checkpoints(
+    harness: Harness, catalog: SchemaCatalog
+) -> None:
+    """``write_staged`` puts records read from one topic on another undecoded: the same
+    keys, values and event ids, partitioned by key over the destination's partitions, and
+    no checkpoint headers (a stream target's write)."""
+    source_ctx = context(catalog, partitions=3)
+    rows = trades(40)
+    with harness.provider.allocate_session(source_ctx) as session:
+        session.writer().write_batch(rows, checkpoint={"trade_id": 1})
+        read_back = [r for b in read(session.reader(), 40, decode=False) for r in b.records]
+    destination_ctx = context(catalog, partitions=2)
+    destination = destination_ctx.resources[0]
+    with harness.provider.allocate_session(destination_ctx) as session:
+        result = session.writer().write_staged(read_back)
+        assert result.count == 40 and result.topic == destination.topic.name
+        assert sorted(result.event_ids) == sorted(r.event_id for r in read_back)
+        copied = [r for b in read(session.reader(), 40) for r in b.records]
+    assert len(copied) == 40
+    assert {(r.key, r.value) for r in copied} == {(r.key, r.value) for r in read_back}
+    assert sorted(r.record["trade_id"] for r in copied) == [t["trade_id"] for t in rows]
+    assert all(r.carried() is None for r in copied)
+    assert {r.event_id for r in copied} == {r.event_id for r in read_back}
+    by_key = {r.key: r.partition for r in copied}
+    assert len(set(by_key.values())) == 2  # both partitions, one per key
+    assert all(r.partition == by_key[r.key] and r.topic == destination.topic.name for r in copied)
+
+
 def test_each_source_instance_s_checkpoint_travels_with_the_batch(
     harness: Harness, catalog: SchemaCatalog
 ) -> None:
