@@ -27,7 +27,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from foundation.errors import BatchRejectedError, ConfigError, StopError, WarehouseError
+from foundation.errors import (
+    BatchRejectedError,
+    ConfigError,
+    CorruptRecordError,
+    StopError,
+    WarehouseError,
+)
 from sink_workers.columns import to_columns
 from sink_workers.tables import TableSpec, identifier
 from staging.decoder import StagedRecord
@@ -347,7 +353,7 @@ class KeyedTable:
         for record in records:
             try:
                 prepared = self.keys.prepare(record.record)
-            except ValueError as exc:
+            except (ValueError, CorruptRecordError) as exc:  # undecodable, when read undecoded
                 where = f"{record.topic}[{record.partition}]@{record.offset}"
                 result.refused.append(f"staged record {where}: {exc}")
                 continue

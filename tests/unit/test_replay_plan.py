@@ -485,6 +485,19 @@ def test_rows_dropped_as_a_repeated_insert_are_sent_again(catalog: SchemaCatalog
     assert table.tokens[-1] == replay_token(T, 0, [0, 1]) + ":again:n2"
 
 
+def test_a_record_read_undecoded_that_does_not_decode_is_reported(
+    catalog: SchemaCatalog,
+) -> None:
+    """A block handed over undecoded (the key check in ClickHouse falls back here for some
+    writer schemas): a body that does not decode is reported, the rest written."""
+    schema = catalog.load("coinbase/matches.avsc")
+    bad = StagedRecord(T, 0, 1, None, schema, schema.header + b"\xff" * 4, FixedHeaders(()))
+    table = MemoryTable(spec(catalog))
+    result = KeyedTable(table.query, table, "n").write_block([staged(0, 1), bad])
+    assert result.written == 1 and len(result.refused) == 1
+    assert "@1 cannot be decoded" in result.refused[0]
+
+
 def test_rows_the_table_refuses_are_isolated_and_reported(catalog: SchemaCatalog) -> None:
     """A refused row is found by halving; the others are written."""
     table = MemoryTable(spec(catalog))
