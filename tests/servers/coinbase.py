@@ -21,7 +21,7 @@ import http
 import json
 import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -105,9 +105,18 @@ class CoinbaseExchange(LocalServer):
 
     name = "test exchange"
 
-    def __init__(self, products: list[str], *, first_trade_id: int = 1_000) -> None:
+    def __init__(
+        self,
+        products: list[str],
+        *,
+        first_trade_id: int = 1_000,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         super().__init__()
         self.products = list(products)
+        self._clock = clock
+        """A trade's time: ``clock()`` when given (bench/e2e.py measures freshness from
+        it), else a fixed start plus 7 ms per trade id (deterministic, for tests)."""
         self.faults = Faults()
         self.trades: dict[str, list[Trade]] = {p: [] for p in products}
         self._next_id = {p: first_trade_id for p in products}
@@ -160,7 +169,7 @@ class CoinbaseExchange(LocalServer):
             product,
             trade_id,
             self._sequence[product],
-            T0 + timedelta(milliseconds=7 * trade_id),
+            T0 + timedelta(milliseconds=7 * trade_id) if self._clock is None else self._clock(),
             "buy" if trade_id % 2 else "sell",
             f"{43000 + trade_id % 1000}.{trade_id % 100:02d}",
             f"0.{(n % 9999) + 1:04d}",
