@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks in this folder (``staging.py`` and ``sink.py``).
+"""Shared pieces of the benchmarks in this folder.
 
 Not a benchmark itself: the fixtures (realistic Coinbase trades), the timing
 helpers (:class:`Window` for consumers, :func:`timed` for the rest), the raw
@@ -6,12 +6,9 @@ stages both benchmarks measure (plain consume, fastavro decode), the fresh
 staged resources and contexts each repeat uses, and the pieces of the report
 (medians, library versions, peak RSS) and of the command line they share.
 
-The scripts import it as ``benchlib``: each drops bench/ from the front of
-``sys.path`` (where ``staging.py`` would shadow the ``staging`` package),
-imports the package, and only then appends bench/ at the end, so that
-``import benchlib`` finds this file while ``staging`` stays the package (the
-editable install's finder comes after every ``sys.path`` entry, so bench/ at
-the end would still shadow a package not yet imported).
+The scripts import it as ``benchlib`` (``python bench/<script>.py`` puts
+bench/ first on ``sys.path``). No file here may be named like a package of the
+project (``staging``, ``sink_workers``...): it would shadow that package.
 """
 
 from __future__ import annotations

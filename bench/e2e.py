@@ -48,22 +48,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-# bench/staging.py would shadow the ``staging`` package (see bench/benchlib.py): import
-# the package before bench/ goes on sys.path, at the end.
-_BENCH = str(Path(__file__).resolve().parent)
-if sys.path and sys.path[0] == _BENCH:
-    sys.path.pop(0)
-sys.path.append(
-    str(Path(__file__).resolve().parents[1])
-)  # the repository: tests/ holds the exchange
-import staging  # noqa: E402, F401
+import benchlib
 
-sys.path.append(_BENCH)
+# The repository, for tests/: the test exchange and the pipeline's process helpers.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-import benchlib  # noqa: E402
-
-from tests.integration.pipeline import PRODUCTS, Pipeline  # noqa: E402
-from tests.servers.coinbase import CoinbaseExchange  # noqa: E402
+from tests.integration.pipeline import PRODUCTS, Pipeline
+from tests.servers.coinbase import CoinbaseExchange
 
 POLL_S = 0.1
 TICK_S = 0.01

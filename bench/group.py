@@ -23,18 +23,12 @@ figures, not pass/fail.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# bench/staging.py would shadow the ``staging`` package (see bench/benchlib.py).
-if os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
 import argparse
 import json
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time

@@ -31,18 +31,9 @@ into the live table.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# As in bench/sink.py: bench/staging.py would shadow the ``staging`` package.
-if os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-import staging  # noqa: F401
-
-sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import gc
+import sys
 import tempfile
 import time
 import uuid

@@ -81,26 +81,13 @@ half of N, and N: the sink's memory must stay flat.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# bench/ holds staging.py, named like the ``staging`` package, and ``python
-# bench/sink.py`` puts bench/ first on sys.path, where it would shadow that
-# package: drop it. bench/ comes back at the end, for ``import benchlib``, only
-# once the package is imported: the editable install's finder runs after every
-# sys.path entry, so even from the end bench/staging.py would shadow a package
-# not yet imported.
-if os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-import staging  # noqa: F401
-
-sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import cProfile
 import gc
 import io
+import os
 import pstats
+import sys
 import tempfile
 import time
 import uuid

@@ -28,29 +28,22 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-_BENCH = str(Path(__file__).resolve().parent)
-if sys.path and sys.path[0] == _BENCH:
-    sys.path.pop(0)
+import benchlib
+import fastavro
+from confluent_kafka import Producer
+from websockets.asyncio.server import ServerConnection, serve
 
-import fastavro  # noqa: E402
-from confluent_kafka import Producer  # noqa: E402
-from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
-
-from foundation.config import KafkaSettings, RuntimeSettings  # noqa: E402
-from source_workers.connectors.coinbase.pipeline import build  # noqa: E402
-from source_workers.connectors.coinbase.settings import CoinbaseSettings  # noqa: E402
-from source_workers.context import SourceContext  # noqa: E402
-from source_workers.runtime import SourceRuntime  # noqa: E402
-from staging.kafka import KafkaStagingProvider  # noqa: E402
-from staging.protocol import StagingContext  # noqa: E402
-from staging.resource import StagedResource  # noqa: E402
-from staging.schemas import SchemaCatalog  # noqa: E402
-
-sys.path.append(_BENCH)
-import benchlib  # noqa: E402
+from foundation.config import KafkaSettings, RuntimeSettings
+from source_workers.connectors.coinbase.pipeline import build
+from source_workers.connectors.coinbase.settings import CoinbaseSettings
+from source_workers.context import SourceContext
+from source_workers.runtime import SourceRuntime
+from staging.kafka import KafkaStagingProvider
+from staging.protocol import StagingContext
+from staging.resource import StagedResource
+from staging.schemas import SchemaCatalog
 
 
 def frames_of(rows: list[dict[str, Any]]) -> list[str]:

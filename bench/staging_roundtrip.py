@@ -1,6 +1,6 @@
 """Staging throughput: our Kafka staging layer against the raw limits of its parts.
 
-Run as ``python bench/staging.py [--records N] [--repeats R] [--chunk C]``
+Run as ``python bench/staging_roundtrip.py [--records N] [--repeats R] [--chunk C]``
 (quick check: ``--records 20000 --repeats 1``). It starts the embedded Tansu
 broker, or uses ``INGEST_KAFKA_BOOTSTRAP`` when that is set, builds N realistic
 Coinbase trades (``schemas/coinbase/matches.avsc``) and measures, in one
@@ -49,23 +49,10 @@ thread, so even a free pipeline of both raw stages would reach only
 
 from __future__ import annotations
 
-import os
-import sys
-
-# This file is named like the ``staging`` package, and ``python bench/staging.py``
-# puts bench/ first on sys.path, where it would shadow that package: drop it.
-# bench/ comes back at the end, for ``import benchlib``, only once the package is
-# imported: the editable install's finder runs after every sys.path entry, so even
-# from the end bench/staging.py would shadow a package not yet imported.
-if os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-import staging  # noqa: F401
-
-sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-
 import argparse
 import gc
 import io
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
