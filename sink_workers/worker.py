@@ -174,26 +174,38 @@ class SinkWorker:
                 yield_empty=pool is not None,
             ):
                 if in_flight is not None:
-                    self._complete(in_flight.batch, self._finish(in_flight), reader, dead_letters)
+                    self._complete(in_flight, reader, dead_letters)
                     in_flight = None
                 if not batch.offsets:
                     continue  # a poll that found nothing
-                if pool is None:
-                    self._complete(batch, self.write(batch), reader, dead_letters)
-                else:
-                    groups = by_partition(batch.records)
-                    attempt = pool.submit(self._inserter.attempt, groups)
-                    in_flight = _InFlight(batch, groups, attempt)
+                groups = by_partition(batch.records)
+                in_flight = _InFlight(batch, groups, self._attempt(pool, groups))
+                if pool is None:  # in turn: written and committed before the next read
+                    self._complete(in_flight, reader, dead_letters)
+                    in_flight = None
             if in_flight is not None:
-                self._complete(in_flight.batch, self._finish(in_flight), reader, dead_letters)
+                self._complete(in_flight, reader, dead_letters)
         return self.stats
+
+    def _attempt(
+        self, pool: ThreadPoolExecutor | None, groups: list[InsertBatch]
+    ) -> Future[Attempt]:
+        """The first attempt at a batch's groups: on the insert thread, or here and now."""
+        if pool is not None:
+            return pool.submit(self._inserter.attempt, groups)
+        done: Future[Attempt] = Future()
+        done.set_result(self._inserter.attempt(groups))
+        return done
 
     def _finish(self, in_flight: _InFlight) -> list[DeadLetter]:
         """Wait for a batch's first attempt; then, on this thread, what it left: retries
         of a transient error, halving of a refusal, the groups after it."""
         done, error = in_flight.attempt.result()
         self._inserter.new_batch()
-        letters = self._corrupt_letters(in_flight.batch)
+        letters = [
+            DeadLetter.of_corrupt(self._resource_of.get(c.topic, ""), c)
+            for c in in_flight.batch.corrupt
+        ]
         for group, (rows, seconds) in zip(in_flight.groups, done, strict=False):
             self._inserter.written(group, rows, seconds)
         for group in in_flight.groups[len(done) :]:
@@ -201,17 +213,12 @@ class SinkWorker:
             error = None
         return letters
 
-    def _corrupt_letters(self, batch: StagedBatch) -> list[DeadLetter]:
-        return [DeadLetter.of_corrupt(self._resource_of.get(c.topic, ""), c) for c in batch.corrupt]
-
     def _complete(
-        self,
-        batch: StagedBatch,
-        letters: list[DeadLetter],
-        reader: RecordReader,
-        dead_letters: DeadLetterWriter,
+        self, in_flight: _InFlight, reader: RecordReader, dead_letters: DeadLetterWriter
     ) -> None:
-        """A written batch: its dead letters, then its commit, then its checkpoints."""
+        """A batch written: its dead letters, then its commit, then its checkpoints."""
+        batch = in_flight.batch
+        letters = self._finish(in_flight)
         if letters:
             dead_letters.send(letters)  # before the commit: a dead letter is never lost
         self.stats.batches += 1
@@ -292,15 +299,3 @@ class SinkWorker:
         self._stopping = True
         if self._reader is not None:
             self._reader.stop()
-
-    def write(self, batch: StagedBatch) -> list[DeadLetter]:
-        """Insert a batch's records; return the dead letters (corrupt or refused).
-
-        Transient failures are retried within one budget for the whole batch
-        (``RetryPolicy.give_up_after_s``); between tries the reader waits in
-        the group with its partitions paused."""
-        self._inserter.new_batch()
-        letters = self._corrupt_letters(batch)
-        for group in by_partition(batch.records):
-            letters.extend(self._inserter.write(group))
-        return letters
