@@ -32,15 +32,14 @@ import json
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode
 
 from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import ConnectionLostError, ProviderRefusedError
 from source_workers.frames import FrameLimits
 from source_workers.transport.answers import check_url, handshake_error, read_body, status_error
-from source_workers.transport.protocol import HttpResponse, StreamOptions, StreamStopped
+from source_workers.transport.protocol import HttpResponse, StreamBase, StreamOptions, StreamStopped
 from source_workers.transport.urls import masked_url
 
 # --- HTTP --------------------------------------------------------------------
@@ -252,7 +251,7 @@ class MemoryConnection:
         self._client_sent.set()
 
 
-class MemoryStream:
+class MemoryStream(StreamBase):
     """The client's end: what :meth:`MemoryWebSocket.connect` returns (a
     :class:`~.protocol.Stream`)."""
 
@@ -308,32 +307,9 @@ class MemoryStream:
                 task.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
 
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except StreamStopped:
-            raise StopAsyncIteration from None
-
     async def close(self) -> None:
         self._connection.closed_by_client = True
         self._connection._client_sent.set()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def _lost(self, reason: str) -> ConnectionLostError:
-        return ConnectionLostError(f"websocket {self.url}: {reason}", url=self.url, reason=reason)
 
 
 class MemoryWebSocket:

@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from foundation.clock import SYSTEM_CLOCK, Clock
+from foundation.errors import ConnectionLostError
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,44 @@ class Stream(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+class StreamBase:
+    """What every :class:`Stream` implementation shares: async iteration over
+    ``recv`` (ending when the runtime stops), ``async with`` closing it, and the
+    lost-connection error naming the masked URL. A subclass sets ``url`` and
+    defines ``recv`` and ``close``."""
+
+    url: str
+
+    async def recv(self) -> str | bytes:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.recv()
+        except StreamStopped:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _lost(self, reason: str) -> ConnectionLostError:
+        return ConnectionLostError(f"websocket {self.url}: {reason}", url=self.url, reason=reason)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

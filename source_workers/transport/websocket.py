@@ -18,8 +18,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -34,7 +33,7 @@ from websockets.protocol import State
 from foundation.clock import SYSTEM_CLOCK, Clock, wait_event
 from foundation.errors import ConnectionLostError, ProviderRefusedError
 from source_workers.transport.answers import handshake_error
-from source_workers.transport.protocol import StreamOptions, StreamStopped
+from source_workers.transport.protocol import StreamBase, StreamOptions, StreamStopped
 from source_workers.transport.urls import masked_url, secret_values
 
 __all__ = [
@@ -67,7 +66,7 @@ CLOSE_TIMEOUT_S = 2.0
 """The longest a closing handshake may take, answered or not."""
 
 
-class WebSocketStream:
+class WebSocketStream(StreamBase):
     """One open provider websocket.
 
     Reading is the library's own ``recv`` (no task per frame); a watchdog task
@@ -158,15 +157,6 @@ class WebSocketStream:
             self._on_frame(frame)
         return frame
 
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except StreamStopped:
-            raise StopAsyncIteration from None
-
     async def close(self) -> None:
         self._watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -174,20 +164,6 @@ class WebSocketStream:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._connection.close(), timeout=2)
         self._connection.transport.abort()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def _lost(self, reason: str) -> ConnectionLostError:
-        return ConnectionLostError(f"websocket {self.url}: {reason}", url=self.url, reason=reason)
 
 
 def _closed(exc: ConnectionClosed) -> str:
