@@ -41,7 +41,8 @@ ours (the project's sink loop, in-process), on the two write paths
 Both run on a fresh group and a fresh table with ``chunk_size=C`` (default
 20,000, as ``ingest sink run --chunk-size``), overlapping reading with
 inserting as ``ingest sink run`` does: only with a ClickHouse server, not with
-embedded chDB, which parses on this process's own cores.
+embedded chDB, which parses on this process's own cores. ``--overlap on`` or
+``off`` forces it either way, to compare the two in separate runs.
 
 Timing: the clock of a consumer (raw consume, ours) starts once its first
 batch has been handled (for ours: committed), so the consumer-group join
@@ -477,7 +478,8 @@ def report(bench: Bench, args: argparse.Namespace, warehouse: str, broker_pid: i
     print()
     print(
         f"durable-ingest sink benchmark: {bench.n:,} trades x {args.repeats} repeat(s), "
-        f"batches of {bench.chunk:,}, broker {bench.bootstrap}, warehouse {warehouse}"
+        f"batches of {bench.chunk:,}, overlap {'on' if bench.overlap else 'off'}, "
+        f"broker {bench.bootstrap}, warehouse {warehouse}"
     )
     print(
         benchlib.versions_line(
@@ -650,6 +652,11 @@ def warehouse_client() -> Iterator[tuple[Client, str]]:
             client.close()
 
 
+def overlap(args: argparse.Namespace, warehouse: str) -> bool:
+    """``--overlap``: as ``ingest sink run`` (not with embedded chDB), or forced."""
+    return {"on": True, "off": False}.get(args.overlap, not warehouse.startswith("chdb"))
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = benchlib.arg_parser(
         __doc__.splitlines()[0], chunk_help="rows per read batch and insert"
@@ -662,6 +669,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0,
         metavar="TOP",
         help="then run ours once more under cProfile and print the TOP (25) functions",
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="insert on a second thread while reading: auto (as ingest sink run: only "
+        "with a ClickHouse server), on or off",
     )
     parser.add_argument(
         "--long",
@@ -684,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warehouse_client() as (client, where),
             ):
                 print(benchlib.engine_banner(engine, bootstrap), flush=True)
-                long_run(bootstrap, client, args.long, args.chunk, not where.startswith("chdb"))
+                long_run(bootstrap, client, args.long, args.chunk, overlap(args, where))
         return 0
     print(f"building {args.records:,} trades...", file=sys.stderr, flush=True)
     rows = tuple(benchlib.build_trades(args.records))
@@ -694,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warehouse_client() as (client, where),
         ):
             print(benchlib.engine_banner(engine, bootstrap), flush=True)
-            bench = Bench(bootstrap, client, rows, args.chunk, not where.startswith("chdb"))
+            bench = Bench(bootstrap, client, rows, args.chunk, overlap(args, where))
             bench.run(args.repeats)
             report(bench, args, where, broker_pid)
             if args.profile:

@@ -178,7 +178,7 @@ def run_sink(
             per_instance=bool(settings.sources[source].instances),
             # Reading the next batch while the warehouse parses this one pays when the
             # warehouse is a server; embedded chDB parses on this process's own cores
-            # (measured: no gain, slightly slower).
+            # (measured: no gain; bench/sink.py --overlap on|off).
             overlap=not (to_tables and settings.clickhouse.embedded_path is not None),
         )
         if query is not None:
