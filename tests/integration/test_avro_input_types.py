@@ -234,11 +234,12 @@ def written(
     )
     writer = ClickHouseTableWriter(client, spec)
     writer.ensure()
-    target = AvroTableTarget(writer, schema) if avro else TableTarget(writer, schema)
-    assert target.write(records, f"types:{uuid.uuid4().hex}") == len(records)
-    rows = client.query(f"SELECT * FROM {spec.qualified} ORDER BY id").result_rows
-    client.command(f"DROP DATABASE {spec.database}")
-    return rows
+    try:
+        target = AvroTableTarget(writer, schema) if avro else TableTarget(writer, schema)
+        assert target.write(records, f"types:{uuid.uuid4().hex}") == len(records)
+        return client.query(f"SELECT * FROM {spec.qualified} ORDER BY id").result_rows
+    finally:
+        client.command(f"DROP DATABASE {spec.database}")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -268,3 +269,16 @@ def test_a_nullable_record_takes_the_python_path(client: Client) -> None:
     )
     with pytest.raises(BatchRejectedError):
         written(client, schema, staged(schema, [None]), avro=True)
+
+
+def test_times_of_day_inside_an_array_only_the_avro_input_stores(client: Client) -> None:
+    """The one difference found the other way round: ClickHouse's Avro input stores a
+    time-micros inside an array as its microseconds; the Python path refuses it
+    (fastavro gives a datetime.time, and columns.py converts top-level fields only)."""
+    schema = schema_of(
+        "time-in-array", {"type": "array", "items": {"type": "long", "logicalType": "time-micros"}}
+    )
+    records = staged(schema, [[dt.time(1)]])
+    assert written(client, schema, records, avro=True) == [(0, [3_600_000_000])]
+    with pytest.raises(BatchRejectedError):
+        written(client, schema, records, avro=False)
