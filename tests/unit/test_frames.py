@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import random
+import struct
 
 import pytest
 
@@ -56,3 +59,63 @@ def test_numbers_that_overflow_to_infinity_are_refused() -> None:
     with pytest.raises(MalformedFrameError, match="overflows to infinity"):
         decode_frame("s", '{"x": 1e999}', LIMITS)
     assert decode_frame("s", '{"x": 1.5e3}', LIMITS) == {"x": 1500.0}
+
+
+_STANDARD = json.JSONDecoder()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"a": 1, "a": 2}',  # the last duplicate key wins
+        " [1, -0, 0.1, 1E5, 1.0e-400, 5e-324] ",
+        "9223372036854775807",  # the largest signed 64-bit integer
+        "-9223372036854775808",
+        "18446744073709551615",  # the largest unsigned one
+        "18446744073709551616",  # one over
+        '{"id": 123456789012345678901234567890}',
+        "[-123456789012345678901234567890, 1.2345678901234567890123]",
+        '{"s": "\\ud800"}',  # a lone surrogate: msgspec refuses, the standard decoder keeps it
+        '{"s": "\\ud83d\\ude00 \\u00e9 caf\u00e9"}',
+        '{"s": "tab\\tquote\\"slash\\/"}',
+        '{"deep": [[[[[[[1]]]]]]]}',
+        "[true, false, null]",
+        "[-0.0, 0.30000000000000004, 2.2250738585072011e-308, 1.7976931348623157e308]",
+        "[9007199254740993.0, 4.9406564584124654e-324, 1e23, 8.41e21, 123456.789e-3]",
+    ],
+)
+def test_the_fast_parser_gives_what_the_standard_decoder_gives(frame: str) -> None:
+    """msgspec is only a faster road to the standard decoder's value: equal, and of the
+    same types (an integer over 64 bits keeps every digit; it does not become a float)."""
+    for given in (frame, frame.encode()):
+        value = decode_frame("s", given, LIMITS)
+        expected = _STANDARD.decode(frame)
+        assert value == expected
+        assert json.dumps(value) == json.dumps(expected)  # same types, digits and order
+
+
+def test_a_refusal_is_worded_by_the_standard_decoder() -> None:
+    """A frame msgspec refuses is judged again by the standard decoder, which names the
+    place (the reason users saw before)."""
+    with pytest.raises(MalformedFrameError) as info:
+        decode_frame("s", '{"a": [1, 2,]}', LIMITS)
+    assert "not JSON: Expecting value: line 1 column 13" in str(info.value)
+
+
+def test_random_numbers_decode_as_the_standard_decoder_decodes_them() -> None:
+    """Floats written every way (shortest repr, long fractions, exponents) and integers
+    of every size come out bit for bit as the standard decoder gives them."""
+    rng = random.Random(16)
+    numbers = []
+    for _ in range(3_000):
+        bits = rng.getrandbits(64)
+        value = struct.unpack("<d", bits.to_bytes(8, "little"))[0]
+        if math.isfinite(value):
+            numbers += [repr(value), f"{value:.25e}", f"{value:.17g}"]
+        numbers.append(str(rng.randrange(-(10**30), 10**30)))
+        numbers.append(f"{rng.randrange(10**20)}.{rng.randrange(10**20):020d}")
+    frame = "[" + ",".join(numbers) + "]"
+    limits = FrameLimits(max_bytes=10_000_000, max_depth=8)
+    value = decode_frame("s", frame, limits)
+    expected = _STANDARD.decode(frame)
+    assert [(type(v), repr(v)) for v in value] == [(type(v), repr(v)) for v in expected]
