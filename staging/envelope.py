@@ -34,6 +34,7 @@ from zlib import crc32
 import fastavro
 
 from foundation.errors import CheckpointError, RecordTooLargeError, SchemaMismatchError
+from staging.avro_fast import compile_writer
 from staging.resource import StagedResource
 from staging.rowcheck import decimal_limits, failing_field, logical_fields
 from staging.schemas import StagedSchema
@@ -141,6 +142,9 @@ class EnvelopeEncoder:
         self.partitions = partitions or resource.topic.partitions
         schema = resource.schema
         self._parsed = schema.parsed
+        self._compiled = compile_writer(schema.parsed)
+        """The compiled writer (fastavro's bytes, sooner), when the schema is within what
+        it compiles; a row it does not encode itself goes to fastavro."""
         self._fields = schema.field_names
         self._required = schema.required_fields
         self._id_fields = resource.id_fields
@@ -207,8 +211,8 @@ class EnvelopeEncoder:
         time_unit = self._time_unit_us
         limit = self.max_record_bytes
         prefix = self.resource.schema.header
-        writer = fastavro.schemaless_writer
-        parsed = self._parsed
+        compiled = self._compiled
+        slow = self._slow_value
         check = self._check_row
 
         keys: list[bytes] = []
@@ -218,24 +222,15 @@ class EnvelopeEncoder:
         sizes: list[int] = []
         partitions: list[int] = []
         partition_count = self.partitions
-        buf = io.BytesIO()
         for index, row in enumerate(rows):
             check(index, row)
-            buf.seek(0)
-            buf.truncate()
-            buf.write(prefix)
-            try:
-                writer(buf, parsed, row)
-            except (
-                TypeError,
-                ValueError,
-                AttributeError,
-                KeyError,
-                OverflowError,
-                decimal.InvalidOperation,
-            ) as exc:
-                raise self._mismatch(index, failing_field(parsed, row), str(exc)) from exc
-            value = buf.getvalue()
+            if compiled is None:
+                value = slow(index, row)
+            else:
+                try:
+                    value = prefix + compiled(row)
+                except Exception:  # noqa: BLE001 - not for the compiled writer: fastavro decides
+                    value = slow(index, row)
             if single_key is not None:
                 key = str(row[single_key]).encode()
             else:
@@ -311,6 +306,23 @@ class EnvelopeEncoder:
             for p in last_of:
                 self._last_write[p] = seq
         return EncodedBatch(keys, values, all_headers, event_ids, partitions)
+
+    def _slow_value(self, index: int, row: Mapping[str, Any]) -> bytes:
+        """A staged value written by fastavro; a row it refuses is a schema mismatch."""
+        buf = io.BytesIO()
+        buf.write(self.resource.schema.header)
+        try:
+            fastavro.schemaless_writer(buf, self._parsed, row)
+        except (
+            TypeError,
+            ValueError,
+            AttributeError,
+            KeyError,
+            OverflowError,
+            decimal.InvalidOperation,
+        ) as exc:
+            raise self._mismatch(index, failing_field(self._parsed, row), str(exc)) from exc
+        return buf.getvalue()
 
     def _too_large(self, index: int, event_id: str, size: int) -> RecordTooLargeError:
         limit = self.max_record_bytes

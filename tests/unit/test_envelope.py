@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,7 @@ from staging.envelope import (
     H_TIME,
     H_TYPE,
     EnvelopeEncoder,
+    encode_value,
 )
 from staging.resource import StagedResource
 from staging.schemas import SchemaCatalog
@@ -391,3 +393,19 @@ def test_ce_time_reads_an_int_time_field_in_its_own_unit(
         [{"id": 1, "at": value}], ingest_time_us=NOW
     )
     assert headers(batch[0])[H_TIME].decode() == rfc3339(expected_us)
+
+
+def test_compiled_and_fastavro_writes_stage_the_same_values(catalog: SchemaCatalog) -> None:
+    """The compiled writer stages fastavro's bytes; a row it does not encode itself (a
+    datetime for the time) goes to fastavro and is staged all the same, and a row
+    fastavro refuses is still a schema mismatch naming the field."""
+    schema = catalog.load("coinbase/matches.avsc")
+    rows = trades(6)
+    rows[2] = {**rows[2], "time": datetime(2026, 12, 5, 8, 0, 0, 123456, tzinfo=UTC)}
+    rows[4] = {**rows[4], "price": Decimal("7E+3")}
+    values = encoder(catalog).encode_batch(rows, ingest_time_us=NOW).values
+    assert values == [encode_value(schema, row) for row in rows]
+    rows[3] = {**rows[3], "side": "sideways"}
+    with pytest.raises(SchemaMismatchError) as info:
+        encoder(catalog).encode_batch(rows, ingest_time_us=NOW)
+    assert info.value.field == "side" and info.value.row_index == 3
