@@ -25,6 +25,7 @@ PURE = (
     "staging/schemas.py",
     "staging/resource.py",
     "staging/envelope.py",
+    "staging/avro_fast.py",
     "staging/rowcheck.py",
     "staging/decoder.py",
     "staging/offsets.py",
