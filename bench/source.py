@@ -4,12 +4,15 @@ Prints, from the same run and interleaved (medians of ``--repeats``):
 
 * raw limits: JSON parse only (``json.loads`` of every frame), Avro encode only
   (fastavro ``schemaless_writer`` of every row), produce only (an idempotent,
-  ``acks=all`` producer sending pre-encoded values);
+  ``acks=all`` producer sending pre-encoded values), websocket receive only (a
+  bare websockets client reading every frame from the same server, with and
+  without permessage-deflate);
 * ours: the real Coinbase connector in the Durable Runtime, fed by a local
   websocket server (in a separate process) that sends the frames as fast as it
   can, staging through the Kafka staging writer until every trade is
-  acknowledged; and the same with the frames handed to ``emit_raw`` in-process,
-  which shows what the websocket costs.
+  acknowledged, with permessage-deflate (the default) and without it
+  (``websocket_compression = "none"``); and the same with the frames handed to
+  ``emit_raw`` in-process, which shows what the websocket costs.
 
 The aim is at least 60% of the slowest raw stage. Usage:
 ``.venv/bin/python bench/source.py [--records N] [--repeats R]`` (embedded
@@ -33,6 +36,7 @@ from typing import Any
 import benchlib
 import fastavro
 from confluent_kafka import Producer
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from foundation.config import KafkaSettings, RuntimeSettings
@@ -119,6 +123,27 @@ def raw_produce(bootstrap: str, values: Sequence[bytes]) -> float:
     return benchlib.timed(len(values), run)
 
 
+def raw_receive(count: int, *, compression: bool) -> float:
+    """A bare websockets client reading ``count`` frames from the frame server."""
+
+    async def run() -> float:
+        with FrameServer(count) as server:
+            async with connect(
+                f"ws://127.0.0.1:{server.port}/",
+                max_size=4 * 1_048_576,
+                ping_interval=None,
+                compression="deflate" if compression else None,
+            ) as ws:
+                await ws.send('{"type": "subscribe"}')
+                await ws.recv()  # the subscriptions answer
+                started = time.perf_counter()
+                for _ in range(count):
+                    await ws.recv()
+                return count / (time.perf_counter() - started)
+
+    return asyncio.run(run())
+
+
 async def serve_frames(frames: list[str]) -> None:
     """Answer every subscribe with the frames, as fast as possible (the provider's side)."""
 
@@ -159,7 +184,12 @@ class FrameServer:
 
 
 def ours(
-    bootstrap: str, frames: list[str], catalog: SchemaCatalog, *, socket: bool = True
+    bootstrap: str,
+    frames: list[str],
+    catalog: SchemaCatalog,
+    *,
+    socket: bool = True,
+    compression: bool = True,
 ) -> float:
     """Frames to staged records; ``socket=False`` hands the frames to ``emit_raw``
     in-process (the same connector and runtime, no websocket), to show its cost."""
@@ -199,7 +229,11 @@ def ours(
         runtime = SourceRuntime(
             source,
             session,
-            settings=RuntimeSettings(batch_rows=5_000, linger_s=0.2),
+            settings=RuntimeSettings(
+                batch_rows=5_000,
+                linger_s=0.2,
+                websocket_compression="deflate" if compression else "none",
+            ),
             connector_settings=options,
         )
 
@@ -233,7 +267,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = benchlib.build_trades(args.records)
     frames = frames_of(rows)
     results: dict[str, list[float]] = {
-        k: [] for k in ("parse", "encode", "produce", "ours", "no_socket")
+        k: []
+        for k in (
+            "parse",
+            "encode",
+            "produce",
+            "receive",
+            "receive_plain",
+            "ours",
+            "ours_plain",
+            "no_socket",
+        )
     }
     if args.engine == "both":
         parser.error("bench/source.py runs on one broker at a time: --engine tansu or kafka")
@@ -244,25 +288,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate, values = raw_encode(schema.parsed, rows)
             results["encode"].append(rate)
             results["produce"].append(raw_produce(bootstrap, values))
+            results["receive"].append(raw_receive(len(frames), compression=True))
+            results["receive_plain"].append(raw_receive(len(frames), compression=False))
             results["ours"].append(ours(bootstrap, frames, catalog))
+            results["ours_plain"].append(ours(bootstrap, frames, catalog, compression=False))
             results["no_socket"].append(ours(bootstrap, frames, catalog, socket=False))
         medians = {k: benchlib.median(v) for k, v in results.items()}
-        slowest = min(medians["parse"], medians["encode"], medians["produce"])
         print(benchlib.versions_line(f"{args.records:,} trades, {args.repeats} repeats"))
         for key, label in (
             ("parse", "raw JSON parse only"),
-            ("encode", "raw Avro encode only"),
+            ("encode", "raw Avro encode only (fastavro)"),
             ("produce", "raw produce only"),
-            ("ours", "ours: frames -> staged (Coinbase connector)"),
+            ("receive", "raw websocket receive only (deflate)"),
+            ("receive_plain", "raw websocket receive only (no deflate)"),
+            ("ours", "ours: frames -> staged (Coinbase, deflate)"),
+            ("ours_plain", "ours: frames -> staged (Coinbase, no deflate)"),
             ("no_socket", "  the same without the websocket (in-process)"),
         ):
             runs = ", ".join(f"{r:,.0f}" for r in results[key])
-            print(f"{label:45s} {medians[key]:>11,.0f} rec/s   (runs: {runs})")
-        print(
-            f"ours / slowest raw stage: {medians['ours'] / slowest:.2f} (aim: >= 0.60); "
-            f"ours / one-thread bound (1 / sum of raw stage costs): "
-            f"{medians['ours'] * sum(1 / medians[k] for k in ('parse', 'encode', 'produce')):.2f}"
-        )
+            print(f"{label:47s} {medians[key]:>11,.0f} rec/s   (runs: {runs})")
+        core = ("parse", "encode", "produce")
+        for key, receive, label in (
+            ("ours", "receive", "deflate"),
+            ("ours_plain", "receive_plain", "no deflate"),
+        ):
+            stages = (*core, receive)
+            slowest = min(stages, key=lambda k: medians[k])
+            print(
+                f"{label}: ours / slowest raw stage ({slowest}): "
+                f"{medians[key] / medians[slowest]:.2f} (aim: >= 0.60); "
+                f"ours / Avro encode: {medians[key] / medians['encode']:.2f}; "
+                f"ours / one-thread bound (1 / sum of raw stage costs): "
+                f"{medians[key] * sum(1 / medians[k] for k in stages):.2f}"
+            )
         print(benchlib.peak_rss_line(broker_pid))
     return 0
 

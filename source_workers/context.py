@@ -101,6 +101,7 @@ class SourceContext:
             stop=self._runtime.stopping_event,
             clock=self.clock,
             on_frame=self._runtime.on_frame,
+            compression=settings.websocket_compression == "deflate",
         )
         stream = await self._runtime.websocket.connect(
             url, dict(headers) if headers else None, options

@@ -154,6 +154,8 @@ class StreamOptions:
     """The idle timer's clock."""
     on_frame: Callable[[str | bytes], None] | None = None
     """Called with every frame received (``--record`` writes a capture with it)."""
+    compression: bool = True
+    """Offer permessage-deflate (the provider may still decline it)."""
 
 
 class WebSocketTransport(Protocol):

@@ -184,6 +184,7 @@ async def open_stream(
     headers: dict[str, str] | None = None,
     on_frame: Callable[[str | bytes], None] | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    compression: bool = True,
 ) -> WebSocketStream:
     """Connect; raises ConnectionLostError (retry) or ProviderRefusedError (4xx but 429)."""
     shown = masked_url(url)
@@ -191,6 +192,7 @@ async def open_stream(
         connection = await connect(
             url,
             max_size=max_frame_bytes * 4,
+            compression="deflate" if compression else None,
             open_timeout=connect_timeout_s,
             # No library keepalive: while processing waits on staging the library stops
             # reading, misses the pong and would drop a healthy connection. The watchdog
@@ -236,4 +238,5 @@ class WebsocketsTransport:
             headers=dict(headers) if headers else None,
             on_frame=options.on_frame,
             clock=options.clock,
+            compression=options.compression,
         )

@@ -347,3 +347,20 @@ def test_nothing_listening_and_a_wrong_scheme(ws_kind: str) -> None:
             await ws.transport.connect("http://127.0.0.1:1/feed", None, ws.options())
 
     run_ws(ws_kind, body)
+
+
+@pytest.mark.parametrize("compression", [True, False])
+def test_permessage_deflate_is_offered_only_when_asked(compression: bool) -> None:
+    """``websocket_compression = "none"`` reaches the handshake: no deflate is offered,
+    so frames arrive uncompressed (the real transport only; memory has no wire)."""
+
+    async def body(ws: WsHarness) -> None:
+        stream = await connect(ws, compression=compression)
+        server = await ws.accept()
+        offered = server.header("sec-websocket-extensions") or ""
+        assert ("permessage-deflate" in offered) is compression
+        await server.send('{"a":1}')
+        assert await stream.recv() == '{"a":1}'
+        await stream.close()
+
+    run_ws("real", body)
