@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import dataclasses
+import hashlib
 import io
 import json
 import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +40,6 @@ import benchlib
 import fastavro
 from confluent_kafka import Producer
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
 
 from foundation.config import KafkaSettings, RuntimeSettings
 from source_workers.connectors.coinbase.pipeline import build
@@ -144,19 +146,82 @@ def raw_receive(count: int, *, compression: bool) -> float:
     return asyncio.run(run())
 
 
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_frame(payload: bytes, *, deflated: bool = False) -> bytes:
+    """One unmasked server text frame (RSV1 set for a permessage-deflate message)."""
+    head = 0xC1 if deflated else 0x81
+    size = len(payload)
+    if size < 126:
+        return bytes((head, size)) + payload
+    if size < 65_536:
+        return bytes((head, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((head, 127)) + size.to_bytes(8, "big") + payload
+
+
+def prebuilt_streams(frames: list[str]) -> tuple[bytes, bytes]:
+    """The frames as the bytes a server sends: plain, and permessage-deflate with context
+    takeover (one compressor across the messages, each ended by a sync flush without
+    its last four bytes: RFC 7692), built once, so that serving them costs the server
+    almost no CPU and the benchmark measures the client."""
+    compressor = zlib.compressobj(wbits=-15)
+    plain, deflated = [], []
+    for frame in frames:
+        payload = frame.encode()
+        plain.append(ws_frame(payload))
+        packed = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        deflated.append(ws_frame(packed[:-4], deflated=True))
+    return b"".join(plain), b"".join(deflated)
+
+
+async def read_client_frame(reader: asyncio.StreamReader) -> None:
+    """Skip one masked client frame (the subscribe)."""
+    head = await reader.readexactly(2)
+    size = head[1] & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8), "big")
+    await reader.readexactly(4 + size)
+
+
 async def serve_frames(frames: list[str]) -> None:
-    """Answer every subscribe with the frames, as fast as possible (the provider's side)."""
+    """Answer every subscribe with the frames, as fast as the socket takes them (the
+    provider's side), from bytes framed (and compressed) beforehand."""
+    plain, deflated = prebuilt_streams(frames)
+    answer = ws_frame(json.dumps({"type": "subscriptions", "channels": []}).encode())
 
-    async def handler(connection: ServerConnection) -> None:
-        await connection.recv()
-        await connection.send(json.dumps({"type": "subscriptions", "channels": []}))
-        for frame in frames:
-            await connection.send(frame)
-        await connection.wait_closed()
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in request.split("\r\n")[1:])
+        }
+        key = headers["sec-websocket-key"].encode()
+        accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest()).decode()
+        deflate = "permessage-deflate" in headers.get("sec-websocket-extensions", "")
+        writer.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+                + ("Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else "")
+                + "\r\n"
+            ).encode()
+        )
+        await read_client_frame(reader)
+        writer.write(answer)
+        stream = deflated if deflate else plain
+        for start in range(0, len(stream), 1 << 20):
+            writer.write(stream[start : start + (1 << 20)])
+            await writer.drain()
+        await reader.read()  # until the client goes
+        writer.close()
 
-    async with serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
-        print(next(iter(server.sockets)).getsockname()[1], flush=True)
-        await asyncio.get_running_loop().create_future()
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
 
 
 class FrameServer:

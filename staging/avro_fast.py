@@ -89,16 +89,34 @@ def _int(v: Any) -> bytes:
 
 
 def _decimal(v: Any, precision: int, scale: int) -> bytes:
-    """fastavro's ``prepare_bytes_decimal``, exactly, without the digit loop."""
+    """fastavro's ``prepare_bytes_decimal``, exactly, without the digit loop.
+
+    The unscaled integer comes from the decimal's text: without an exponent
+    (``E``) it shows exactly ``-exponent`` fraction digits, so padding them to
+    ``scale`` gives the unscaled digits, and more of them than ``scale`` is the
+    exponent fastavro refuses. Anything else takes the exact road below.
+    """
     if type(v) is not decimal.Decimal or not v.is_finite():
         raise Unfit
-    _, digits, exponent = v.as_tuple()
-    if len(digits) > precision or exponent + scale < 0:  # type: ignore[operator]
-        raise Unfit  # fastavro refuses it, and words why
-    unscaled = int(v.scaleb(scale, _EXACT))
+    text = str(v)
+    if "E" in text or v.adjusted() + scale >= precision:
+        unscaled = _exact_unscaled(v, precision, scale)
+    else:  # at most adjusted + scale + 1 <= precision digits
+        whole, _, fraction = text.partition(".")
+        if len(fraction) > scale:
+            raise Unfit  # fastavro refuses a finer exponent than the scale, and words why
+        unscaled = int(whole + fraction + "0" * (scale - len(fraction)))
     # fastavro sizes the bytes from the magnitude (-128 takes two bytes there).
     data = unscaled.to_bytes((abs(unscaled).bit_length() + 8) // 8, "big", signed=True)
     return _LENGTHS[len(data)] + data
+
+
+def _exact_unscaled(v: decimal.Decimal, precision: int, scale: int) -> int:
+    """fastavro's checks on the digits and exponent, then the unscaled integer."""
+    _, digits, exponent = v.as_tuple()
+    if len(digits) > precision or exponent + scale < 0:  # type: ignore[operator]
+        raise Unfit
+    return int(v.scaleb(scale, _EXACT))
 
 
 _pack_double = struct.Struct("<d").pack
