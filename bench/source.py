@@ -1,6 +1,10 @@
-"""Benchmark: one Coinbase source process, raw websocket frames to staged records.
+"""Benchmark: one source process, provider messages to staged records.
 
-Prints, from the same run and interleaved (medians of ``--repeats``):
+Two parts (``--part websocket|http|both``, default both), each beside raw
+limits measured in the same run and interleaved with them (medians of
+``--repeats``).
+
+The websocket part, Coinbase (frames to staged trades):
 
 * raw limits: JSON parse only (``json.loads`` of every frame), Avro encode only
   (fastavro ``schemaless_writer`` of every row), produce only (an idempotent,
@@ -14,9 +18,23 @@ Prints, from the same run and interleaved (medians of ``--repeats``):
   (``websocket_compression = "none"``); and the same with the frames handed to
   ``emit_raw`` in-process, which shows what the websocket costs.
 
-The aim is at least 60% of the slowest raw stage. Usage:
-``.venv/bin/python bench/source.py [--records N] [--repeats R]`` (embedded
-broker, or ``INGEST_KAFKA_BOOTSTRAP``).
+The aim is at least 60% of the slowest raw stage.
+
+The HTTP part, USGS (GeoJSON pages to staged earthquakes), in pages and records
+per second:
+
+* raw limits: HTTP fetch only (a plain httpx ``AsyncClient`` getting every page,
+  one after the other), JSON parse only (``json.loads`` of every page body), Avro
+  encode only (every row, ``schemas/usgs/earthquakes.avsc``), produce only;
+* ours: the real USGS connector in the Durable Runtime with the real HTTP
+  transport, polling back to back a local HTTP server (in a separate process)
+  that answers each poll with the next page of ``--page-records`` new
+  earthquakes as fast as it can, until every earthquake is acknowledged; and
+  the same with the page bodies handed over in-process (no HTTP).
+
+Usage: ``.venv/bin/python bench/source.py [--records N] [--repeats R]
+[--part websocket|http|both] [--page-records P] [--gzip]`` (embedded broker, or
+``INGEST_KAFKA_BOOTSTRAP``).
 """
 
 from __future__ import annotations
@@ -25,27 +43,37 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import gzip
 import hashlib
 import io
 import json
+import math
+import random
 import subprocess
 import sys
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import benchlib
 import fastavro
+import httpx
 from confluent_kafka import Producer
 from websockets.asyncio.client import connect
 
 from foundation.config import KafkaSettings, RuntimeSettings
 from source_workers.connectors.coinbase.pipeline import build
 from source_workers.connectors.coinbase.settings import CoinbaseSettings
+from source_workers.connectors.usgs import pipeline as usgs_pipeline
+from source_workers.connectors.usgs.resources.earthquakes import row_of
+from source_workers.connectors.usgs.source import UsgsSettings
 from source_workers.context import SourceContext
+from source_workers.frames import FrameLimits
 from source_workers.runtime import SourceRuntime
+from source_workers.transport.answers import read_body
+from source_workers.transport.protocol import HttpResponse
 from staging.kafka import KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import StagedResource
@@ -320,72 +348,503 @@ def ours(
         return asyncio.run(main())
 
 
+# -- the HTTP part: USGS ---------------------------------------------------------
+
+FEED_PATH = "/earthquakes/feed/v1.0/summary/all_day.geojson"
+QUAKES_T0_MS = 1_777_636_800_000
+"""2026-05-01T12:00Z: the newest synthetic quake happened just before it."""
+# network, its usual magnitude type, towns (place names as the feed gives them), centre
+NETWORKS = (
+    ("ak", "ml", ("Willow, Alaska", "Petersville, Alaska", "Anchorage, Alaska"), (-150.5, 61.8)),
+    ("ci", "ml", ("Ridgecrest, CA", "Borrego Springs, CA", "Ocotillo Wells, CA"), (-117.4, 34.2)),
+    ("nc", "md", ("The Geysers, CA", "Cobb, CA", "Pinnacles, CA"), (-122.2, 37.8)),
+    ("hv", "md", ("Pāhala, Hawaii", "Volcano, Hawaii", "Naalehu, Hawaii"), (-155.3, 19.3)),
+    ("us", "mb", ("Hualien City, Taiwan", "Tobelo, Indonesia", "Iquique, Chile"), (125.0, 5.0)),
+    ("nn", "ml", ("Tonopah, Nevada", "Dayton, Nevada"), (-117.5, 38.5)),
+    ("uw", "ml", ("Port Townsend, Washington", "Ashford, Washington"), (-122.3, 47.2)),
+    ("pr", "md", ("Tallaboa, Puerto Rico", "Indios, Puerto Rico"), (-66.8, 18.0)),
+    ("tx", "ml", ("Pecos, Texas", "Mentone, Texas"), (-103.6, 31.4)),
+    ("ok", "ml", ("Perry, Oklahoma", "Guthrie, Oklahoma"), (-97.4, 36.0)),
+)
+NETWORK_WEIGHTS = (30, 20, 14, 9, 8, 6, 5, 4, 2, 2)
+WINDS = ("N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W")
+
+
+def build_quakes(n: int, seed: int = 11) -> list[dict[str, Any]]:
+    """``n`` USGS summary-feed features, newest first, every id different: the fields and
+    the mix of the real feed (mostly small automatic quakes, a few null magnitudes)."""
+    rng = random.Random(seed)
+    time_ms = QUAKES_T0_MS
+    quakes = []
+    for i, (net, mag_type, towns, (lon0, lat0)) in enumerate(
+        rng.choices(NETWORKS, NETWORK_WEIGHTS, k=n)
+    ):
+        event_id = f"{net}{(0x2B1C7 * (i + 1)) % 16**8:08x}"  # a bijection of i: never repeats
+        time_ms -= rng.randint(1_000, 120_000)
+        mag = rng.expovariate(1.1) + (3.5 if net == "us" else -0.3)
+        decimals = 2 if net in ("ci", "nc", "hv") else 1
+        magnitude = None if rng.random() < 0.005 else round(mag, decimals)
+        reviewed = rng.random() < 0.3
+        big = magnitude is not None and magnitude >= 4
+        place = f"{rng.randint(1, 60)} km {rng.choice(WINDS)} of {rng.choice(towns)}"
+        shown = "?" if magnitude is None else f"{magnitude:.1f}"
+        quakes.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "mag": magnitude,
+                    "place": place,
+                    "time": time_ms,
+                    "updated": time_ms + rng.randint(60_000, 7_200_000),
+                    "tz": None,
+                    "url": f"https://earthquake.usgs.gov/earthquakes/eventpage/{event_id}",
+                    "detail": "https://earthquake.usgs.gov/earthquakes/feed/v1.0/detail/"
+                    f"{event_id}.geojson",
+                    "felt": rng.randint(1, 300) if big else None,
+                    "cdi": round(rng.uniform(2, 5), 1) if big else None,
+                    "mmi": round(rng.uniform(2, 6), 3) if big else None,
+                    "alert": "green" if big else None,
+                    "status": "reviewed" if reviewed else "automatic",
+                    "tsunami": 1 if big and net == "us" and rng.random() < 0.2 else 0,
+                    "sig": int(max(magnitude or 0, 0) ** 1.8 * 16),
+                    "net": net,
+                    "code": event_id[2:],
+                    "ids": f",{event_id},",
+                    "sources": f",{net},",
+                    "types": ",nearby-cities,origin,phase-data,scitech-link,"
+                    if reviewed
+                    else ",origin,phase-data,",
+                    "nst": rng.randint(4, 90) if rng.random() < 0.8 else None,
+                    "dmin": round(rng.uniform(0.001, 2), 5) if rng.random() < 0.8 else None,
+                    "rms": round(rng.uniform(0.01, 1.2), 2),
+                    "gap": rng.randint(20, 300) if rng.random() < 0.8 else None,
+                    "magType": None if magnitude is None else mag_type,
+                    "type": "earthquake",
+                    "title": f"M {shown} - {place}",
+                },
+                "geometry": {
+                    "type": "Point",
+                    "coordinates": [
+                        round(lon0 + rng.uniform(-1.5, 1.5), 4),
+                        round(lat0 + rng.uniform(-1, 1), 4),
+                        round(rng.uniform(-1, 150 if net in ("ak", "us") else 20), 2),
+                    ],
+                },
+                "id": event_id,
+            }
+        )
+    return quakes
+
+
+def feature_collection(features: list[dict[str, Any]], number: int) -> bytes:
+    """One answer of the summary feed (compact UTF-8 JSON, as USGS sends it)."""
+    points = [f["geometry"]["coordinates"] for f in features]
+    body = {
+        "type": "FeatureCollection",
+        "metadata": {
+            "generated": QUAKES_T0_MS + 60_000 * number,
+            "url": f"https://earthquake.usgs.gov{FEED_PATH}",
+            "title": "USGS All Earthquakes, Past Day",
+            "status": 200,
+            "api": "1.14.1",
+            "count": len(features),
+        },
+        "features": features,
+        "bbox": [min(p[k] for p in points) for k in range(3)]
+        + [max(p[k] for p in points) for k in range(3)]
+        if points
+        else [],
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def pages_of(records: int, page_records: int) -> list[bytes]:
+    """The bodies of ``ceil(records / page_records)`` answers, each with new earthquakes."""
+    quakes = build_quakes(records)
+    return [
+        feature_collection(quakes[start : start + page_records], number)
+        for number, start in enumerate(range(0, records, page_records))
+    ]
+
+
+EMPTY_PAGE = feature_collection([], 0)
+"""What the feed answers once every page was served: nothing new."""
+
+
+def http_answer(body: bytes, *, compress: bool) -> bytes:
+    """A whole HTTP/1.1 200 answer (keep-alive) with ``body``, gzip-compressed if asked."""
+    encoding = b""
+    if compress:
+        body = gzip.compress(body, 6)
+        encoding = b"Content-Encoding: gzip\r\n"
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + encoding
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+class PageProtocol(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive, pipelining allowed: each GET of a path gets that path's
+    next page, then the empty page. The counters are per path, so every run asks its own."""
+
+    def __init__(self, answers: list[bytes], empty: bytes, served: dict[bytes, int]) -> None:
+        self._answers = answers
+        self._empty = empty
+        self._served = served
+        self._pending = bytearray()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        self._pending += data
+        while (end := self._pending.find(b"\r\n\r\n")) >= 0:
+            path = bytes(self._pending[: self._pending.find(b"\r\n")]).split(b" ")[1]
+            del self._pending[: end + 4]  # a GET has no body
+            number = self._served.get(path, 0)
+            self._served[path] = number + 1
+            answers = self._answers
+            self._transport.write(answers[number] if number < len(answers) else self._empty)
+
+
+async def serve_pages(records: int, page_records: int, compress: bool) -> None:
+    """Answer GETs with the pages, as fast as possible (the provider's side)."""
+    answers = [http_answer(body, compress=compress) for body in pages_of(records, page_records)]
+    empty = http_answer(EMPTY_PAGE, compress=compress)
+    served: dict[bytes, int] = {}
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: PageProtocol(answers, empty, served), "127.0.0.1", 0)
+    async with server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await loop.create_future()
+
+
+class PageServer:
+    """The USGS page server in its own process (no shared GIL); one for every run of the
+    HTTP part: each run fetches a path of its own (:meth:`url`)."""
+
+    def __init__(self, records: int, page_records: int, compress: bool) -> None:
+        self.command = [
+            sys.executable,
+            __file__,
+            "--serve-pages",
+            str(records),
+            "--page-records",
+            str(page_records),
+            *(["--gzip"] if compress else []),
+        ]
+        self.port = 0
+        self._process: subprocess.Popen[str] | None = None
+
+    def url(self) -> str:
+        """A feed URL not asked before: its first GET gets the first page."""
+        return f"http://127.0.0.1:{self.port}/{uuid.uuid4().hex[:10]}{FEED_PATH}"
+
+    def __enter__(self) -> PageServer:
+        self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        self.port = int(self._process.stdout.readline())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+
+
+def raw_fetch(url: str, pages: int, records: int) -> float:
+    """A plain httpx client getting the ``pages`` one after the other (bodies read and,
+    if gzip, decompressed; not parsed); records/s, the connection's opening included."""
+
+    async def run() -> float:
+        started = time.perf_counter()
+        async with httpx.AsyncClient() as client:
+            for _ in range(pages):
+                response = await client.get(url)
+                if response.status_code != 200 or len(response.content) <= len(EMPTY_PAGE):
+                    raise RuntimeError(f"raw fetch: HTTP {response.status_code}, not a page")
+        return records / (time.perf_counter() - started)
+
+    return asyncio.run(run())
+
+
+def raw_parse_pages(bodies: Sequence[bytes], records: int) -> float:
+    """``json.loads`` of every page, one page at a time as the connector has them: keeping
+    every parsed page would time the garbage collector's passes over them too (half the
+    rate at 200,000 earthquakes)."""
+    loads = json.loads
+
+    def run() -> None:
+        for body in bodies:
+            loads(body)
+
+    return benchlib.timed(records, run)
+
+
+class InProcessPages:
+    """An HTTP transport without HTTP: each ``get_json`` answers the next page body (then
+    the empty page), checked and decoded by the same code as the real client's."""
+
+    def __init__(self, bodies: Sequence[bytes], limits: FrameLimits) -> None:
+        self._bodies = iter(bodies)
+        self._limits = limits
+
+    async def get_json(
+        self,
+        url: str,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        body = next(self._bodies, EMPTY_PAGE)
+        length = str(len(body))
+        decoded = read_body("bench", url, body, length, self._limits)
+        return HttpResponse(200, {"content-type": "application/json"}, decoded)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def ours_http(
+    bootstrap: str,
+    catalog: SchemaCatalog,
+    records: int,
+    max_body: int,
+    *,
+    url: str | None = None,
+    bodies: Sequence[bytes] = (),
+) -> float:
+    """Pages to staged records (records/s): the USGS connector polling ``url`` back to back
+    with the real HTTP transport, or, without ``url``, handed ``bodies`` in-process."""
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    source = usgs_pipeline.build(name)
+    spec = source.resources[0]
+    resource = StagedResource.define(
+        source=name,
+        name=spec.name,
+        schema=catalog.load(spec.schema),
+        key=spec.key,
+        id_fields=spec.id_fields,
+        time_field=spec.time_field,
+        partitions=spec.partitions,
+    )
+    provider = KafkaStagingProvider(
+        KafkaSettings(bootstrap=bootstrap), catalog=catalog, max_record_bytes=1_000_000
+    )
+    settings = RuntimeSettings(
+        batch_rows=5_000,
+        linger_s=0.2,
+        max_frame_bytes=max(RuntimeSettings().max_frame_bytes, max_body),
+    )
+    options = UsgsSettings(url=url or "http://127.0.0.1:9/in-process", poll_interval_s=1e-6)
+    with provider.allocate_session(StagingContext(source=name, resources=(resource,))) as session:
+        runtime = SourceRuntime(
+            source,
+            session,
+            settings=settings,
+            connector_settings=options,
+            http=None
+            if url
+            else InProcessPages(
+                bodies, FrameLimits(settings.max_frame_bytes, settings.max_json_depth)
+            ),
+        )
+
+        async def main() -> float:
+            started = time.perf_counter()
+            task = asyncio.create_task(runtime.run())
+            while runtime.stats.records_staged < records:
+                await asyncio.sleep(0.002)
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the runtime stopped early")
+            elapsed = time.perf_counter() - started
+            runtime.stop()
+            stats = await task
+            if stats.records_staged != records or stats.dead_letters:
+                raise RuntimeError(
+                    f"staged {stats.records_staged} of {records} records, "
+                    f"{stats.dead_letters} dead letters"
+                )
+            return records / elapsed
+
+        return asyncio.run(main())
+
+
+HTTP_STAGES = (
+    ("fetch", "raw HTTP fetch only (plain httpx)"),
+    ("parse", "raw JSON parse only (json.loads of pages)"),
+    ("encode", "raw Avro encode only"),
+    ("produce", "raw produce only"),
+    ("ours", "ours: pages -> staged (USGS connector)"),
+    ("no_http", "  the same without HTTP (in-process)"),
+)
+HTTP_RAW = ("fetch", "parse", "encode", "produce")
+
+
+def http_part(
+    args: argparse.Namespace, bootstrap: str, catalog: SchemaCatalog
+) -> tuple[dict[str, list[float]], list[int]]:
+    """The HTTP part's runs (records/s per stage), raw stages and ours interleaved, and
+    the sizes of the page bodies."""
+    bodies = pages_of(args.records, args.page_records)
+    schema = catalog.load(usgs_pipeline.build().resources[0].schema)
+    max_body = max(len(body) for body in bodies)
+    results: dict[str, list[float]] = {key: [] for key, _ in HTTP_STAGES}
+    with PageServer(args.records, args.page_records, args.gzip) as server:
+        for _ in range(args.repeats):
+            results["fetch"].append(raw_fetch(server.url(), len(bodies), args.records))
+            results["parse"].append(raw_parse_pages(bodies, args.records))
+            # The rows are built for the encode stage only: kept, their dicts would slow the
+            # garbage collector's passes while the connector runs.
+            rows = [row_of(feature) for body in bodies for feature in json.loads(body)["features"]]
+            rate, values = raw_encode(schema.parsed, rows)
+            del rows
+            results["encode"].append(rate)
+            results["produce"].append(raw_produce(bootstrap, values))
+            results["ours"].append(
+                ours_http(bootstrap, catalog, args.records, max_body, url=server.url())
+            )
+            results["no_http"].append(
+                ours_http(bootstrap, catalog, args.records, max_body, bodies=bodies)
+            )
+    return results, [len(body) for body in bodies]
+
+
+def http_report(
+    args: argparse.Namespace, results: dict[str, list[float]], sizes: list[int]
+) -> list[str]:
+    """The HTTP part's table: pages/s and records/s per stage (runs in records/s)."""
+    pages = math.ceil(args.records / args.page_records)
+    per_page = args.records / pages
+    medians = {k: benchlib.median(v) for k, v in results.items()}
+    slowest = min(medians[k] for k in HTTP_RAW)
+    bound = 1 / sum(1 / medians[k] for k in HTTP_RAW)
+    default_limit = RuntimeSettings().max_frame_bytes
+    limit = (
+        f"; max_frame_bytes raised from {default_limit:,} to {max(sizes):,} bytes"
+        if max(sizes) > default_limit
+        else ""
+    )
+    served = ", served gzip" if args.gzip else ""
+    lines = [
+        f"== HTTP: USGS GeoJSON pages of {args.page_records:,} earthquakes "
+        f"({sum(sizes) / len(sizes) / 1024:,.0f} KiB of JSON{served}), "
+        f"polled back to back{limit}",
+        benchlib.versions_line(
+            f"httpx {httpx.__version__}",
+            f"{args.records:,} earthquakes in {pages:,} pages, {args.repeats} repeats",
+        ),
+        f"{'':45s} {'pages/s':>9s} {'rec/s':>11s}",
+    ]
+    for key, label in HTTP_STAGES:
+        runs = ", ".join(f"{r:,.0f}" for r in results[key])
+        lines.append(
+            f"{label:45s} {medians[key] / per_page:>9,.1f} {medians[key]:>11,.0f} rec/s"
+            f"   (runs: {runs})"
+        )
+    lines.append(
+        f"ours / slowest raw stage: {medians['ours'] / slowest:.2f}; "
+        f"ours / one-thread bound (1 / sum of raw stage costs): {medians['ours'] / bound:.2f}"
+    )
+    return lines
+
+
+def websocket_part(
+    args: argparse.Namespace, bootstrap: str, catalog: SchemaCatalog
+) -> dict[str, list[float]]:
+    """The websocket part's runs (records/s per stage), raw stages and ours interleaved."""
+    schema = catalog.load(benchlib.SCHEMA_PATH)
+    rows = benchlib.build_trades(args.records)
+    frames = frames_of(rows)
+    stages = ("parse", "encode", "produce", "receive", "receive_plain", "ours", "ours_plain")
+    results: dict[str, list[float]] = {k: [] for k in (*stages, "no_socket")}
+    for _ in range(args.repeats):
+        results["parse"].append(raw_parse(frames))
+        rate, values = raw_encode(schema.parsed, rows)
+        results["encode"].append(rate)
+        results["produce"].append(raw_produce(bootstrap, values))
+        results["receive"].append(raw_receive(len(frames), compression=True))
+        results["receive_plain"].append(raw_receive(len(frames), compression=False))
+        results["ours"].append(ours(bootstrap, frames, catalog))
+        results["ours_plain"].append(ours(bootstrap, frames, catalog, compression=False))
+        results["no_socket"].append(ours(bootstrap, frames, catalog, socket=False))
+    return results
+
+
+def websocket_report(args: argparse.Namespace, results: dict[str, list[float]]) -> list[str]:
+    medians = {k: benchlib.median(v) for k, v in results.items()}
+    lines = [benchlib.versions_line(f"{args.records:,} trades, {args.repeats} repeats")]
+    for key, label in (
+        ("parse", "raw JSON parse only"),
+        ("encode", "raw Avro encode only (fastavro)"),
+        ("produce", "raw produce only"),
+        ("receive", "raw websocket receive only (deflate)"),
+        ("receive_plain", "raw websocket receive only (no deflate)"),
+        ("ours", "ours: frames -> staged (Coinbase, deflate)"),
+        ("ours_plain", "ours: frames -> staged (Coinbase, no deflate)"),
+        ("no_socket", "  the same without the websocket (in-process)"),
+    ):
+        runs = ", ".join(f"{r:,.0f}" for r in results[key])
+        lines.append(f"{label:47s} {medians[key]:>11,.0f} rec/s   (runs: {runs})")
+    for key, receive, label in (
+        ("ours", "receive", "deflate"),
+        ("ours_plain", "receive_plain", "no deflate"),
+    ):
+        stages = ("parse", "encode", "produce", receive)
+        slowest = min(stages, key=lambda k: medians[k])
+        lines.append(
+            f"{label}: ours / slowest raw stage ({slowest}): "
+            f"{medians[key] / medians[slowest]:.2f} (aim: >= 0.60); "
+            f"ours / one-thread bound (1 / sum of raw stage costs): "
+            f"{medians[key] * sum(1 / medians[k] for k in stages):.2f}"
+        )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = benchlib.arg_parser(__doc__ or "", "unused (the runtime stages 5000-row batches)")
+    parser.add_argument(
+        "--part",
+        choices=("websocket", "http", "both"),
+        default="both",
+        help="websocket (Coinbase), http (USGS) or both (default), one after the other",
+    )
+    parser.add_argument(
+        "--page-records",
+        type=int,
+        default=500,
+        help="HTTP part: earthquakes per page (default 500: 342 KiB of JSON)",
+    )
+    parser.add_argument(
+        "--gzip",
+        action="store_true",
+        help="HTTP part: serve the pages gzip-compressed (Content-Encoding: gzip)",
+    )
     parser.add_argument("--serve-frames", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-pages", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_frames:
         asyncio.run(serve_frames(frames_of(benchlib.build_trades(args.serve_frames))))
         return 0
-    catalog = SchemaCatalog.default()
-    schema = catalog.load(benchlib.SCHEMA_PATH)
-    rows = benchlib.build_trades(args.records)
-    frames = frames_of(rows)
-    results: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "parse",
-            "encode",
-            "produce",
-            "receive",
-            "receive_plain",
-            "ours",
-            "ours_plain",
-            "no_socket",
-        )
-    }
+    if args.serve_pages:
+        asyncio.run(serve_pages(args.serve_pages, args.page_records, args.gzip))
+        return 0
     if args.engine == "both":
         parser.error("bench/source.py runs on one broker at a time: --engine tansu or kafka")
+    if args.records < 1 or args.repeats < 1 or args.page_records < 1:
+        parser.error("--records, --repeats and --page-records must be >= 1")
+    catalog = SchemaCatalog.default()
     with benchlib.kafka_bootstrap(args.engine) as (bootstrap, broker_pid):
         print(benchlib.engine_banner(args.engine, bootstrap), flush=True)
-        for _ in range(args.repeats):
-            results["parse"].append(raw_parse(frames))
-            rate, values = raw_encode(schema.parsed, rows)
-            results["encode"].append(rate)
-            results["produce"].append(raw_produce(bootstrap, values))
-            results["receive"].append(raw_receive(len(frames), compression=True))
-            results["receive_plain"].append(raw_receive(len(frames), compression=False))
-            results["ours"].append(ours(bootstrap, frames, catalog))
-            results["ours_plain"].append(ours(bootstrap, frames, catalog, compression=False))
-            results["no_socket"].append(ours(bootstrap, frames, catalog, socket=False))
-        medians = {k: benchlib.median(v) for k, v in results.items()}
-        print(benchlib.versions_line(f"{args.records:,} trades, {args.repeats} repeats"))
-        for key, label in (
-            ("parse", "raw JSON parse only"),
-            ("encode", "raw Avro encode only (fastavro)"),
-            ("produce", "raw produce only"),
-            ("receive", "raw websocket receive only (deflate)"),
-            ("receive_plain", "raw websocket receive only (no deflate)"),
-            ("ours", "ours: frames -> staged (Coinbase, deflate)"),
-            ("ours_plain", "ours: frames -> staged (Coinbase, no deflate)"),
-            ("no_socket", "  the same without the websocket (in-process)"),
-        ):
-            runs = ", ".join(f"{r:,.0f}" for r in results[key])
-            print(f"{label:47s} {medians[key]:>11,.0f} rec/s   (runs: {runs})")
-        core = ("parse", "encode", "produce")
-        for key, receive, label in (
-            ("ours", "receive", "deflate"),
-            ("ours_plain", "receive_plain", "no deflate"),
-        ):
-            stages = (*core, receive)
-            slowest = min(stages, key=lambda k: medians[k])
-            print(
-                f"{label}: ours / slowest raw stage ({slowest}): "
-                f"{medians[key] / medians[slowest]:.2f} (aim: >= 0.60); "
-                f"ours / Avro encode: {medians[key] / medians['encode']:.2f}; "
-                f"ours / one-thread bound (1 / sum of raw stage costs): "
-                f"{medians[key] * sum(1 / medians[k] for k in stages):.2f}"
-            )
+        if args.part in ("websocket", "both"):
+            print("\n".join(websocket_report(args, websocket_part(args, bootstrap, catalog))))
+        if args.part in ("http", "both"):
+            print("\n".join(http_report(args, *http_part(args, bootstrap, catalog))))
         print(benchlib.peak_rss_line(broker_pid))
     return 0
 
