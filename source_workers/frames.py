@@ -10,7 +10,9 @@ source and the reason:
 * ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON, and poison for ClickHouse),
   and numbers such as ``1e999`` that overflow to infinity;
 * nesting deeper than ``max_depth`` (counted only when the frame has more
-  brackets than that, so an ordinary frame pays two ``str.count`` calls).
+  brackets than that, so an ordinary frame pays two ``str.count`` calls; then
+  on the decoded value, whose containers are far fewer than the text's
+  characters, and the text is scanned only to word a refusal).
 
 Parsing is msgspec's (about three times faster than the standard library's),
 with the standard library's decoder as the authority: a frame msgspec refuses
@@ -91,20 +93,48 @@ def decode_frame(source: str, frame: str | bytes, limits: FrameLimits) -> Any:
             raise malformed(source, frame, f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     else:
         text = frame
-    if text.count("[") + text.count("{") > limits.max_depth:
+    bracketed = text.count("[") + text.count("{") > limits.max_depth
+    try:
+        value = _fast_decode(text)
+    except (_FastError, RecursionError):
+        pass  # the standard decoder decides, and says why
+    else:
+        # The depth of the value, walked over its containers: a page of thousands of
+        # brackets costs a fraction of a scan of its text (which gives the figure).
+        if bracketed and _deeper_than(value, limits.max_depth):
+            raise _too_deep(source, frame, json_depth(text), limits)
+        return value
+    if bracketed:
         depth = json_depth(text)
         if depth > limits.max_depth:
-            raise malformed(
-                source, frame, f"JSON nested {depth} deep, over the limit of {limits.max_depth}"
-            )
-    try:
-        return _fast_decode(text)
-    except _FastError:
-        pass  # the standard decoder decides, and says why
+            raise _too_deep(source, frame, depth, limits)
     try:
         return _decoder.decode(text)
     except (ValueError, RecursionError) as exc:
         raise malformed(source, frame, f"not JSON: {exc}") from None
+
+
+def _too_deep(
+    source: str, frame: str | bytes, depth: int, limits: FrameLimits
+) -> MalformedFrameError:
+    return malformed(
+        source, frame, f"JSON nested {depth} deep, over the limit of {limits.max_depth}"
+    )
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether a decoded JSON value nests containers more than ``limit`` deep."""
+    if type(value) is not dict and type(value) is not list:
+        return False
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return False
 
 
 def json_depth(text: str) -> int:

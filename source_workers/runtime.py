@@ -39,11 +39,12 @@ handed to ``start`` through the context; the runtime never saves one.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import msgspec
 
 from foundation.backoff import Backoff
 from foundation.clock import SYSTEM_CLOCK, Clock, wait_event
@@ -308,8 +309,13 @@ class SourceRuntime:
             self._fail(exc)
 
 
-def _as_frame(value: Any) -> str:
+_encode_json = msgspec.json.Encoder(enc_hook=str).encode
+
+
+def _as_frame(value: Any) -> str | bytes:
+    """A decoded value (an item of a REST page) as the frame its dead letter would keep:
+    compact UTF-8 JSON (anything JSON has no form for as its text), else its repr."""
     try:
-        return json.dumps(value, separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
+        return _encode_json(value)
+    except (TypeError, ValueError, OverflowError, RecursionError):
         return repr(value)

@@ -119,3 +119,18 @@ def test_random_numbers_decode_as_the_standard_decoder_decodes_them() -> None:
     value = decode_frame("s", frame, limits)
     expected = _STANDARD.decode(frame)
     assert [(type(v), repr(v)) for v in value] == [(type(v), repr(v)) for v in expected]
+
+
+def test_a_wide_page_is_measured_on_its_value_and_deep_nesting_inside_it_is_refused() -> None:
+    """A page with thousands of brackets but shallow is accepted; the same page with one
+    item nested past the limit is refused with the text's depth; a too-deep frame that is
+    also not JSON still says it is too deep (the depth is judged first there)."""
+    limits = FrameLimits(max_bytes=1_000_000, max_depth=8)
+    items = [{"id": i, "geometry": {"coordinates": [1.5, 2.5, [3]]}} for i in range(2_000)]
+    page = json.dumps({"features": items})
+    assert decode_frame("usgs", page, limits) == {"features": items}
+    deep = {"features": [*items[:1_000], {"x": [[[[[[[1]]]]]]]}, *items[1_000:]]}
+    with pytest.raises(MalformedFrameError, match="nested 10 deep, over the limit of 8"):
+        decode_frame("usgs", json.dumps(deep), limits)
+    with pytest.raises(MalformedFrameError, match="nested 12 deep"):
+        decode_frame("usgs", "[" * 12 + "]" * 11, limits)
