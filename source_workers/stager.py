@@ -99,21 +99,23 @@ class Stager:
 
         The write runs in the background while more messages are processed;
         once a second batch is full behind a write still under way, this
-        waits for it (backpressure). A write that failed for good (in the
-        background or in the flusher) is raised here, on the next message.
+        waits for that write (backpressure), then writes what waits in the
+        background too, so processing goes on while it is acknowledged. A
+        write that failed for good (in the background or in the flusher) is
+        raised here, on the next message.
         """
         self.check()
         buffer = self._buffers[name]
         buffer.add(records, frame, checkpoint, now)
         if not buffer.due(now):
             return
-        if self._background is None or self._background.done():
-            self._background = asyncio.ensure_future(self._flush(name))
-            self._background.add_done_callback(_retrieve)
-        elif len(buffer) >= 2 * self.settings.batch_rows:
+        if self._background is not None and not self._background.done():
+            if len(buffer) < 2 * self.settings.batch_rows:
+                return
             await asyncio.shield(self._background)
             self.check()
-            await self._flush(name)
+        self._background = asyncio.ensure_future(self._flush(name))
+        self._background.add_done_callback(_retrieve)
 
     def check(self) -> None:
         """Raise the error that ended staging, if one did (not a shutdown give-up)."""

@@ -385,3 +385,59 @@ def test_processing_waits_for_dead_letters_once_a_thousand_are_waiting() -> None
     runtime, _, letters = run(build(script), linger_s=30)
     assert sends_seen == [1_000, 1]  # the 1,001st message waited until 1,000 were sent
     assert len(letters) == 1_001 and runtime.stats.dead_letters == 1_001
+
+
+def test_backpressure_waits_for_the_write_under_way_then_the_next_goes_to_the_background() -> None:
+    """With a write under way and two batches waiting, processing waits for that write; once
+    it is acknowledged, the waiting rows are written in the background and processing goes
+    on meanwhile (it does not also wait for their write), in order, nothing lost."""
+    gates = {1: threading.Event(), 2: threading.Event()}
+    emitted: list[int] = []
+
+    def faults(call: int) -> BaseException | None:
+        if call in gates:
+            gates[call].wait(10)
+        return None
+
+    def until(condition: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + 5
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+    seen: dict[str, bool] = {}
+
+    def conduct() -> None:
+        # Write 1 (rows 0-9) is held; frame 29 fills two batches behind it and waits.
+        seen["held"] = until(lambda: len(emitted) == 29)
+        time.sleep(0.05)  # a negative: it stays there while write 1 is held
+        seen["held"] = seen["held"] and len(emitted) == 29
+        gates[1].set()
+        # Write 2 (rows 10-29) is held too, yet processing goes on to the next wait.
+        seen["went_on"] = until(lambda: len(emitted) >= 49)
+        gates[2].set()
+
+    async def script(ctx: SourceContext) -> None:
+        for i, frame in enumerate(frames(*range(60))):
+            await ctx.emit_raw(frame)
+            emitted.append(i)
+            await asyncio.sleep(0)  # as a socket's reads let the background writes start
+        ctx._runtime.stop()
+
+    conductor = threading.Thread(target=conduct)
+    conductor.start()
+    try:
+        runtime, records, _ = run(build(script), faults, batch_rows=10, linger_s=30)
+    finally:
+        for gate in gates.values():
+            gate.set()
+        conductor.join()
+    assert seen == {"held": True, "went_on": True}
+    ids = [r.record["trade_id"] for r in records]
+    assert sorted(ids) == [1_000_000 + i for i in range(60)]
+    for partition in {r.partition for r in records}:  # in order within each partition
+        mine = [r.record["trade_id"] for r in records if r.partition == partition]
+        assert mine == sorted(mine)
+    assert runtime.stats.writes >= 3
