@@ -692,7 +692,7 @@ def http_part(
     """The HTTP part's runs (records/s per stage), raw stages and ours interleaved, and
     the sizes of the page bodies."""
     bodies = pages_of(args.records, args.page_records)
-    schema = catalog.load(usgs_pipeline.build().resources[0].schema)
+    schema = catalog.load(usgs_pipeline.build().resources[0].staging.schema_file)
     max_body = max(len(body) for body in bodies)
     results: dict[str, list[float]] = {key: [] for key, _ in HTTP_STAGES}
     with PageServer(args.records, args.page_records, args.gzip) as server:

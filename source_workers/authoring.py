@@ -28,6 +28,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pydantic import ValidationError
+
+from foundation.config import ResourceSettings
 from foundation.errors import SourceDefinitionError, UnknownResourceError
 from staging.envelope import Checkpoint
 from staging.resource import check_name
@@ -65,32 +68,21 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """One kind of record of a source: where it goes, its schema and its logic."""
+    """One kind of record of a source: its logic, and how it is staged unless the TOML
+    says otherwise.
+
+    This is the one Resource type. Its ``staging`` is its configuration view, the very
+    :class:`~foundation.config.ResourceSettings` a ``[sources.<s>.resources.<r>]``
+    table gives (so it is validated where it is defined); the staging view,
+    :class:`~staging.resource.StagedResource` (the schema loaded, the topics named), is
+    derived from the resolved settings by :func:`staging.compose.staged_resources`.
+    """
 
     name: str
-    target: str
-    """``clickhouse`` (table ``<source>_<resource>``) or ``kafka:<topic>``."""
-    schema: str
-    """Avro schema file, relative to ``schemas/`` (e.g. ``coinbase/matches.avsc``)."""
-    key: tuple[str, ...]
-    id_fields: tuple[str, ...]
-    time_field: str | None
+    staging: ResourceSettings
+    """Schema file, key, natural key, event-time field, topic settings and target."""
     parse: ParseFn = field(repr=False)
     process: ProcessFn = field(repr=False)
-    partitions: int = 3
-    retention_ms: int = 7 * _DAY_MS
-
-    def staging_defaults(self) -> dict[str, Any]:
-        """This resource as a ``[sources.<s>.resources.<r>]`` table would give it."""
-        return {
-            "schema_file": self.schema,
-            "key": list(self.key),
-            "id_fields": list(self.id_fields),
-            "time_field": self.time_field,
-            "partitions": self.partitions,
-            "retention_ms": self.retention_ms,
-            "target": self.target,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,18 +138,24 @@ def define_resource(
         raise SourceDefinitionError(
             f"resource {name}: key must name at least one field", source="", resource=name
         )
-    return Resource(
-        name=name,
-        target=target,
-        schema=schema,
-        key=tuple(key),
-        id_fields=tuple(id_fields),
-        time_field=time_field,
-        parse=parse,
-        process=process,
-        partitions=partitions,
-        retention_ms=retention_ms,
-    )
+    try:
+        staging = ResourceSettings(
+            schema_file=schema,
+            key=list(key),
+            id_fields=list(id_fields),
+            time_field=time_field,
+            partitions=partitions,
+            retention_ms=retention_ms,
+            target=target,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise SourceDefinitionError(
+            f"resource {name}: {problems}", source="", resource=name
+        ) from None
+    return Resource(name=name, staging=staging, parse=parse, process=process)
 
 
 def define_source(

@@ -4,7 +4,7 @@ the workers and the operations commands get."""
 
 from __future__ import annotations
 
-from foundation.config import Settings
+from foundation.config import ResourceSettings, Settings
 from foundation.errors import UnknownResourceError
 from staging.kafka import KafkaCheckpointStore, KafkaStagingProvider
 from staging.resource import StagedResource, TopicSpec, check_topic
@@ -33,21 +33,34 @@ def staged_resources(
             continue
         for name, res in sorted(source_settings.resources.items()):
             result.append(
-                StagedResource.define(
-                    source=source_name,
-                    name=name,
-                    schema=catalog.load(res.schema_file),
-                    key=tuple(res.key),
-                    id_fields=tuple(res.id_fields),
-                    time_field=res.time_field,
-                    topic=res.topic,
-                    partitions=res.partitions,
-                    retention_ms=res.retention_ms,
-                    replication_factor=res.replication_factor
-                    or settings.staging.replication_factor,
+                staged_resource(
+                    source_name, name, res, catalog, settings.staging.replication_factor
                 )
             )
     return result
+
+
+def staged_resource(
+    source: str,
+    name: str,
+    settings: ResourceSettings,
+    catalog: SchemaCatalog,
+    replication_factor: int = 1,
+) -> StagedResource:
+    """The staging view of one resource from its configuration view (the schema loaded,
+    the topics named); ``replication_factor`` when the resource sets none."""
+    return StagedResource.define(
+        source=source,
+        name=name,
+        schema=catalog.load(settings.schema_file),
+        key=tuple(settings.key),
+        id_fields=tuple(settings.id_fields),
+        time_field=settings.time_field,
+        topic=settings.topic,
+        partitions=settings.partitions,
+        retention_ms=settings.retention_ms,
+        replication_factor=settings.replication_factor or replication_factor,
+    )
 
 
 def checkpoint_topic(settings: Settings) -> TopicSpec:

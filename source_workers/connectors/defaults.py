@@ -3,7 +3,7 @@ connector stages every resource the connector defines, unless the TOML declares 
 
 from __future__ import annotations
 
-from foundation.config import ResourceSettings, Settings, SourceSettings
+from foundation.config import Settings, SourceSettings
 from source_workers.connectors import CONNECTORS, connector_of, load_connector
 from staging.resource import default_topic
 
@@ -27,7 +27,7 @@ def with_connector_defaults(settings: Settings, name: str | None = None) -> Sett
         resources = dict(source_settings.resources)
         for resource in definition.resources:
             if resource.name not in resources:
-                resources[resource.name] = ResourceSettings(**resource.staging_defaults())
+                resources[resource.name] = resource.staging
                 changed = True
         sources[source_name] = source_settings.model_copy(update={"resources": resources})
     if not changed and sources.keys() == settings.sources.keys():

@@ -14,10 +14,10 @@ from source_workers.authoring import Source
 from source_workers.runtime import SourceRuntime
 from source_workers.stats import RuntimeStats
 from source_workers.transport.memory import MemoryHttp, MemoryWebSocket
+from staging.compose import staged_resource
 from staging.memory import MemoryStagingProvider
 from staging.offsets import Partition
 from staging.protocol import StagingContext
-from staging.resource import StagedResource
 from staging.schemas import SchemaCatalog
 
 
@@ -51,15 +51,7 @@ class MemoryRun:
         self.http = MemoryHttp(source=source.name, clock=self.clock)
         catalog = SchemaCatalog.default()
         self.resources = {
-            r.name: StagedResource.define(
-                source=source.name,
-                name=r.name,
-                schema=catalog.load(r.schema),
-                key=r.key,
-                id_fields=r.id_fields,
-                time_field=r.time_field,
-                partitions=r.partitions,
-            )
+            r.name: staged_resource(source.name, r.name, r.staging, catalog)
             for r in source.resources
         }
         self.provider = MemoryStagingProvider(catalog=catalog)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from foundation.config import ResourceSettings
 from source_workers.authoring import Source
 from source_workers.connectors import CONNECTORS, load_connector
 from staging.schemas import SchemaCatalog
@@ -53,9 +52,9 @@ def test_pipeline_composes_a_valid_source(name: str) -> None:
     assert set(spec.checkpoint) == {r.name for r in source.resources}
     assert spec.kind in ("websocket", "http")
     for resource in source.resources:
-        settings = ResourceSettings(**resource.staging_defaults())
+        settings = resource.staging
         schema = catalog.load(settings.schema_file)
-        assert set(resource.key) | set(resource.id_fields) <= schema.field_names
+        assert set(settings.key) | set(settings.id_fields) <= schema.field_names
 
 
 @pytest.mark.parametrize("name", CONNECTORS)

@@ -100,10 +100,10 @@ def test_every_connector_and_resource_is_described(manifest: dict[str, Any]) -> 
         assert set(entry["resources"]) == {r.name for r in source.resources}
         for resource in source.resources:
             described = entry["resources"][resource.name]
-            assert described["key"] == list(resource.key)
-            assert described["id_fields"] == list(resource.id_fields)
-            assert described["time_field"] == resource.time_field
-            assert described["schema"]["file"] == resource.schema
+            assert described["key"] == resource.staging.key
+            assert described["id_fields"] == resource.staging.id_fields
+            assert described["time_field"] == resource.staging.time_field
+            assert described["schema"]["file"] == resource.staging.schema_file
             assert described["checkpoint"] == connector.spec.checkpoint[resource.name]
             for role in ("parse", "process"):
                 module, _, qualname = described[role].partition(":")

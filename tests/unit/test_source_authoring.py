@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from foundation.config import ResourceSettings
 from foundation.errors import ConfigError, SourceDefinitionError, UnknownResourceError
 from source_workers.authoring import Output, define_resource, define_source, normalize
 
@@ -92,9 +93,34 @@ def test_other_process_results_name_source_resource_and_value(value: Any) -> Non
     assert info.value.resource == "trades"
 
 
-def test_staging_defaults_are_resource_settings() -> None:
-    """A resource's definition is a valid [sources.x.resources.y] table."""
-    from foundation.config import ResourceSettings
+def test_a_resources_staging_is_its_configuration_view() -> None:
+    """A resource's staging defaults are the [sources.x.resources.y] table's own model."""
+    staging = _resource().staging
+    assert isinstance(staging, ResourceSettings)
+    assert staging.schema_file == "coinbase/matches.avsc" and staging.key == ["product_id"]
+    assert staging.target == "clickhouse" and staging.partitions == 3
 
-    settings = ResourceSettings(**_resource().staging_defaults())
-    assert settings.schema_file == "coinbase/matches.avsc" and settings.key == ["product_id"]
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"target": "s3"}, "target must be 'clickhouse' or 'kafka:<topic>'"),
+        ({"partitions": 0}, "partitions: Input should be greater than or equal to 1"),
+        ({"retention_ms": -2}, "retention_ms"),
+    ],
+)
+def test_bad_staging_defaults_are_refused_where_the_resource_is_defined(
+    change: dict[str, Any], words: str
+) -> None:
+    """A connector with a bad default fails at define_resource, naming the resource and
+    the setting, not later when the settings are resolved."""
+    with pytest.raises(SourceDefinitionError) as info:
+        define_resource(
+            name="trades",
+            schema="coinbase/matches.avsc",
+            key=("product_id",),
+            parse=lambda raw: raw,
+            process=lambda payload, _at: [payload],
+            **change,
+        )
+    assert str(info.value).startswith("resource trades: ") and words in str(info.value)

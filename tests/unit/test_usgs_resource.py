@@ -142,10 +142,10 @@ def test_an_answer_without_features_ends_the_session() -> None:
 def test_the_source_declares_its_resource_and_settings() -> None:
     """One resource, a change log keyed by (id, updated); the real feed by default."""
     [resource] = build().resources
-    assert (resource.name, resource.key, resource.id_fields) == (
+    assert (resource.name, resource.staging.key, resource.staging.id_fields) == (
         "earthquakes",
-        ("id",),
-        ("id", "updated"),
+        ["id"],
+        ["id", "updated"],
     )
     assert UsgsSettings() == UsgsSettings(url=FEED, poll_interval_s=60)
     with pytest.raises(ValueError):
