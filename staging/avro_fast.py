@@ -13,7 +13,9 @@ and fastavro writes every row):
 * an ``enum``;
 * the logical types carried by those as plain values: ``decimal`` on
   ``bytes``; ``timestamp-*``, ``local-timestamp-*``, ``date`` and ``time-*``
-  as integers; ``uuid`` as a string;
+  as integers, and ``timestamp-millis`` and ``timestamp-micros`` also as
+  time-zone-aware ``datetime`` objects (converted as fastavro converts them);
+  ``uuid`` as a string;
 * a union of ``null`` and one of the above.
 
 **The contract: the same bytes as fastavro, or no answer.** The generated
@@ -33,6 +35,7 @@ from __future__ import annotations
 import decimal
 import struct
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["RowWriter", "compile_writer"]
@@ -120,6 +123,24 @@ def _exact_unscaled(v: decimal.Decimal, precision: int, scale: int) -> int:
 
 
 _pack_double = struct.Struct("<d").pack
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _timestamp_micros(v: Any) -> bytes:
+    """fastavro's ``prepare_timestamp_micros`` for an aware datetime (a naive one is read
+    in the machine's local time there: left to it)."""
+    if type(v) is not datetime or v.tzinfo is None:
+        raise Unfit
+    delta = v - _EPOCH
+    return _long((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+
+
+def _timestamp_millis(v: Any) -> bytes:
+    """fastavro's ``prepare_timestamp_millis`` for an aware datetime."""
+    if type(v) is not datetime or v.tzinfo is None:
+        raise Unfit
+    delta = v - _EPOCH
+    return _long((delta.days * 86_400 + delta.seconds) * 1_000 + delta.microseconds // 1_000)
 
 
 def _branch(kind: Any) -> tuple[str, str | None] | None:
@@ -155,6 +176,8 @@ class _Source:
             "_int": _int,
             "_decimal": _decimal,
             "_pack_double": _pack_double,
+            "_timestamp_micros": _timestamp_micros,
+            "_timestamp_millis": _timestamp_millis,
             "_LENGTHS": _LENGTHS,
             "zigzag": zigzag,
         }
@@ -168,7 +191,7 @@ class _Source:
         """Append the encoding of ``v`` (of field type ``kind``, not a union) to ``out``."""
         branch = _branch(kind)
         assert branch is not None
-        base = branch[0]
+        base, logical = branch
         add = self.lines.append
         if base == "null":
             add(f"{indent}if v is not None: raise Unfit")
@@ -178,6 +201,9 @@ class _Source:
             add(f"{indent}else: raise Unfit")
         elif base == "int":
             add(f"{indent}out.append(_int(v))")
+        elif base == "long" and logical in ("timestamp-micros", "timestamp-millis"):
+            convert = "_timestamp_" + logical.removeprefix("timestamp-")
+            add(f"{indent}out.append(_long(v) if type(v) is int else {convert}(v))")
         elif base == "long":
             add(f"{indent}out.append(_long(v))")
         elif base == "double":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import random
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,11 @@ from typing import Any
 import fastavro
 import pytest
 
+from source_workers.connectors.coinbase.trades import trade_row
+from source_workers.connectors.usgs.resources.earthquakes import row_of
 from staging.avro_fast import compile_writer, zigzag
 from staging.schemas import SchemaCatalog
+from tests.servers.usgs import quake
 
 ALL_TYPES = fastavro.parse_schema(
     {
@@ -138,16 +141,17 @@ def test_every_supported_type_is_written_as_fastavro_writes_it() -> None:
         ("dec", 1.5),
         ("dec", b"\x01"),  # already unscaled bytes: fastavro passes them through
         ("dec0", Decimal("0E-3")),
-        ("ts", datetime(2026, 12, 5, 8, 0, tzinfo=UTC)),  # fastavro converts a datetime
-        ("ts", datetime(2026, 12, 5, 8, 0)),
-        ("tm", datetime(1969, 12, 31, 23, 59, tzinfo=UTC)),
+        ("ts", datetime(2026, 12, 5, 8, 0)),  # naive: fastavro reads it in local time
+        ("tm", datetime(1969, 12, 31, 23, 59)),
+        ("ts", date(2026, 12, 5)),
+        ("ts", "2026-12-05"),
         ("day", date(2026, 12, 5)),
         ("u", uuid.UUID(int=7)),
         ("ns", 5),
         ("nl", False),
         ("nd", 3),
         ("ndec", Decimal("1.23456")),
-        ("nts", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("nts", datetime(2026, 1, 1)),
     ],
 )
 def test_a_value_it_does_not_encode_itself_is_left_to_fastavro(field: str, value: Any) -> None:
@@ -170,6 +174,32 @@ def test_decimal_edges_are_written_as_fastavro_writes_them(value: str) -> None:
     assert write is not None
     row = random_row(random.Random(5)) | {"dec0": Decimal(value)}
     assert write(row) == fastavro_bytes(ALL_TYPES, row)
+
+
+def test_aware_datetimes_are_converted_as_fastavro_converts_them() -> None:
+    """A time-zone-aware datetime in a timestamp-micros or -millis field (plain or
+    nullable): UTC or another offset, before 1970, sub-millisecond parts cut as fastavro
+    cuts them, the ends of datetime's range."""
+    write = compile_writer(ALL_TYPES)
+    assert write is not None
+    rng = random.Random(12)
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    edges = [
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 500, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ]
+    moments = edges + [
+        datetime(1900, 1, 1, tzinfo=rng.choice(zones))
+        + timedelta(microseconds=rng.randrange(10**17))
+        for _ in range(2_000)
+    ]
+    base = random_row(random.Random(4))
+    for moment in moments:
+        row = base | {"ts": moment, "tm": moment, "nts": moment}
+        assert write(row) == fastavro_bytes(ALL_TYPES, row), moment
 
 
 def test_a_missing_field_is_left_to_fastavro() -> None:
@@ -225,3 +255,30 @@ def test_zigzag_matches_the_avro_specification() -> None:
         b"\xfe\xff\xff\xff\x0f",
         b"\xff\xff\xff\xff\x0f",
     ]
+
+
+def test_the_connectors_rows_are_written_by_the_compiled_writer() -> None:
+    """A Coinbase trade and a USGS earthquake as their connectors build them are encoded
+    by the compiled writer itself (none is handed to fastavro), with fastavro's bytes."""
+    catalog = SchemaCatalog.default()
+    rows = {
+        "coinbase/matches.avsc": trade_row(
+            {
+                "trade_id": 7,
+                "side": "buy",
+                "price": "64269.92",
+                "size": "0.00090780",
+                "time": "2026-12-05T08:00:00.123456Z",
+                "maker_order_id": str(uuid.UUID(int=1)),
+                "taker_order_id": str(uuid.UUID(int=2)),
+            },
+            "BTC-USD",
+            91_000_000_000,
+        ),
+        "usgs/earthquakes.avsc": row_of(quake(3)),
+    }
+    for path, row in rows.items():
+        parsed = catalog.load(path).parsed
+        write = compile_writer(parsed)
+        assert write is not None
+        assert write(row) == fastavro_bytes(parsed, row), path
