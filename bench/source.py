@@ -74,6 +74,7 @@ from source_workers.frames import FrameLimits
 from source_workers.runtime import SourceRuntime
 from source_workers.transport.answers import read_body
 from source_workers.transport.protocol import HttpResponse
+from staging.compose import staged_resource
 from staging.kafka import KafkaStagingProvider
 from staging.protocol import StagingContext
 from staging.resource import StagedResource
@@ -623,15 +624,7 @@ def ours_http(
     name = f"bench_{uuid.uuid4().hex[:10]}"
     source = usgs_pipeline.build(name)
     spec = source.resources[0]
-    resource = StagedResource.define(
-        source=name,
-        name=spec.name,
-        schema=catalog.load(spec.schema),
-        key=spec.key,
-        id_fields=spec.id_fields,
-        time_field=spec.time_field,
-        partitions=spec.partitions,
-    )
+    resource = staged_resource(name, spec.name, spec.staging, catalog)
     provider = KafkaStagingProvider(
         KafkaSettings(bootstrap=bootstrap), catalog=catalog, max_record_bytes=1_000_000
     )
