@@ -211,8 +211,18 @@ def _recorder(connector: Connector, name: str, options: Any, path: Path) -> Capt
 
 
 def _health(runtime: SourceRuntime) -> dict[str, Any]:
+    """``/health``: up and connected, and what this process has handled so far."""
     connected = runtime.metrics.value("source_connected", {"source": runtime.source.name})
-    return {"healthy": not runtime.stopping_event.is_set(), "connected": bool(connected)}
+    stats = runtime.stats
+    return {
+        "healthy": not runtime.stopping_event.is_set(),
+        "connected": bool(connected),
+        "frames": stats.frames,
+        "records_staged": stats.records_staged,
+        "dead_letters": stats.dead_letters,
+        "ignored": stats.ignored,
+        "sessions": stats.sessions,
+    }
 
 
 async def _run(runtime: SourceRuntime) -> RuntimeStats:

@@ -298,9 +298,17 @@ def test_sigterm_stages_what_was_received_and_exits_0(
     )
     wait_for(subscribed(exchange), 30, "the source to subscribe")
     exchange.trade("BTC-USD", 40)
-    time.sleep(0.5)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-        assert json.loads(response.read())["connected"] is True
+
+    def health() -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+    # Every frame the exchange sent (the 40 trades among them) read by the source, as its
+    # /health counts them; none staged yet (linger_s is 60).
+    sent = exchange.frames_sent
+    wait_for(lambda: health()["frames"] >= sent, 10, "the 40 trades to be read")
+    state = health()
+    assert state["connected"] is True and state["records_staged"] == 0
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         assert f'ingest_source_connected{{source="{source}"}} 1' in response.read().decode()
     started = time.monotonic()

@@ -127,6 +127,8 @@ class CoinbaseExchange(LocalServer):
         self._lock = threading.Lock()
         self.connections_opened = 0
         self.rest_requests = 0
+        self.frames_sent = 0
+        """Frames sent on the feed, to every connection (what a reader has to read)."""
         self.subscribe_messages: list[dict[str, Any]] = []
 
     # --- life -----------------------------------------------------------------
@@ -212,7 +214,7 @@ class CoinbaseExchange(LocalServer):
         for connection, products in list(self._subscribers.items()):
             if product in products:
                 with contextlib.suppress(ConnectionClosed):
-                    await connection.send(frame)
+                    await self._send(connection, frame)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -238,6 +240,10 @@ class CoinbaseExchange(LocalServer):
 
     # --- the feed -------------------------------------------------------------
 
+    async def _send(self, connection: ServerConnection, frame: str | bytes) -> None:
+        await connection.send(frame)
+        self.frames_sent += 1
+
     async def _handler(self, connection: ServerConnection) -> None:
         self.connections_opened += 1
         try:
@@ -245,36 +251,40 @@ class CoinbaseExchange(LocalServer):
             message = json.loads(raw)
             self.subscribe_messages.append(message)
             if message.get("type") != "subscribe":
-                await connection.send(
+                await self._send(
+                    connection,
                     json.dumps(
                         {
                             "type": "error",
                             "message": "Failed to subscribe",
                             "reason": "type must be subscribe",
                         }
-                    )
+                    ),
                 )
                 return
             unknown = [p for p in message.get("product_ids", []) if p not in self.trades]
             if unknown:
-                await connection.send(
+                await self._send(
+                    connection,
                     json.dumps(
                         {
                             "type": "error",
                             "message": "Failed to subscribe",
                             "reason": f"{unknown[0]} is not a valid product",
                         }
-                    )
+                    ),
                 )
                 return
             products = message["product_ids"]
             channels = [{"name": c, "product_ids": products} for c in message.get("channels", [])]
-            await connection.send(json.dumps({"type": "subscriptions", "channels": channels}))
+            await self._send(
+                connection, json.dumps({"type": "subscriptions", "channels": channels})
+            )
             for product in products:
                 with self._lock:
                     last = self.trades[product][-1] if self.trades[product] else None
                 if last is not None and not self.faults.silent:
-                    await connection.send(json.dumps(last.match("last_match")))
+                    await self._send(connection, json.dumps(last.match("last_match")))
             self._subscribers[connection] = set(products)
             await connection.wait_closed()
         except (ConnectionClosed, TimeoutError, ValueError):
