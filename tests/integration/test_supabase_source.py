@@ -202,9 +202,13 @@ def test_backfill_pages_over_the_frame_limit_are_halved_and_a_huge_row_dead_lett
         supabase.answer_joins = True
         wait_for(lambda: worker.runtime.stats.records_staged >= 7, 30, "the backfill")
         wait_for(lambda: worker.runtime.stats.dead_letters >= 1, 10, "the dead letter")
-    rows = staged(kafka, worker.source, 7)
+    rows = staged(kafka, worker.source, 10**9)  # every staged change: read until idle
     assert {r[2] for r in rows if r[1] == "SNAPSHOT"} >= {2, 3, 4, 6, 7, 8}
-    assert ("projects", "SNAPSHOT", 5) not in rows and worker.runtime.stats.dead_letters == 1
+    assert ("projects", "SNAPSHOT", 5) not in rows
+    # Once per backfill: a session that ends while joining (0.5 s) and joins again backfills
+    # again, and then row 5 is dead-lettered again; row 2 counts the backfills.
+    backfills = rows.count(("projects", "SNAPSHOT", 2))
+    assert backfills >= 1 and worker.runtime.stats.dead_letters == backfills
 
 
 @pytest.mark.parametrize("fault", ["join", "heartbeat"])
