@@ -174,6 +174,14 @@ class Pipeline:
         """What a worker this pipeline started has logged so far."""
         return (self.tmp / f"{self._names[process.pid]}.log").read_text(errors="replace")
 
+    def log_tails(self, lines: int = 30) -> str:
+        """The last ``lines`` of every worker's log, for a failure message."""
+        return "\n".join(
+            f"--- {self._names[p.pid]} (exit {p.poll()}):\n"
+            + "\n".join(self.log(p).splitlines()[-lines:])
+            for p in [*self.sources, *self.sinks]
+        )
+
     def start_sink(self, *args: str) -> subprocess.Popen[str]:
         sink = self._worker(
             f"sink-{len(self.sinks) + 1}", ["sink_workers", "--source", self.source, *args]

@@ -56,11 +56,16 @@ def recovered(pipeline: Pipeline, since: float, timeout_s: float = 120) -> float
     """Seconds from ``since`` (a monotonic time) until the sink confirmed, for every
     product, a trade made after this call: how long the fault held the pipeline up."""
     now = {p: ids[-1] for p, ids in pipeline.exchange.all_trade_ids().items()}
-    wait_for(
-        lambda: all(pipeline.confirmed().get(p, 0) > last for p, last in now.items()),
-        timeout_s,
-        "the pipeline to confirm trades made after the fault",
-    )
+    try:
+        wait_for(
+            lambda: all(pipeline.confirmed().get(p, 0) > last for p, last in now.items()),
+            timeout_s,
+            "the pipeline to confirm trades made after the fault",
+        )
+    except AssertionError as exc:  # say where the workers were: their logs' last lines
+        raise AssertionError(
+            f"{exc}; confirmed {pipeline.confirmed()}, wanted past {now}\n{pipeline.log_tails()}"
+        ) from None
     return time.monotonic() - since
 
 
