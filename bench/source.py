@@ -54,8 +54,8 @@ import sys
 import time
 import uuid
 import zlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Self
 
 import benchlib
 import fastavro
@@ -72,8 +72,7 @@ from source_workers.connectors.usgs.source import UsgsSettings
 from source_workers.context import SourceContext
 from source_workers.frames import FrameLimits
 from source_workers.runtime import SourceRuntime
-from source_workers.transport.answers import read_body
-from source_workers.transport.protocol import HttpResponse
+from source_workers.transport.memory import MemoryHttp, Reply
 from staging.compose import staged_resource
 from staging.kafka import KafkaStagingProvider
 from staging.protocol import StagingContext
@@ -253,20 +252,17 @@ async def serve_frames(frames: list[str]) -> None:
         await server.serve_forever()
 
 
-class FrameServer:
-    """The frame server in its own process, as a provider would be (no shared GIL)."""
+class ServerProcess:
+    """A provider in its own process, as a real one would be (no shared GIL): this script
+    run with ``args``, which prints the port it listens on, then serves until killed."""
 
-    def __init__(self, records: int) -> None:
-        self.records = records
+    def __init__(self, *args: str) -> None:
+        self.command = [sys.executable, __file__, *args]
         self.port = 0
         self._process: subprocess.Popen[str] | None = None
 
-    def __enter__(self) -> FrameServer:
-        self._process = subprocess.Popen(
-            [sys.executable, __file__, "--serve-frames", str(self.records)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+    def __enter__(self) -> Self:
+        self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
         assert self._process.stdout is not None
         self.port = int(self._process.stdout.readline())
         return self
@@ -275,6 +271,13 @@ class FrameServer:
         if self._process is not None:
             self._process.kill()
             self._process.wait(10)
+
+
+class FrameServer(ServerProcess):
+    """The websocket frame server: ``records`` trades to every subscriber."""
+
+    def __init__(self, records: int) -> None:
+        super().__init__("--serve-frames", str(records))
 
 
 def ours(
@@ -525,37 +528,19 @@ async def serve_pages(records: int, page_records: int, compress: bool) -> None:
         await loop.create_future()
 
 
-class PageServer:
-    """The USGS page server in its own process (no shared GIL); one for every run of the
-    HTTP part: each run fetches a path of its own (:meth:`url`)."""
+class PageServer(ServerProcess):
+    """The USGS page server; one for every run of the HTTP part: each run fetches a path
+    of its own (:meth:`url`)."""
 
     def __init__(self, records: int, page_records: int, compress: bool) -> None:
-        self.command = [
-            sys.executable,
-            __file__,
-            "--serve-pages",
-            str(records),
-            "--page-records",
-            str(page_records),
-            *(["--gzip"] if compress else []),
-        ]
-        self.port = 0
-        self._process: subprocess.Popen[str] | None = None
+        gzip_flag = ["--gzip"] if compress else []
+        super().__init__(
+            "--serve-pages", str(records), "--page-records", str(page_records), *gzip_flag
+        )
 
     def url(self) -> str:
         """A feed URL not asked before: its first GET gets the first page."""
         return f"http://127.0.0.1:{self.port}/{uuid.uuid4().hex[:10]}{FEED_PATH}"
-
-    def __enter__(self) -> PageServer:
-        self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
-        assert self._process.stdout is not None
-        self.port = int(self._process.stdout.readline())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(10)
 
 
 def raw_fetch(url: str, pages: int, records: int) -> float:
@@ -587,29 +572,6 @@ def raw_parse_pages(bodies: Sequence[bytes], records: int) -> float:
     return benchlib.timed(records, run)
 
 
-class InProcessPages:
-    """An HTTP transport without HTTP: each ``get_json`` answers the next page body (then
-    the empty page), checked and decoded by the same code as the real client's."""
-
-    def __init__(self, bodies: Sequence[bytes], limits: FrameLimits) -> None:
-        self._bodies = iter(bodies)
-        self._limits = limits
-
-    async def get_json(
-        self,
-        url: str,
-        params: Mapping[str, str | int] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> HttpResponse:
-        body = next(self._bodies, EMPTY_PAGE)
-        length = str(len(body))
-        decoded = read_body("bench", url, body, length, self._limits)
-        return HttpResponse(200, {"content-type": "application/json"}, decoded)
-
-    async def aclose(self) -> None:
-        return None
-
-
 def ours_http(
     bootstrap: str,
     catalog: SchemaCatalog,
@@ -634,17 +596,21 @@ def ours_http(
         max_frame_bytes=max(RuntimeSettings().max_frame_bytes, max_body),
     )
     options = UsgsSettings(url=url or "http://127.0.0.1:9/in-process", poll_interval_s=1e-6)
+    in_process = None
+    if url is None:  # each GET answers the next page body (then the empty page), checked
+        # and decoded by the same code as the real client's
+        in_process = MemoryHttp(
+            source=name, limits=FrameLimits(settings.max_frame_bytes, settings.max_json_depth)
+        )
+        pages = iter(bodies)
+        in_process.route(options.url, lambda _request: Reply(body=next(pages, EMPTY_PAGE)))
     with provider.allocate_session(StagingContext(source=name, resources=(resource,))) as session:
         runtime = SourceRuntime(
             source,
             session,
             settings=settings,
             connector_settings=options,
-            http=None
-            if url
-            else InProcessPages(
-                bodies, FrameLimits(settings.max_frame_bytes, settings.max_json_depth)
-            ),
+            http=in_process,
         )
 
         async def main() -> float:
