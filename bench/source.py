@@ -11,6 +11,8 @@ The websocket part, Coinbase (frames to staged trades):
   ``acks=all`` producer sending pre-encoded values), websocket receive only (a
   bare websockets client reading every frame from the same server, with and
   without permessage-deflate);
+* our parsing and our encoding alone, beside the first two: ``decode_frame`` of every
+  frame, the compiled Avro writer of every row;
 * ours: the real Coinbase connector in the Durable Runtime, fed by a local
   websocket server (in a separate process) that sends the frames as fast as it
   can, staging through the Kafka staging writer until every trade is
@@ -70,9 +72,10 @@ from source_workers.connectors.usgs import pipeline as usgs_pipeline
 from source_workers.connectors.usgs.resources.earthquakes import row_of
 from source_workers.connectors.usgs.source import UsgsSettings
 from source_workers.context import SourceContext
-from source_workers.frames import FrameLimits
+from source_workers.frames import FrameLimits, decode_frame
 from source_workers.runtime import SourceRuntime
 from source_workers.transport.memory import MemoryHttp, Reply
+from staging.avro_fast import compile_writer
 from staging.compose import staged_resource
 from staging.kafka import KafkaStagingProvider
 from staging.protocol import StagingContext
@@ -124,6 +127,22 @@ def raw_encode(parsed: Any, rows: Sequence[dict[str, Any]]) -> tuple[float, list
             values.append(buf.getvalue())
 
     return benchlib.timed(len(rows), run), values
+
+
+def our_decode(frames: Sequence[str]) -> float:
+    """Our frame check and parse alone (``decode_frame``: msgspec, the limits): beside
+    raw JSON parse, what the source's parsing costs."""
+    limits = FrameLimits()
+    return benchlib.timed(len(frames), lambda: [decode_frame("bench", f, limits) for f in frames])
+
+
+def our_encode(parsed: Any, rows: Sequence[dict[str, Any]]) -> float:
+    """The compiled Avro writer alone (``staging/avro_fast.py``): beside raw Avro encode
+    (fastavro), what the staging layer's encoding costs."""
+    write = compile_writer(parsed)
+    if write is None:
+        raise RuntimeError("the schema does not compile")
+    return benchlib.timed(len(rows), lambda: [write(row) for row in rows])
 
 
 def raw_produce(bootstrap: str, values: Sequence[bytes]) -> float:
@@ -721,11 +740,15 @@ def websocket_part(
     rows = benchlib.build_trades(args.records)
     frames = frames_of(rows)
     stages = ("parse", "encode", "produce", "receive", "receive_plain", "ours", "ours_plain")
-    results: dict[str, list[float]] = {k: [] for k in (*stages, "no_socket")}
+    results: dict[str, list[float]] = {
+        k: [] for k in (*stages, "no_socket", "our_decode", "our_encode")
+    }
     for _ in range(args.repeats):
         results["parse"].append(raw_parse(frames))
+        results["our_decode"].append(our_decode(frames))
         rate, values = raw_encode(schema.parsed, rows)
         results["encode"].append(rate)
+        results["our_encode"].append(our_encode(schema.parsed, rows))
         results["produce"].append(raw_produce(bootstrap, values))
         results["receive"].append(raw_receive(len(frames), compression=True))
         results["receive_plain"].append(raw_receive(len(frames), compression=False))
@@ -740,7 +763,9 @@ def websocket_report(args: argparse.Namespace, results: dict[str, list[float]]) 
     lines = [benchlib.versions_line(f"{args.records:,} trades, {args.repeats} repeats")]
     for key, label in (
         ("parse", "raw JSON parse only"),
+        ("our_decode", "  our frame decode only (decode_frame)"),
         ("encode", "raw Avro encode only (fastavro)"),
+        ("our_encode", "  our Avro encode only (compiled writer)"),
         ("produce", "raw produce only"),
         ("receive", "raw websocket receive only (deflate)"),
         ("receive_plain", "raw websocket receive only (no deflate)"),

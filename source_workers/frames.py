@@ -14,7 +14,8 @@ source and the reason:
   on the decoded value, whose containers are far fewer than the text's
   characters, and the text is scanned only to word a refusal).
 
-Parsing is msgspec's (about three times faster than the standard library's),
+Parsing is msgspec's (this function runs at 1.8 times a bare ``json.loads``'s
+rate on Coinbase frames: ``bench/source.py``),
 with the standard library's decoder as the authority: a frame msgspec refuses
 is parsed again by the standard decoder, which accepts what it accepted before
 (a lone surrogate in a string, say) and words the refusal. msgspec keeps every
