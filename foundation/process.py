@@ -16,7 +16,9 @@ gets the defaults; a ``--data-dir`` option overrides the ``data_dir`` setting.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,10 +83,25 @@ def settings_for(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides=overrides)
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` writes every thread's Python stack to stderr and the process
+    goes on: where a worker that seems stuck is waiting, without stopping it. (Not where
+    stderr is no file, as when a program runs ``main`` inside its own process.)"""
+    if not hasattr(signal, "SIGUSR1"):
+        return
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+
+
 def run_handler(args: argparse.Namespace, prepare: Prepare | None = None) -> int:
-    """Set up logging, load the settings, run ``args.handler``: its exit code, or 2
-    with one line on stderr for an :class:`IngestError`."""
+    """Set up logging (and stack dumps on SIGUSR1), load the settings, run
+    ``args.handler``: its exit code, or 2 with one line on stderr for an
+    :class:`IngestError`."""
     setup_logging(args.log_level)
+    dump_stacks_on_sigusr1()
     try:
         settings = settings_for(args)
         if prepare is not None:

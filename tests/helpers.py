@@ -104,3 +104,39 @@ def trade_keys(capture: Path) -> set[tuple[str, int]]:
         if message.get("type") in ("match", "last_match"):
             keys.add((message["product_id"], message["trade_id"]))
     return keys
+
+
+def python_family(pid: int) -> list[int]:
+    """``pid`` and every process below it that runs this Python (not a broker's binary,
+    for which SIGUSR1 would be fatal)."""
+
+    def children(of: int) -> list[int]:
+        try:
+            tasks = Path(f"/proc/{of}/task").iterdir()
+            found = [int(c) for t in tasks for c in (t / "children").read_text().split()]
+        except OSError:
+            return []
+        return found + [g for c in found for g in children(c)]
+
+    def runs_python(p: int) -> bool:
+        try:
+            argv0 = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            return False
+        return os.fsdecode(argv0) == sys.executable
+
+    return [pid, *(c for c in children(pid) if runs_python(c))]
+
+
+def ask_for_stacks(pid: int) -> None:
+    """Ask ``pid`` and the Python processes under it for their threads' stacks (SIGUSR1,
+    :func:`foundation.process.dump_stacks_on_sigusr1`): each writes them to its stderr, or
+    its log, and goes on. For a failure message about a process that seems stuck."""
+    import contextlib
+    import signal
+    import time
+
+    for p in python_family(pid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            os.kill(p, signal.SIGUSR1)
+    time.sleep(1)

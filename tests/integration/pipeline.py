@@ -175,7 +175,14 @@ class Pipeline:
         return (self.tmp / f"{self._names[process.pid]}.log").read_text(errors="replace")
 
     def log_tails(self, lines: int = 30) -> str:
-        """The last ``lines`` of every worker's log, for a failure message."""
+        """The last ``lines`` of every worker's log, for a failure message. A worker still
+        running is asked for its threads' stacks first (SIGUSR1): where it is waiting."""
+        running = [p for p in [*self.sources, *self.sinks] if p.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGUSR1)
+        if running:
+            time.sleep(1)
+            lines += 60
         return "\n".join(
             f"--- {self._names[p.pid]} (exit {p.poll()}):\n"
             + "\n".join(self.log(p).splitlines()[-lines:])

@@ -24,7 +24,7 @@ import pytest
 from foundation.config import KafkaSettings
 from source_workers.capture import CaptureFile
 from source_workers.replay_feed import sample_capture
-from tests.helpers import trade_keys, unique
+from tests.helpers import ask_for_stacks, trade_keys, unique
 from tests.integration.conftest import Spawn
 from tests.integration.source_helpers import process_env, source_config, wait_for
 from tests.servers.coinbase import CoinbaseExchange
@@ -52,6 +52,35 @@ def dev(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert done.returncode == 0, done.stderr + done.stdout
     assert "Traceback" not in done.stderr
     return done
+
+
+def wait_subscribed(
+    exchange: CoinbaseExchange,
+    process: subprocess.Popen[str],
+    logs: Path | None = None,
+    timeout_s: float = 90,
+) -> None:
+    """Until ``process`` subscribed to the test exchange. If it does not in time, or exits,
+    fail with its output, its workers' logs (``logs``) and the stacks of what still ran."""
+    try:
+        wait_for(
+            lambda: exchange.subscribed == 1 or process.poll() is not None,
+            timeout_s,
+            "subscription",
+        )
+        if exchange.subscribed == 1:
+            return
+        failure = f"exited ({process.returncode}) before it subscribed"
+    except AssertionError as exc:
+        failure = str(exc)
+        ask_for_stacks(process.pid)
+    process.kill()
+    out, err = process.communicate(timeout=30)
+    worker_logs = "".join(
+        f"\n--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-80:])
+        for log in sorted(logs.glob("*.log") if logs else [])
+    )
+    raise AssertionError(f"{failure}\n--- stdout:\n{out}\n--- stderr:\n{err}{worker_logs}")
 
 
 def sql(cwd: Path, query: str) -> list[list[Any]]:
@@ -225,7 +254,7 @@ def test_a_recorded_feed_replays_to_the_same_rows(
             COINBASE_PRODUCTS="BTC-USD,ETH-USD",
         )
         worker = spawn(ingest("source", "run", source, "--record", str(capture)), cwd=ROOT, env=env)
-        wait_for(lambda: exchange.subscribed == 1, timeout_s=60, what="subscription")
+        wait_subscribed(exchange, worker)
         for _ in range(5):
             exchange.trade("BTC-USD", 30)
             exchange.trade("ETH-USD", 10)
@@ -299,7 +328,7 @@ def test_a_feed_gone_quiet_ends_with_idle_exit(workdir: Path, spawn: Spawn) -> N
             cwd=workdir,
             env=env,
         )
-        wait_for(lambda: exchange.subscribed == 1, timeout_s=60, what="subscription")
+        wait_subscribed(exchange, process, logs=workdir / "data" / "dev")
         exchange.trade("BTC-USD", 20)
         out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
