@@ -69,7 +69,7 @@ from foundation.config import KafkaSettings, RuntimeSettings
 from source_workers.connectors.coinbase.pipeline import build
 from source_workers.connectors.coinbase.settings import CoinbaseSettings
 from source_workers.connectors.usgs import pipeline as usgs_pipeline
-from source_workers.connectors.usgs.resources.earthquakes import row_of
+from source_workers.connectors.usgs.resources.earthquakes import record_of
 from source_workers.connectors.usgs.source import UsgsSettings
 from source_workers.context import SourceContext
 from source_workers.frames import FrameLimits, decode_frame
@@ -346,7 +346,7 @@ def ours(
             source,
             session,
             settings=RuntimeSettings(
-                batch_rows=5_000,
+                batch_records=5_000,
                 linger_s=0.2,
                 websocket_compression="deflate" if compression else "none",
             ),
@@ -610,7 +610,7 @@ def ours_http(
         KafkaSettings(bootstrap=bootstrap), catalog=catalog, max_record_bytes=1_000_000
     )
     settings = RuntimeSettings(
-        batch_rows=5_000,
+        batch_records=5_000,
         linger_s=0.2,
         max_frame_bytes=max(RuntimeSettings().max_frame_bytes, max_body),
     )
@@ -679,7 +679,9 @@ def http_part(
             results["parse"].append(raw_parse_pages(bodies, args.records))
             # The rows are built for the encode stage only: kept, their dicts would slow the
             # garbage collector's passes while the connector runs.
-            rows = [row_of(feature) for body in bodies for feature in json.loads(body)["features"]]
+            rows = [
+                record_of(feature) for body in bodies for feature in json.loads(body)["features"]
+            ]
             rate, values = raw_encode(schema.parsed, rows)
             del rows
             results["encode"].append(rate)

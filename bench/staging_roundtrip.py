@@ -18,7 +18,7 @@ raw (what the libraries alone can do)
            ``consume(C, 0.2)``, taking each record's value and counting.
 
 ours (the project API, as a source and a sink use it)
-  write    ``session.writer().write_batch(rows)`` in chunks of C rows:
+  write    ``session.writer().write_batch(records)`` in chunks of C records:
            validation, Avro encoding, key, event id, CloudEvents headers,
            produce, and a flush that waits for every delivery report.
   read     ``session.reader().iter_batches(C)`` decoding into StagedRecords,

@@ -219,8 +219,18 @@ class ResourceSettings(_Model):
 class RuntimeSettings(_Model):
     """How a source worker's Durable Runtime behaves (``[sources.<name>.runtime]``)."""
 
-    batch_rows: int = Field(500, ge=1, le=100_000)
-    """Stage a resource's buffered rows once this many are waiting..."""
+    @model_validator(mode="before")
+    @classmethod
+    def _former_names(cls, data: Any) -> Any:
+        """``batch_rows`` is the former name of ``batch_records``; it is still read."""
+        if isinstance(data, Mapping) and "batch_rows" in data:
+            if "batch_records" in data:
+                raise ValueError("batch_rows is the former name of batch_records: give one")
+            data = {("batch_records" if k == "batch_rows" else k): v for k, v in data.items()}
+        return data
+
+    batch_records: int = Field(500, ge=1, le=100_000)
+    """Stage a resource's buffered records once this many are waiting..."""
     linger_s: float = Field(0.2, gt=0, le=60)
     """...or once the oldest has waited this long."""
     idle_timeout_s: float = Field(30.0, gt=0)

@@ -160,13 +160,15 @@ class BatchRejectedError(DeadLetterError):
 
 
 class SchemaMismatchError(DeadLetterError):
-    """A row does not fit its resource's Avro schema."""
+    """A record does not fit its resource's Avro schema."""
 
-    def __init__(self, message: str, *, resource: str, field: str | None, row_index: int) -> None:
+    def __init__(
+        self, message: str, *, resource: str, field: str | None, record_index: int
+    ) -> None:
         super().__init__(message)
         self.resource = resource
         self.field = field
-        self.row_index = row_index
+        self.record_index = record_index
 
 
 class MalformedFrameError(DeadLetterError):
@@ -190,13 +192,13 @@ class RecordTooLargeError(DeadLetterError):
     """An encoded record is larger than the configured limit."""
 
     def __init__(
-        self, message: str, *, resource: str, size: int, limit: int, row_index: int
+        self, message: str, *, resource: str, size: int, limit: int, record_index: int
     ) -> None:
         super().__init__(message)
         self.resource = resource
         self.size = size
         self.limit = limit
-        self.row_index = row_index
+        self.record_index = record_index
 
 
 class CorruptRecordError(DeadLetterError):

@@ -6,7 +6,7 @@ source's ``start(ctx)`` only connects, subscribes and hands every raw provider
 message to ``ctx.emit_raw``; it never writes anywhere. Each resource then
 decides, in the Durable Runtime's single processing task:
 
-* ``parse(raw)``: is this message mine? Return the payload to process, or
+* ``parse(message)``: is this message mine? Return the payload to process, or
   ``None`` (not this resource's message).
 * ``process(payload, received_at_us)``: return ``None`` (drop), a sequence of
   records, or ``Output(records, checkpoint)`` (a ``(records, checkpoint)``
@@ -48,7 +48,7 @@ _DAY_MS = 24 * 3600 * 1000
 
 
 class Internal(NamedTuple):
-    """A message a connector's own code emits (a REST row, a backfill's end), never a
+    """A message a connector's own code emits (a REST item, a backfill's end), never a
     decoded provider frame: JSON cannot produce one, so a provider cannot forge it."""
 
     kind: str

@@ -4,7 +4,7 @@ Each resource has one :class:`ResourceBuffer`: its records in arrival order,
 the raw frame each came from (for a dead letter, should the record be
 refused), the newest checkpoint ``process`` returned, and the arrival time of
 the oldest waiting record. :meth:`ResourceBuffer.due` says when to flush:
-``batch_rows`` records waiting, or the oldest waiting ``linger_s``. Time is
+``batch_records`` records waiting, or the oldest waiting ``linger_s``. Time is
 passed in. Pure code.
 """
 
@@ -22,16 +22,16 @@ LazyCheckpoint = Checkpoint | Callable[[], Checkpoint]
 
 @dataclass(slots=True)
 class Pending:
-    """A batch taken out of a buffer: rows, their frames, and the checkpoint they carry."""
+    """A batch taken out of a buffer: records, their frames, and the checkpoint they carry."""
 
-    rows: list[Record]
+    records: list[Record]
     frames: list[bytes | str]
     checkpoint: Checkpoint | None
 
     def without(self, index: int) -> Pending:
-        """The same batch less one refused row."""
+        """The same batch less one refused record."""
         return Pending(
-            self.rows[:index] + self.rows[index + 1 :],
+            self.records[:index] + self.records[index + 1 :],
             self.frames[:index] + self.frames[index + 1 :],
             self.checkpoint,
         )
@@ -39,13 +39,13 @@ class Pending:
 
 @dataclass(slots=True)
 class ResourceBuffer:
-    batch_rows: int
+    batch_records: int
     linger_s: float
-    rows: list[Record] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     frames: list[bytes | str] = field(default_factory=list)
     checkpoint: LazyCheckpoint | None = None
     """The newest checkpoint from process() (or the function that gives it); it
-    waits for rows to travel with."""
+    waits for records to travel with."""
     oldest_at: float | None = None
 
     def add(
@@ -56,27 +56,27 @@ class ResourceBuffer:
         now: float,
     ) -> None:
         if records:
-            if not self.rows:
+            if not self.records:
                 self.oldest_at = now
-            self.rows.extend(records)
+            self.records.extend(records)
             self.frames.extend([frame] * len(records))
         if checkpoint is not None:
             self.checkpoint = checkpoint
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.records)
 
     def due(self, now: float) -> bool:
-        """Full, or the oldest row has waited long enough."""
-        if not self.rows:
+        """Full, or the oldest record has waited long enough."""
+        if not self.records:
             return False
-        if len(self.rows) >= self.batch_rows:
+        if len(self.records) >= self.batch_records:
             return True
         return self.oldest_at is not None and now - self.oldest_at >= self.linger_s
 
     def put_back(self, pending: Pending) -> None:
         """A batch that could not be staged goes back in front of what came since."""
-        self.rows[:0] = pending.rows
+        self.records[:0] = pending.records
         self.frames[:0] = pending.frames
         if self.checkpoint is None:
             self.checkpoint = pending.checkpoint
@@ -84,10 +84,10 @@ class ResourceBuffer:
     def take(self) -> Pending:
         """Everything waiting, as one batch; the checkpoint goes with it.
 
-        A checkpoint with no rows waiting stays (it cannot travel alone). A
-        checkpoint function is called now: every row it describes is in the batch.
+        A checkpoint with no records waiting stays (it cannot travel alone). A
+        checkpoint function is called now: every record it describes is in the batch.
         """
-        if not self.rows:
+        if not self.records:
             return Pending([], [], None)
         checkpoint = self.checkpoint
         if checkpoint is not None and not isinstance(checkpoint, Mapping):
@@ -96,6 +96,6 @@ class ResourceBuffer:
                 raise SourceDefinitionError(
                     f"a checkpoint function returned {checkpoint!r}, not a mapping", source=""
                 )
-        pending = Pending(self.rows, self.frames, checkpoint)
-        self.rows, self.frames, self.checkpoint, self.oldest_at = [], [], None, None
+        pending = Pending(self.records, self.frames, checkpoint)
+        self.records, self.frames, self.checkpoint, self.oldest_at = [], [], None, None
         return pending

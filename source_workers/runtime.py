@@ -16,7 +16,7 @@ subscribe, emit). The runtime around it:
   staging writer in one worker thread. Writes never overlap and keep their
   order; while one runs, new messages wait (the websocket's own buffer and
   TCP push back on the provider) and the producer's queue limits apply.
-  Failed deliveries are retried with the same rows and checkpoint; a row the
+  Failed deliveries are retried with the same records and checkpoint; a record the
   schema refuses is dead-lettered with its frame and the rest is staged.
 * **Quarantines bad input**: frames over the size or depth limit, not JSON,
   or that a resource's ``parse``/``process`` raises on go to the resource's

@@ -5,11 +5,11 @@ One :class:`Stager` per source worker. It keeps a
 letters waiting to be sent, and stages them through the staging session in
 **one worker thread**: writes never overlap and keep their order, so a
 write's checkpoint is only ever staged after every earlier write was
-acknowledged. A write is retried with the same rows and checkpoint until it
+acknowledged. A write is retried with the same records and checkpoint until it
 is acknowledged (``DeliveryUnknownError`` included: the event ids are
-deterministic, so a repeat is deduplicated downstream); a row the schema
+deterministic, so a repeat is deduplicated downstream); a record the schema
 refuses is dead-lettered with its frame and the rest is staged. At shutdown,
-retries end after about half of ``shutdown_timeout_s``: unstaged rows' checkpoint
+retries end after about half of ``shutdown_timeout_s``: unstaged records' checkpoint
 never moved, so a restart fetches them again.
 """
 
@@ -65,7 +65,7 @@ class Stager:
         self._jitter = jitter
         self._writers = {name: session.writer(name) for name in resources}
         self._buffers = {
-            name: ResourceBuffer(settings.batch_rows, settings.linger_s) for name in resources
+            name: ResourceBuffer(settings.batch_records, settings.linger_s) for name in resources
         }
         self._letters: list[DeadLetter] = []
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"stage-{source}")
@@ -110,7 +110,7 @@ class Stager:
         if not buffer.due(now):
             return
         if self._background is not None and not self._background.done():
-            if len(buffer) < 2 * self.settings.batch_rows:
+            if len(buffer) < 2 * self.settings.batch_records:
                 return
             await asyncio.shield(self._background)
             self.check()
@@ -208,31 +208,31 @@ class Stager:
             if self.broken is not None:
                 return
             pending = self._buffers[name].take()
-            if not pending.rows:
+            if not pending.records:
                 return
             self._writing = asyncio.ensure_future(self._write(name, pending))
             self._writing.add_done_callback(_retrieve)
             await asyncio.shield(self._writing)
 
     async def _write(self, name: str, pending: Pending) -> None:
-        """Stage one batch: retried until acknowledged; refused rows dead-lettered.
+        """Stage one batch: retried until acknowledged; refused records dead-lettered.
 
         Any other failure, and a give-up at shutdown, breaks staging: no later
-        write of this process is staged, so no later checkpoint can cover these rows.
+        write of this process is staged, so no later checkpoint can cover these records.
         """
         writer = self._writers[name]
         loop = asyncio.get_running_loop()
         backoff = self._backoff()
-        while pending.rows:
-            rows, checkpoint = pending.rows, pending.checkpoint
+        while pending.records:
+            records, checkpoint = pending.records, pending.checkpoint
             try:
                 await loop.run_in_executor(
                     self._executor,
-                    functools.partial(writer.write_batch, rows, checkpoint=checkpoint),
+                    functools.partial(writer.write_batch, records, checkpoint=checkpoint),
                 )
             except (SchemaMismatchError, RecordTooLargeError) as exc:
-                self.dead_letter(name, pending.frames[exc.row_index], exc, stage="stage")
-                pending = pending.without(exc.row_index)
+                self.dead_letter(name, pending.frames[exc.record_index], exc, stage="stage")
+                pending = pending.without(exc.record_index)
                 continue
             except (RetryError, BackoffError) as exc:
                 if (
@@ -263,11 +263,11 @@ class Stager:
                     exc,
                 )
                 raise
-            self.stats.records_staged += len(rows)
+            self.stats.records_staged += len(records)
             self.stats.writes += 1
             labels = self._labels[name]
             self.metrics.inc(
-                "source_records_staged_total", len(rows), labels, help="Records staged"
+                "source_records_staged_total", len(records), labels, help="Records staged"
             )
             self.metrics.inc("source_writes_total", 1, labels, help="Acknowledged writes")
             self.metrics.set("source_last_staged_unixtime", self._clock.wall_us() / 1e6, labels)

@@ -7,7 +7,7 @@ turns a record schema into one generated Python function that writes the
 record's Avro binary body directly.
 
 It compiles a record whose fields are all of these (else it returns ``None``
-and fastavro writes every row):
+and fastavro writes every record):
 
 * ``null``, ``boolean``, ``int``, ``long``, ``double``, ``string``, ``bytes``;
 * an ``enum``;
@@ -23,7 +23,7 @@ function accepts a value only in the exact Python type whose encoding is
 unambiguous (``int`` for a long, not ``bool``; ``float`` for a double, not
 ``int``; a ``Decimal`` whose digits and exponent fit, a known enum symbol, a
 long within 64 bits). Anything else (a ``datetime`` for a timestamp, a missing
-field, a lone surrogate in a string) raises, and the caller hands that row to
+field, a lone surrogate in a string) raises, and the caller hands that record to
 fastavro, which writes it or refuses it exactly as before.
 ``tests/unit/test_avro_fast.py`` compares the two byte for byte.
 
@@ -225,20 +225,20 @@ class _Source:
 
 def compile_writer(parsed: Mapping[str, Any]) -> RowWriter | None:
     """The compiled writer of a parsed record schema, or None when a field is outside
-    what it compiles (then fastavro writes every row).
+    what it compiles (then fastavro writes every record).
 
     The writer returns the record's Avro binary body (no single-object header), or
-    raises for a row it does not encode itself: the caller gives that row to fastavro.
+    raises for a record it does not encode itself: the caller gives that record to fastavro.
     """
     if parsed.get("type") != "record":
         return None
     source = _Source()
     add = source.lines.append
-    add("def write(row):")
+    add("def write(record):")
     add("    out = []")
     for field in parsed["fields"]:
         kind = field["type"]
-        add(f"    v = row[{field['name']!r}]")
+        add(f"    v = record[{field['name']!r}]")
         if isinstance(kind, list):
             if len(kind) != 2 or "null" not in kind:
                 return None

@@ -6,7 +6,7 @@ say why and from where:
 
 ``ingest_dlq_reason``, ``ingest_dlq_code`` (an error class or server code),
 ``ingest_dlq_origin`` (``<topic>[<partition>]@<offset>``, or the source for
-rows refused before staging) and ``ingest_dlq_time``. Pure code.
+records refused before staging) and ``ingest_dlq_time``. Pure code.
 """
 
 from __future__ import annotations

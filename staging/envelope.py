@@ -14,7 +14,7 @@ The event id is deterministic: a hash of the source, the resource and the
 record's natural key (or, without one, its encoded bytes). A re-sent event has
 the id it had the first time, which is what lets the sink deduplicate.
 
-Pure code: :class:`EnvelopeEncoder` turns rows into envelopes (decoding is
+Pure code: :class:`EnvelopeEncoder` turns records into envelopes (decoding is
 :mod:`staging.decoder`). Per-record Python work is the cost that matters
 here, so the loop works on parallel lists and precomputed constants.
 """
@@ -35,8 +35,8 @@ import fastavro
 
 from foundation.errors import CheckpointError, RecordTooLargeError, SchemaMismatchError
 from staging.avro_fast import compile_writer
+from staging.record_check import decimal_limits, failing_field, logical_fields
 from staging.resource import StagedResource
-from staging.rowcheck import decimal_limits, failing_field, logical_fields
 from staging.schemas import StagedSchema
 from staging.times import TimeFormatter, time_unit_us, to_micros
 
@@ -93,7 +93,7 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class EncodedBatch:
-    """The envelopes of one write, as parallel lists in row order."""
+    """The envelopes of one write, as parallel lists in record order."""
 
     keys: list[bytes]
     values: list[bytes]
@@ -126,7 +126,7 @@ def _short(value: Any) -> str:
 
 
 class EnvelopeEncoder:
-    """Rows of one resource into envelopes; validates every row before any is sent."""
+    """Records of one resource into envelopes; validates every record before any is sent."""
 
     def __init__(
         self,
@@ -144,7 +144,7 @@ class EnvelopeEncoder:
         self._parsed = schema.parsed
         self._compiled = compile_writer(schema.parsed)
         """The compiled writer (fastavro's bytes, sooner), when the schema is within what
-        it compiles; a row it does not encode itself goes to fastavro."""
+        it compiles; a record it does not encode itself goes to fastavro."""
         self._fields = schema.field_names
         self._required = schema.required_fields
         self._id_fields = resource.id_fields
@@ -172,21 +172,21 @@ class EnvelopeEncoder:
 
     def encode_batch(
         self,
-        rows: Sequence[Mapping[str, Any]],
+        records: Sequence[Mapping[str, Any]],
         *,
         ingest_time_us: int,
         checkpoint: Checkpoint | None = None,
     ) -> EncodedBatch:
-        """Envelopes for ``rows``, in order; the checkpoint rides on the last
+        """Envelopes for ``records``, in order; the checkpoint rides on the last
         record of every partition the write touched.
 
         Raises :class:`SchemaMismatchError` or :class:`RecordTooLargeError` for
-        the first bad row, naming it, before anything could have been staged.
+        the first bad record, naming it, before anything could have been staged.
         """
         checkpoint_bytes = encode_checkpoint(checkpoint) if checkpoint is not None else None
-        if checkpoint_bytes is not None and not rows:
+        if checkpoint_bytes is not None and not records:
             raise CheckpointError(
-                f"resource {self.resource.qualified_name}: a checkpoint needs at least one row "
+                f"resource {self.resource.qualified_name}: a checkpoint needs at least one record "
                 "to travel with"
             )
         ingest = (H_INGESTTIME, self._time(ingest_time_us))
@@ -213,7 +213,7 @@ class EnvelopeEncoder:
         prefix = self.resource.schema.header
         compiled = self._compiled
         slow = self._slow_value
-        check = self._check_row
+        check = self._check_record
 
         keys: list[bytes] = []
         values: list[bytes] = []
@@ -222,27 +222,29 @@ class EnvelopeEncoder:
         sizes: list[int] = []
         partitions: list[int] = []
         partition_count = self.partitions
-        for index, row in enumerate(rows):
-            check(index, row)
+        for index, record in enumerate(records):
+            check(index, record)
             if compiled is None:
-                value = slow(index, row)
+                value = slow(index, record)
             else:
                 try:
-                    value = prefix + compiled(row)
+                    value = prefix + compiled(record)
                 except Exception:  # noqa: BLE001 - not for the compiled writer: fastavro decides
-                    value = slow(index, row)
+                    value = slow(index, record)
             if single_key is not None:
-                key = str(row[single_key]).encode()
+                key = str(record[single_key]).encode()
             else:
-                key = json.dumps([str(row[f]) for f in key_fields], separators=(",", ":")).encode()
+                key = json.dumps(
+                    [str(record[f]) for f in key_fields], separators=(",", ":")
+                ).encode()
             digest = id_hash.copy()
             if id_fields:
-                digest.update("\x1f".join([str(row[f]) for f in id_fields]).encode())
+                digest.update("\x1f".join([str(record[f]) for f in id_fields]).encode())
             else:
                 digest.update(value[len(prefix) :])
             event_id = digest.hexdigest()
             event_time = (
-                time_of(to_micros(row[time_field], time_unit))
+                time_of(to_micros(record[time_field], time_unit))
                 if time_field is not None
                 else ingest[1]
             )
@@ -307,12 +309,12 @@ class EnvelopeEncoder:
                 self._last_write[p] = seq
         return EncodedBatch(keys, values, all_headers, event_ids, partitions)
 
-    def _slow_value(self, index: int, row: Mapping[str, Any]) -> bytes:
-        """A staged value written by fastavro; a row it refuses is a schema mismatch."""
+    def _slow_value(self, index: int, record: Mapping[str, Any]) -> bytes:
+        """A staged value written by fastavro; a record it refuses is a schema mismatch."""
         buf = io.BytesIO()
         buf.write(self.resource.schema.header)
         try:
-            fastavro.schemaless_writer(buf, self._parsed, row)
+            fastavro.schemaless_writer(buf, self._parsed, record)
         except (
             TypeError,
             ValueError,
@@ -321,25 +323,25 @@ class EnvelopeEncoder:
             OverflowError,
             decimal.InvalidOperation,
         ) as exc:
-            raise self._mismatch(index, failing_field(self._parsed, row), str(exc)) from exc
+            raise self._mismatch(index, failing_field(self._parsed, record), str(exc)) from exc
         return buf.getvalue()
 
     def _too_large(self, index: int, event_id: str, size: int) -> RecordTooLargeError:
         limit = self.max_record_bytes
         return RecordTooLargeError(
-            f"resource {self.resource.qualified_name}, row {index} (event {event_id}): "
+            f"resource {self.resource.qualified_name}, record {index} (event {event_id}): "
             f"{size} bytes encoded, over the limit of {limit} bytes (staging.max_record_bytes)",
             resource=self.resource.qualified_name,
             size=size,
             limit=limit,
-            row_index=index,
+            record_index=index,
         )
 
-    def _check_row(self, index: int, row: Mapping[str, Any]) -> None:
+    def _check_record(self, index: int, record: Mapping[str, Any]) -> None:
         """What fastavro does not check: unknown fields, null keys, decimal precision."""
-        if not isinstance(row, Mapping):
-            raise self._mismatch(index, None, f"row is a {type(row).__name__}, not a mapping")
-        keys = row.keys()
+        if not isinstance(record, Mapping):
+            raise self._mismatch(index, None, f"record is a {type(record).__name__}, not a mapping")
+        keys = record.keys()
         if keys != self._fields:
             extra = sorted(set(keys) - self._fields)
             if extra:
@@ -348,36 +350,36 @@ class EnvelopeEncoder:
             if missing:
                 raise self._mismatch(index, missing[0], "required field is missing")
         for name in self._identity_fields:
-            if row.get(name) is None:
+            if record.get(name) is None:
                 raise self._mismatch(
                     index, name, "is null, but it is part of the key or natural key"
                 )
         for name in self._int_fields:
-            value = row.get(name)
+            value = record.get(name)
             if isinstance(value, int) and not -(2**31) <= value < 2**31:
                 raise self._mismatch(index, name, f"{value} does not fit an Avro int (32 bits)")
         for name in self._uuid_fields:
-            value = row.get(name)
+            value = record.get(name)
             if isinstance(value, str):
                 try:
                     uuid.UUID(value)
                 except ValueError:
                     raise self._mismatch(index, name, f"{_short(value)} is not a UUID") from None
         for name, bound in self._decimal_limits:
-            value = row.get(name)
+            value = record.get(name)
             if isinstance(value, decimal.Decimal) and not -bound < value < bound:
                 raise self._mismatch(
                     index, name, f"{_short(value)} does not fit the decimal's precision"
                 )
 
     def _mismatch(self, index: int, field: str | None, reason: str) -> SchemaMismatchError:
-        where = f"field {field!r}" if field else "row"
+        where = f"field {field!r}" if field else "record"
         return SchemaMismatchError(
-            f"resource {self.resource.qualified_name}, row {index}: {where} does not fit "
+            f"resource {self.resource.qualified_name}, record {index}: {where} does not fit "
             f"schema {self.resource.schema.path}: {reason}",
             resource=self.resource.qualified_name,
             field=field,
-            row_index=index,
+            record_index=index,
         )
 
 

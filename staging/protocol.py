@@ -2,7 +2,7 @@
 
 A worker asks a :class:`StagingProvider` for a :class:`StagingSession` for a
 :class:`StagingContext` (one source, its resources, the consumer group).
-The session hands out a :class:`RecordWriter` (sources stage rows) and a
+The session hands out a :class:`RecordWriter` (sources stage records) and a
 :class:`RecordReader` (sinks read staged batches and commit them once
 written), and ``close()`` releases everything it opened.
 
@@ -148,16 +148,16 @@ class StagedBatch:
 
 
 class RecordWriter(Protocol):
-    """Stages rows of one resource."""
+    """Stages records of one resource."""
 
     def write_batch(
-        self, rows: Sequence[Mapping[str, Any]], *, checkpoint: Checkpoint | None = None
+        self, records: Sequence[Mapping[str, Any]], *, checkpoint: Checkpoint | None = None
     ) -> WriteResult:
-        """Stage ``rows``; return only when every record's delivery succeeded.
+        """Stage ``records``; return only when every record's delivery succeeded.
 
-        Validates and encodes every row before producing any. Raises
+        Validates and encodes every record before producing any. Raises
         :class:`~foundation.errors.DeliveryUnknownError` when deliveries
-        timed out (resend the same rows), and other typed errors otherwise.
+        timed out (resend the same records), and other typed errors otherwise.
         """
         ...
 

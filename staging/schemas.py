@@ -34,7 +34,7 @@ class StagedSchema:
     """The 10-byte single-object prefix: ``C3 01`` + little-endian fingerprint."""
     field_names: frozenset[str] = field(repr=False)
     required_fields: frozenset[str] = field(repr=False)
-    """Fields without a default: a row must give them."""
+    """Fields without a default: a record must give them."""
     full_form: str = field(repr=False)
     """The schema JSON with sorted keys: unlike the canonical form, it keeps logical types."""
 

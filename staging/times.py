@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from staging.rowcheck import logical_fields
+from staging.record_check import logical_fields
 from staging.schemas import StagedSchema
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -56,7 +56,7 @@ def delivery_error(topic: str, errors: Sequence[KafkaError], undelivered: int) -
         count = timeouts + undelivered
         return DeliveryUnknownError(
             f"{count} record(s) to {topic} were not confirmed in time; they may or may not "
-            "be written: resend the same rows (event ids are deterministic)",
+            "be written: resend the same records (event ids are deterministic)",
             topic=topic,
             undelivered=count,
         )

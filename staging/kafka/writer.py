@@ -1,4 +1,4 @@
-"""The Kafka RecordWriter: encode every row first (or take staged records as they are),
+"""The Kafka RecordWriter: encode every record first (or take staged records as they are),
 produce, wait for every report."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class DeliveryErrors:
 
 
 class KafkaRecordWriter:
-    """Stages the rows of one resource through the session's idempotent producer."""
+    """Stages the records of one resource through the session's idempotent producer."""
 
     def __init__(
         self,
@@ -73,11 +73,11 @@ class KafkaRecordWriter:
         self.closed = False
 
     def write_batch(
-        self, rows: Sequence[Mapping[str, Any]], *, checkpoint: Checkpoint | None = None
+        self, records: Sequence[Mapping[str, Any]], *, checkpoint: Checkpoint | None = None
     ) -> WriteResult:
         self._check_open()
         batch = self._encoder.encode_batch(
-            rows, ingest_time_us=self._clock.wall_us(), checkpoint=checkpoint
+            records, ingest_time_us=self._clock.wall_us(), checkpoint=checkpoint
         )
         return self._send(batch)
 

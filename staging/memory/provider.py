@@ -45,11 +45,11 @@ class MemoryRecordWriter:
         self.closed = False
 
     def write_batch(
-        self, rows: Sequence[Mapping[str, Any]], *, checkpoint: Checkpoint | None = None
+        self, records: Sequence[Mapping[str, Any]], *, checkpoint: Checkpoint | None = None
     ) -> WriteResult:
         self._check_open()
         batch = self._encoder.encode_batch(
-            rows, ingest_time_us=self._clock.wall_us(), checkpoint=checkpoint
+            records, ingest_time_us=self._clock.wall_us(), checkpoint=checkpoint
         )
         return self._send(batch)
 

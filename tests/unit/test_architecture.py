@@ -26,7 +26,7 @@ PURE = (
     "staging/resource.py",
     "staging/envelope.py",
     "staging/avro_fast.py",
-    "staging/rowcheck.py",
+    "staging/record_check.py",
     "staging/decoder.py",
     "staging/offsets.py",
     "staging/protocol.py",

@@ -14,7 +14,7 @@ import fastavro
 import pytest
 
 from source_workers.connectors.coinbase.trades import trade_row
-from source_workers.connectors.usgs.resources.earthquakes import row_of
+from source_workers.connectors.usgs.resources.earthquakes import record_of
 from staging.avro_fast import compile_writer, zigzag
 from staging.schemas import SchemaCatalog
 from tests.servers.usgs import quake
@@ -275,7 +275,7 @@ def test_the_connectors_rows_are_written_by_the_compiled_writer() -> None:
             "BTC-USD",
             91_000_000_000,
         ),
-        "usgs/earthquakes.avsc": row_of(quake(3)),
+        "usgs/earthquakes.avsc": record_of(quake(3)),
     }
     for path, row in rows.items():
         parsed = catalog.load(path).parsed

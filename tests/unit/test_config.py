@@ -63,6 +63,16 @@ def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
         load_settings(write(tmp_path, '[kafka]\nbootstrap_servers = "x:1"\n'), env={})
 
 
+def test_batch_rows_is_still_read_as_the_former_name_of_batch_records(tmp_path: Path) -> None:
+    """A file written before the rename keeps its meaning; giving both names is refused,
+    naming where."""
+    old = load_settings(write(tmp_path, "[sources.coinbase.runtime]\nbatch_rows = 42\n"), env={})
+    assert old.sources["coinbase"].runtime.batch_records == 42
+    both = "[sources.coinbase.runtime]\nbatch_rows = 42\nbatch_records = 7\n"
+    with pytest.raises(ConfigError, match=r"sources\.coinbase\.runtime.*former name"):
+        load_settings(write(tmp_path, both), env={})
+
+
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     """A file that is not TOML gives one line naming it."""
     path = write(tmp_path, "[kafka\n")

@@ -35,7 +35,7 @@ dsn = "https://clickhouse.example:8443"
 username = "ingest"
 
 [sources.coinbase.runtime]
-batch_rows = 250
+batch_records = 250
 
 [sources.supabase]
 """
@@ -109,7 +109,7 @@ def test_text_output_is_the_effective_configuration_as_toml(
     data = tomllib.loads(out.rsplit("\n", 2)[0])
     matches = data["sources"]["coinbase"]["resources"]["matches"]
     assert matches["schema_file"] == "coinbase/matches.avsc"  # a connector default
-    assert data["sources"]["coinbase"]["runtime"]["batch_rows"] == 250  # from the file
+    assert data["sources"]["coinbase"]["runtime"]["batch_records"] == 250  # from the file
     assert data["kafka"]["producer"] == {"compression.type": "zstd"}
     assert sorted(data["sources"]["supabase"]["resources"]) == ["projects", "time_entries"]
     reloaded = settings_from(data)

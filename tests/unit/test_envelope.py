@@ -128,9 +128,9 @@ def test_partition_is_crc32_of_the_key(catalog: SchemaCatalog) -> None:
     assert batch.partitions == [zlib.crc32(k) % 3 for k in batch.keys]
 
 
-def test_checkpoint_without_rows_is_refused(catalog: SchemaCatalog) -> None:
+def test_checkpoint_without_records_is_refused(catalog: SchemaCatalog) -> None:
     """A checkpoint needs a record to travel with."""
-    with pytest.raises(CheckpointError, match="at least one row"):
+    with pytest.raises(CheckpointError, match="at least one record"):
         encoder(catalog).encode_batch([], ingest_time_us=NOW, checkpoint={"a": 1})
 
 
@@ -162,8 +162,8 @@ def test_row_that_does_not_fit_names_the_field(
     with pytest.raises(SchemaMismatchError, match=reason or None) as info:
         encoder(catalog).encode_batch(rows, ingest_time_us=NOW)
     assert info.value.field == field
-    assert info.value.row_index == 1
-    assert f"field '{field}'" in str(info.value) and "coinbase.matches, row 1" in str(info.value)
+    assert info.value.record_index == 1
+    assert f"field '{field}'" in str(info.value) and "coinbase.matches, record 1" in str(info.value)
 
 
 def test_missing_required_field_is_named(catalog: SchemaCatalog) -> None:
@@ -192,7 +192,7 @@ def test_oversized_record_is_refused_with_the_limit(catalog: SchemaCatalog) -> N
     rows[1] = {**rows[1], "maker_order_id": "x" * 5_000}
     with pytest.raises(RecordTooLargeError, match="over the limit of 2048 bytes") as info:
         encoder(catalog, max_record_bytes=2048).encode_batch(rows, ingest_time_us=NOW)
-    assert info.value.limit == 2048 and info.value.size > 5_000 and info.value.row_index == 1
+    assert info.value.limit == 2048 and info.value.size > 5_000 and info.value.record_index == 1
 
 
 def test_decoder_round_trips_records_and_attributes(catalog: SchemaCatalog) -> None:
@@ -272,7 +272,7 @@ def test_null_key_or_natural_key_is_refused(catalog: SchemaCatalog, field: str) 
     rows[1] = {**rows[1], field: None}
     with pytest.raises(SchemaMismatchError, match="is null") as info:
         encoder(catalog).encode_batch(rows, ingest_time_us=NOW)
-    assert info.value.field == field and info.value.row_index == 1
+    assert info.value.field == field and info.value.record_index == 1
 
 
 def test_time_header_formatting_matches_rfc3339_across_seconds(catalog: SchemaCatalog) -> None:
@@ -408,4 +408,4 @@ def test_compiled_and_fastavro_writes_stage_the_same_values(catalog: SchemaCatal
     rows[3] = {**rows[3], "side": "sideways"}
     with pytest.raises(SchemaMismatchError) as info:
         encoder(catalog).encode_batch(rows, ingest_time_us=NOW)
-    assert info.value.field == "side" and info.value.row_index == 3
+    assert info.value.field == "side" and info.value.record_index == 3

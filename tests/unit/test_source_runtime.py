@@ -33,14 +33,14 @@ from tests.helpers import trade, unique
 Script = Callable[[SourceContext], Any]
 
 
-def row_of(message: dict[str, Any]) -> dict[str, Any]:
+def record_of(message: dict[str, Any]) -> dict[str, Any]:
     row = trade(message["i"])
     return {**row, "time": row["time"]}
 
 
 def build(script: Script, process: Callable[[Any, int], Any] | None = None) -> Source:
     def default_process(message: Any, _at: int) -> Any:
-        return Output([row_of(message)], {"i": message["i"]})
+        return Output([record_of(message)], {"i": message["i"]})
 
     resource = define_resource(
         name="trades",
@@ -145,7 +145,7 @@ def test_every_emitted_record_is_staged_with_the_newest_checkpoint() -> None:
             await ctx.emit_raw(frame)
         ctx._runtime.stop()
 
-    runtime, records, _ = run(build(script), batch_rows=16)
+    runtime, records, _ = run(build(script), batch_records=16)
     assert sorted(r.record["trade_id"] for r in records) == [1_000_000 + i for i in range(40)]
     carried = [r.checkpoint for r in records if r.checkpoint is not None]
     assert {"i": 39} in carried and runtime.stats.writes >= 2
@@ -159,7 +159,7 @@ def test_stop_stages_what_was_received() -> None:
             await ctx.emit_raw(frame)
         ctx._runtime.stop()
 
-    _, records, _ = run(build(script), batch_rows=1000, linger_s=30)
+    _, records, _ = run(build(script), batch_records=1000, linger_s=30)
     assert len(records) == 3
 
 
@@ -169,7 +169,7 @@ def test_bad_frames_are_dead_lettered_and_counted() -> None:
     def process(message: Any, _at: int) -> Any:
         if message["i"] == 13:
             raise KeyError("price")
-        return [row_of(message)]
+        return [record_of(message)]
 
     async def script(ctx: SourceContext) -> None:
         for frame in [*frames(1), "{nope", '{"i": NaN}', "[" * 64 + "]" * 64, *frames(13, 2)]:
@@ -190,7 +190,7 @@ def test_a_record_the_schema_refuses_is_dead_lettered_and_the_rest_staged() -> N
     """A row that does not fit the Avro schema is quarantined with its frame."""
 
     def process(message: Any, _at: int) -> Any:
-        row = row_of(message)
+        row = record_of(message)
         if message["i"] == 5:
             row["side"] = "sideways"
         return [row]
@@ -292,14 +292,14 @@ def test_a_checkpoint_function_is_called_when_its_rows_are_staged() -> None:
 
     def process(message: Any, _at: int) -> Any:
         seen.append(message["i"])
-        return Output([row_of(message)], checkpoint)
+        return Output([record_of(message)], checkpoint)
 
     async def script(ctx: SourceContext) -> None:
         for frame in frames(*range(10)):
             await ctx.emit_raw(frame)
         ctx._runtime.stop()
 
-    runtime, records, _ = run(build(script, process), batch_rows=1000, linger_s=30)
+    runtime, records, _ = run(build(script, process), batch_records=1000, linger_s=30)
     assert runtime.stats.writes == 1 and len(calls) == 1
     assert {r.checkpoint["last"] for r in records if r.checkpoint is not None} == {9}
 
@@ -320,8 +320,8 @@ def test_a_write_refused_for_good_stops_and_no_later_checkpoint_covers_it() -> N
         return DeliveryRejectedError("refused", topic="t", code="X", failed=1) if n == 1 else None
 
     with pytest.raises(DeliveryRejectedError):
-        run(build(script), refuse_first, batch_rows=100)
-    runtime, records, _ = run(build(script), refuse_first, batch_rows=100, expect_error=True)
+        run(build(script), refuse_first, batch_records=100)
+    runtime, records, _ = run(build(script), refuse_first, batch_records=100, expect_error=True)
     assert records == [] and isinstance(getattr(runtime, "error"), DeliveryRejectedError)  # noqa: B009
 
 
@@ -345,7 +345,7 @@ def test_writes_failing_at_stop_are_retried_within_the_budget_then_given_up() ->
         ctx._runtime.stop()
 
     started = time.monotonic()
-    runtime, records, _ = run(build(script), down, batch_rows=3, shutdown_timeout_s=1.0)
+    runtime, records, _ = run(build(script), down, batch_records=3, shutdown_timeout_s=1.0)
     assert records == [] and isinstance(runtime.stager.broken, GaveUp)
     assert time.monotonic() - started < 5
 
@@ -429,7 +429,7 @@ def test_backpressure_waits_for_the_write_under_way_then_the_next_goes_to_the_ba
     conductor = threading.Thread(target=conduct)
     conductor.start()
     try:
-        runtime, records, _ = run(build(script), faults, batch_rows=10, linger_s=30)
+        runtime, records, _ = run(build(script), faults, batch_records=10, linger_s=30)
     finally:
         for gate in gates.values():
             gate.set()

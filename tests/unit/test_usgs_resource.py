@@ -1,4 +1,4 @@
-"""The usgs resource's logic, pure: feed features into rows and checkpoints."""
+"""The usgs resource's logic, pure: feed features into records and checkpoints."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from source_workers.connectors.usgs.pipeline import build
-from source_workers.connectors.usgs.resources.earthquakes import Newest, parse, row_of
+from source_workers.connectors.usgs.resources.earthquakes import Newest, parse, record_of
 from source_workers.connectors.usgs.source import FEED, UsgsSettings, features_of, revision
 from staging.envelope import encode_value
 from staging.schemas import SchemaCatalog
@@ -30,15 +30,15 @@ def changed(feature: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return result
 
 
-def test_a_feature_becomes_a_row_of_its_schema() -> None:
-    """Every field is taken from the feature; the row fits the Avro schema."""
+def test_a_feature_becomes_a_record_of_its_schema() -> None:
+    """Every field is taken from the feature; the record fits the Avro schema."""
     feature = quake(2)
     payload = parse(feature)
     assert payload is not None
     output = Newest().process(payload, 0)
-    [row] = output.records
+    [record] = output.records
     props, (lon, lat, depth) = feature["properties"], feature["geometry"]["coordinates"]
-    assert row == {
+    assert record == {
         "id": feature["id"],
         "updated": datetime.fromtimestamp(props["updated"] / 1000, UTC),
         "time": datetime.fromtimestamp(props["time"] / 1000, UTC),
@@ -56,18 +56,20 @@ def test_a_feature_becomes_a_row_of_its_schema() -> None:
         "title": props["title"],
     }
     schema = SchemaCatalog.default().load("usgs/earthquakes.avsc")
-    assert set(row) == schema.field_names
-    encode_value(schema, row)  # raises if the row does not fit the schema
+    assert set(record) == schema.field_names
+    encode_value(schema, record)  # raises if the record does not fit the schema
 
 
 def test_optional_fields_may_be_null() -> None:
-    """No magnitude, place or depth yet: the row has nulls, and still fits the schema."""
+    """No magnitude, place or depth yet: the record has nulls, and still fits the schema."""
     feature = changed(
         changed(quake(3), "properties.place", None), "geometry.coordinates", [1, 2, None]
     )
-    row = row_of(feature)
-    assert (row["magnitude"], row["mag_type"], row["place"], row["depth_km"]) == (None,) * 4
-    encode_value(SchemaCatalog.default().load("usgs/earthquakes.avsc"), row)
+    record = record_of(feature)
+    assert (record["magnitude"], record["mag_type"], record["place"], record["depth_km"]) == (
+        None,
+    ) * 4
+    encode_value(SchemaCatalog.default().load("usgs/earthquakes.avsc"), record)
 
 
 def test_the_checkpoint_is_the_newest_revision_and_never_goes_back() -> None:

@@ -7,7 +7,7 @@ revisions with the natural key ``(id, updated)``: ``FINAL`` reads each
 revision once, and ``argMax(column, updated)`` per id gives the latest.
 
 ``parse`` claims the feed's GeoJSON features; ``process`` turns one into a
-row of ``schemas/usgs/earthquakes.avsc``, raising on a feature whose
+record of ``schemas/usgs/earthquakes.avsc``, raising on a feature whose
 required fields are missing or malformed (the runtime dead-letters it), and
 returns the checkpoint: the newest ``updated`` this worker processed.
 """
@@ -58,8 +58,8 @@ def _moment(where: dict[str, Any], name: str) -> datetime:
     return _EPOCH + timedelta(milliseconds=_integer(where, name))
 
 
-def row_of(feature: dict[str, Any]) -> dict[str, Any]:
-    """The row of one feature; ValueError if a required field is missing or malformed."""
+def record_of(feature: dict[str, Any]) -> dict[str, Any]:
+    """The record of one feature; ValueError if a required field is missing or malformed."""
     properties, geometry = feature.get("properties"), feature.get("geometry")
     if not isinstance(properties, dict) or not isinstance(geometry, dict):
         raise ValueError("a feature needs properties and geometry objects")
@@ -103,11 +103,11 @@ class Newest:
         self.updated: datetime | None = None
 
     def process(self, feature: dict[str, Any], received_at_us: int) -> Output:
-        """One row, and the checkpoint; raising means a bad feature (it is dead-lettered)."""
-        row = row_of(feature)
-        if self.updated is None or row["updated"] > self.updated:
-            self.updated = row["updated"]
-        return Output([row], {"updated": rfc3339(self.updated)})
+        """One record, and the checkpoint; raising means a bad feature (it is dead-lettered)."""
+        record = record_of(feature)
+        if self.updated is None or record["updated"] > self.updated:
+            self.updated = record["updated"]
+        return Output([record], {"updated": rfc3339(self.updated)})
 
 
 def resource() -> Resource:

@@ -1,4 +1,4 @@
-"""What the envelope encoder checks in a row that fastavro does not: schema facts. Pure."""
+"""What the envelope encoder checks in a record that fastavro does not: schema facts. Pure."""
 
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ def logical_fields(schema: StagedSchema, logical: str) -> list[str]:
     return names
 
 
-def failing_field(parsed: Any, row: Mapping[str, Any]) -> str | None:
+def failing_field(parsed: Any, record: Mapping[str, Any]) -> str | None:
     """Name of the first top-level field whose value the schema rejects."""
     from fastavro.validation import validate
 
     for field in parsed["fields"]:
         name = field["name"]
-        if name in row and not validate(row[name], field["type"], raise_errors=False):
+        if name in record and not validate(record[name], field["type"], raise_errors=False):
             return str(name)
     return None
