@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Protocol, Self, get_args
 
-from durable_ingest.loopback import HOST, die_with_parent, free_port, port_is_free
+from durable_ingest.loopback import HOST, die_with_parent, lasting_port, port_is_free
 from foundation.config import KafkaSettings
 from foundation.errors import BackoffError, StackError, StopError
 from staging.kafka.admin import TopicAdmin
@@ -68,10 +68,11 @@ class Broker(Protocol):
 
 
 def broker_port(port: int | None) -> int:
-    """``port``, the default for None, or a free one for 0; StopError if it is no TCP port."""
+    """``port``, the default for None, or a free one for 0 (outside the ephemeral range: the
+    broker may be restarted on it); StopError if it is no TCP port."""
     port = DEFAULT_PORT if port is None else port
     if port == 0:
-        port = free_port()
+        port = lasting_port()
     if not 0 < port < 65536:
         raise StopError(f"--port {port} is not a TCP port")
     return port

@@ -28,7 +28,7 @@ from typing import Self
 from durable_ingest.apache_kafka.jars import KafkaJars, java_binary, kafka_jars
 from durable_ingest.apache_kafka.layout import HOST, LAYOUT_FILE, ClusterLayout, plan_layout
 from durable_ingest.apache_kafka.node import DEFAULT_HEAP, Node
-from durable_ingest.loopback import free_port, port_is_free
+from durable_ingest.loopback import lasting_port, port_is_free
 from foundation.config import KafkaSettings
 from foundation.errors import BackoffError, StackError
 from staging.kafka.admin import TopicAdmin
@@ -307,11 +307,12 @@ class KafkaCluster:
 
 
 def _free_ports(count: int, avoid: set[int] | None = None) -> list[int]:
+    """Ports the nodes keep across restarts: outside the ephemeral range (see
+    :func:`~durable_ingest.loopback.lasting_port`)."""
     ports: list[int] = []
     taken = set(avoid or ())
     while len(ports) < count:
-        port = free_port()
-        if port not in taken:
-            taken.add(port)
-            ports.append(port)
+        port = lasting_port(taken)
+        taken.add(port)
+        ports.append(port)
     return ports
