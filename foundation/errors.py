@@ -68,7 +68,7 @@ class RetryError(IngestError):
 class DeliveryUnknownError(RetryError):
     """A produce timed out: the records may or may not have been written.
 
-    Resend the same rows: their event ids are deterministic, so the sink
+    Resend the same records: their event ids are deterministic, so the sink
     deduplicates whatever was written twice.
     """
 

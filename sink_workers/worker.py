@@ -12,6 +12,11 @@ For every batch the reader yields, in this order:
 3. only then are the batch's next offsets committed;
 4. then, per partition, the newest source checkpoint the batch carried is
    saved (:mod:`staging.checkpoints` explains how a source resumes from them).
+   A save the checkpoint store cannot confirm (Kafka down past the delivery
+   timeout) does not stop the sink: the entry is kept and saved again after a
+   later batch, unless a newer one of its partition replaces it or the partition
+   goes to another member. Until then the source would resume from an earlier
+   checkpoint: more is re-read, which the deduplication absorbs.
 
 A crash anywhere before 3 re-reads the batch: the deduplication token (same
 records, same token) and the ReplacingMergeTree natural key absorb the
@@ -39,8 +44,10 @@ from typing import Any
 
 from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import (
+    BackoffError,
     CommitFailedError,
     CorruptRecordError,
+    RetryError,
     StopError,
 )
 from foundation.metrics import Metrics
@@ -48,7 +55,7 @@ from sink_workers.batching import InsertBatch, by_partition
 from sink_workers.inserts import Attempt, GroupInserter, RetryPolicy, SinkStats
 from sink_workers.sink_metrics import declare_series, publish_lag
 from sink_workers.targets import Target
-from staging.checkpoints import CheckpointStore, partition_slot
+from staging.checkpoints import CarriedCheckpoint, CheckpointStore, partition_slot
 from staging.deadletters import DeadLetter, DeadLetterWriter
 from staging.offsets import Partition
 from staging.protocol import RecordReader, StagedBatch, StagingSession
@@ -125,6 +132,8 @@ class SinkWorker:
         self._seen = 0
         """Records handled (written, dead-lettered) since the run began."""
         self._last_checkpoints: dict[str, Any] = {}
+        self._unsaved: dict[str, CarriedCheckpoint] = {}
+        """Per partition slot, the newest entry a save could not confirm: saved again later."""
         declare_series(self.metrics, [r.name for r in session.context.resources])
 
     def health(self) -> dict[str, Any]:
@@ -185,6 +194,14 @@ class SinkWorker:
                     in_flight = None
             if in_flight is not None:
                 self._complete(in_flight, reader, dead_letters)
+        if self._unsaved:  # one more try before the partitions are given up
+            self._save_entries(dict(self._unsaved))
+            if self._unsaved:
+                log.warning(
+                    "%d checkpoint entr(ies) not saved at stop: the source would resume from "
+                    "an earlier checkpoint (nothing is lost; what is read again is deduplicated)",
+                    len(self._unsaved),
+                )
         return self.stats
 
     def _attempt(
@@ -238,7 +255,7 @@ class SinkWorker:
             log.warning("%s", exc)
             self.metrics.inc("sink_commit_failures_total", help="Commits the group refused")
             committed = {}
-        self._save_checkpoints(batch, committed)
+        self._save_checkpoints(batch, committed, reader.assignment())
         for part, offset in committed.items():
             self.stats.committed[str(part)] = offset
             self.metrics.set(
@@ -263,11 +280,16 @@ class SinkWorker:
                 f"over the bound of {self._max_ratio:.0%}: stopping (what was written is committed)"
             )
 
-    def _save_checkpoints(self, batch: StagedBatch, committed: Mapping[Partition, int]) -> None:
-        """After the commit: per partition, the newest checkpoint whose carrier was written."""
+    def _save_checkpoints(
+        self,
+        batch: StagedBatch,
+        committed: Mapping[Partition, int],
+        owned: frozenset[Partition],
+    ) -> None:
+        """After the commit: per partition, the newest checkpoint whose carrier was written
+        (and those a failed save kept, for partitions still ``owned``)."""
         if self._checkpoints is None:
             return
-        source = self._session.context.source
         try:
             carried_checkpoints = batch.carried_checkpoints(per_instance=self._per_instance)
         except CorruptRecordError as exc:
@@ -276,15 +298,47 @@ class SinkWorker:
             self.metrics.inc(
                 "sink_bad_checkpoints_total", help="Checkpoint headers that could not be read"
             )
-            return
+            carried_checkpoints = ()
+        # Entries kept from a failed save first, then this batch's (newer: same slot wins),
+        # and only for partitions still ours: a new owner saves its own, newer ones.
+        wanted = {
+            slot: carried
+            for slot, carried in self._unsaved.items()
+            if Partition(carried.topic, carried.partition) in owned
+        }
         for carried in carried_checkpoints:
             if Partition(carried.topic, carried.partition) not in committed:
                 continue  # not ours any more: its new owner re-reads and saves it
-            self._checkpoints.save(
-                source,
-                partition_slot(carried.resource, carried.partition, carried.instance),
-                carried.entry(),
-            )
+            wanted[partition_slot(carried.resource, carried.partition, carried.instance)] = carried
+        self._save_entries(wanted)
+
+    def _save_entries(self, wanted: Mapping[str, CarriedCheckpoint]) -> None:
+        """Save each slot's entry; after the first the store cannot confirm, keep that one
+        and the rest in :attr:`_unsaved` for the next time."""
+        if self._checkpoints is None:
+            return
+        source = self._session.context.source
+        self._unsaved = {}
+        for slot, carried in wanted.items():
+            if self._unsaved:  # the store failed just now: do not wait on it once more
+                self._unsaved[slot] = carried
+                continue
+            try:
+                self._checkpoints.save(source, slot, carried.entry())
+            except (BackoffError, RetryError) as exc:
+                log.warning(
+                    "checkpoint of %s[%d] not saved, kept to save after a later batch "
+                    "(until then the source would resume from an earlier one): %s",
+                    carried.topic,
+                    carried.partition,
+                    exc,
+                )
+                self.metrics.inc(
+                    "sink_checkpoint_save_failures_total",
+                    help="Checkpoint saves the store did not confirm (kept, saved later)",
+                )
+                self._unsaved[slot] = carried
+                continue
             self.stats.checkpoints_saved += 1
             self._last_checkpoints[carried.resource] = carried.checkpoint
             self.metrics.set(

@@ -75,7 +75,7 @@ def test_broker_vanishing_mid_session_is_unknown_not_failed(
             writer.write_batch(trades(5, start=5))
         assert time.monotonic() - started < 15
         if isinstance(info.value, DeliveryUnknownError):
-            assert "resend the same rows" in str(info.value)
+            assert "resend the same records" in str(info.value)
         session.close()
     finally:
         broker.stop()

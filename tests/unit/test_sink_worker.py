@@ -11,7 +11,12 @@ import fastavro
 import pytest
 
 from foundation.clock import ManualClock
-from foundation.errors import BatchRejectedError, StopError, WarehouseUnavailableError
+from foundation.errors import (
+    BatchRejectedError,
+    DeliveryUnknownError,
+    StopError,
+    WarehouseUnavailableError,
+)
 from sink_workers.inserts import RetryPolicy
 from sink_workers.sink_metrics import publish_lag
 from sink_workers.tables import TableSpec, table_spec
@@ -256,6 +261,47 @@ def test_checkpoints_are_saved_per_partition_and_resume_at_the_last_write(
     assert len(entries) >= 2  # the partitions the trades hash to
     assert resume_point(entries) == {"upto": 299}
     assert worker.stats.checkpoints_saved >= 3
+
+
+class FlakyStore(InMemoryCheckpointStore):
+    """A checkpoint store whose first ``failures`` saves are not confirmed (Kafka down past
+    the delivery timeout)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.calls = 0
+
+    def save(self, source: str, resource: str, checkpoint: dict[str, Any]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise DeliveryUnknownError(
+                "1 record(s) to ingest._checkpoints were not confirmed in time",
+                topic="ingest._checkpoints",
+                undelivered=1,
+            )
+        super().save(source, resource, checkpoint)
+
+
+@pytest.mark.parametrize(
+    ("chunk_size", "failures"), [(70, 2), (1_000, 1)], ids=["later-batches", "one-batch-then-stop"]
+)
+def test_a_checkpoint_save_the_store_cannot_confirm_is_kept_and_saved_later(
+    catalog: SchemaCatalog, chunk_size: int, failures: int
+) -> None:
+    """The sink goes on; the entry is saved after a later batch, or at the latest when the
+    sink stops. In the end the source resumes from the last write, as without the fault."""
+    provider, context, table = setup(catalog, 300, checkpoint_every=60)
+    resource = context.resources[0]
+    store = FlakyStore(failures)
+    with provider.allocate_session(context) as session:
+        worker = SinkWorker(
+            session, targets(context, table), chunk_size=chunk_size, checkpoints=store
+        )
+        worker.run(idle_timeout_s=0.05)
+    assert worker.metrics.value("sink_checkpoint_save_failures_total") == failures
+    assert resume_point(partition_entries(store, resource.source, resource.name)) == {"upto": 299}
+    assert sorted(table.rows) == sorted(r["trade_id"] for r in trades(300))
 
 
 def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> None:
