@@ -148,6 +148,7 @@ class SinkWorker:
             "rows_written": self.stats.rows_written,
             "dead_letters": self.stats.dead_letters,
             "last_checkpoints": dict(self._last_checkpoints),
+            "checkpoints_unsaved": len(self._unsaved),
         }
 
     def run(self, *, idle_timeout_s: float | None = None) -> SinkStats:
@@ -198,7 +199,7 @@ class SinkWorker:
             self._save_entries(dict(self._unsaved))
             if self._unsaved:
                 log.warning(
-                    "%d checkpoint entr(ies) not saved at stop: the source would resume from "
+                    "%d checkpoint entries not saved at stop: the source would resume from "
                     "an earlier checkpoint (nothing is lost; what is read again is deduplicated)",
                     len(self._unsaved),
                 )

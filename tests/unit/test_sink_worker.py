@@ -299,9 +299,30 @@ def test_a_checkpoint_save_the_store_cannot_confirm_is_kept_and_saved_later(
             session, targets(context, table), chunk_size=chunk_size, checkpoints=store
         )
         worker.run(idle_timeout_s=0.05)
+        unsaved = worker.health()["checkpoints_unsaved"]
     assert worker.metrics.value("sink_checkpoint_save_failures_total") == failures
     assert resume_point(partition_entries(store, resource.source, resource.name)) == {"upto": 299}
     assert sorted(table.rows) == sorted(r["trade_id"] for r in trades(300))
+    assert unsaved == 0
+
+
+def test_a_checkpoint_store_that_stays_down_costs_the_checkpoints_only(
+    catalog: SchemaCatalog,
+) -> None:
+    """Every row is written and committed; no entry is saved, and /health says how many are
+    kept. One failed save per batch (and one at stop): the sink does not wait on the store
+    for each entry."""
+    provider, context, table = setup(catalog, 300, checkpoint_every=60)
+    store = FlakyStore(failures=10_000)
+    with provider.allocate_session(context) as session:
+        worker = SinkWorker(session, targets(context, table), chunk_size=70, checkpoints=store)
+        worker.run(idle_timeout_s=0.05)
+        unsaved = worker.health()["checkpoints_unsaved"]
+    assert sorted(table.rows) == sorted(r["trade_id"] for r in trades(300))
+    assert committed(provider, context) == 300
+    assert store.load_all() == {}
+    assert unsaved >= 2  # the partitions the trades hash to
+    assert store.calls == worker.stats.batches + 1
 
 
 def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> None:
