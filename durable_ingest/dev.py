@@ -42,7 +42,7 @@ from typing import Any, TextIO
 
 from durable_ingest.commands.stack import prepare_topics, with_broker
 from durable_ingest.processes import Worker
-from durable_ingest.progress import Snapshot, describe_checkpoint, render
+from durable_ingest.progress import Quiet, Snapshot, describe_checkpoint, render
 from durable_ingest.stack import Broker, make_broker
 from foundation.config import Settings
 from foundation.errors import IngestError, StopError
@@ -207,6 +207,7 @@ class DevRun:
         before: Snapshot | None = None
         last = Snapshot(0.0)
         counts, changed = (0, 0), started  # (staged, written), and when they last changed
+        quiet = Quiet()
         while not self._stop.wait(self.options.interval_s):
             last = _keep(last, self._snapshot(started, source, sink))
             print(render(last, before), file=self.out, flush=True)
@@ -216,20 +217,19 @@ class DevRun:
             failed = self._failure(source, sink, broker)
             if failed:
                 return self._shutdown(source, sink, last, failed)
-            reason = self._done(last, server, changed)
+            reason = self._done(last, server, changed, quiet.observe(last))
             if reason:
                 self._why = reason
                 break
         return self._shutdown(source, sink, last, None)
 
-    def _done(self, now: Snapshot, server: Any, counts_changed: float) -> str:
+    def _done(self, now: Snapshot, server: Any, counts_changed: float, quiet_s: float) -> str:
         options = self.options
         if options.duration_s is not None and now.at >= options.duration_s:
             return f"--duration {options.duration_s:g} s reached"
         if options.max_events is not None and now.staged >= options.max_events:
             return f"--max-events {options.max_events} reached ({now.staged} staged)"
-        quiet = time.monotonic() - counts_changed
-        if options.idle_exit_s is not None and quiet >= options.idle_exit_s and now.settled:
+        if options.idle_exit_s is not None and quiet_s >= options.idle_exit_s and now.settled:
             return (
                 f"nothing new staged or written for {options.idle_exit_s:g} s (--idle-exit): "
                 "the provider has gone quiet"

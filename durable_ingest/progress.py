@@ -97,6 +97,28 @@ class Snapshot:
         )
 
 
+@dataclass(slots=True)
+class Quiet:
+    """How long nothing new was staged or written (``--idle-exit``), counted from the
+    source's first connection: a source still starting, or one that never reached its
+    provider, is not a feed gone quiet (``--duration`` bounds such a run)."""
+
+    counts: tuple[int, int] = (0, 0)
+    since: float | None = None
+    """When the counts last changed; None until the source first connected."""
+
+    def observe(self, now: Snapshot) -> float:
+        """Seconds quiet as of ``now``."""
+        counts = (now.staged, now.written)
+        if self.since is None:
+            if not now.connected and counts == (0, 0):
+                return 0.0
+            self.counts, self.since = counts, now.at
+        elif counts != self.counts:
+            self.counts, self.since = counts, now.at
+        return now.at - self.since
+
+
 def _rate(now: int, before: int, seconds: float) -> str:
     return f"{max(0, now - before) / seconds:,.0f}/s" if seconds > 0 else "-"
 

@@ -99,12 +99,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 XDIST_GROUPS = {"kafka_cluster": "kafka_cluster", "containers": "podman"}
 """Tests that share one heavy, stateful thing run in one xdist worker, one after another
-(``--dist loadgroup``): those that build and run images with podman (the ``containers``
-mark), and those of the 3-broker cluster (the ``kafka_cluster`` fixture), one group per
-module: the broker faults (about 5 min) and the scale-out tests (about 1.5 min) each get
-a worker and a cluster of their own. In one group they were the suite's longest path
-(about 6.5 of its 7.4 min); the second cluster costs three more JVMs meanwhile."""
-PER_MODULE_GROUPS = {"kafka_cluster"}
+(``--dist loadgroup``): those of the 3-broker cluster (the ``kafka_cluster`` fixture: one
+cluster for the session; a cluster per module measured slower, costing a cluster's CPU),
+and those that build and run images with podman (the ``containers`` mark)."""
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
@@ -123,8 +120,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         for name, group in XDIST_GROUPS.items():
             if name in getattr(item, "fixturenames", ()) or item.get_closest_marker(name):
-                if name in PER_MODULE_GROUPS:
-                    group = f"{group}-{item.path.stem.removeprefix('test_')}"
                 item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -38,7 +38,8 @@ def register(commands: Subcommands) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="stop once nothing new was staged or written for this long (a feed gone quiet)",
+        help="stop once nothing new was staged or written for this long, counted from the "
+        "source's first connection (a feed gone quiet)",
     )
     dev.add_argument(
         "--port", type=int, default=0, help="broker port on 127.0.0.1 (default: a free one)"

@@ -205,10 +205,12 @@ def test_backfill_pages_over_the_frame_limit_are_halved_and_a_huge_row_dead_lett
     rows = staged(kafka, worker.source, 10**9)  # every staged change: read until idle
     assert {r[2] for r in rows if r[1] == "SNAPSHOT"} >= {2, 3, 4, 6, 7, 8}
     assert ("projects", "SNAPSHOT", 5) not in rows
-    # Once per backfill: a session that ends while joining (0.5 s) and joins again backfills
-    # again, and then row 5 is dead-lettered again; row 2 counts the backfills.
-    backfills = rows.count(("projects", "SNAPSHOT", 2))
-    assert backfills >= 1 and worker.runtime.stats.dead_letters == backfills
+    # Once per backfill that reached it: a session that ends while joining (0.5 s) joins
+    # and backfills again, and may end again before or after row 5. Row 2 counts the
+    # backfills that began, row 6 those that got past row 5.
+    began = rows.count(("projects", "SNAPSHOT", 2))
+    past = rows.count(("projects", "SNAPSHOT", 6))
+    assert 1 <= past <= worker.runtime.stats.dead_letters <= began
 
 
 @pytest.mark.parametrize("fault", ["join", "heartbeat"])

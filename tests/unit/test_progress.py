@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from durable_ingest.progress import (
+    Quiet,
     Snapshot,
     describe_checkpoint,
     duration,
@@ -80,3 +81,23 @@ def test_tables_align_and_tsv_escapes() -> None:
         "NULL  long value",
     ]
     assert tsv(["a", "b"], [["x\ty", None]]) == "a\tb\nx\\ty\tNULL"
+
+
+def test_quiet_counts_from_the_first_connection_not_from_the_start() -> None:
+    """A source still starting is not a feed gone quiet (--idle-exit); once it connected,
+    quiet is the time since the counts last changed, connected or not."""
+    quiet = Quiet()
+    assert quiet.observe(Snapshot(1.0)) == 0.0
+    assert quiet.observe(Snapshot(9.0)) == 0.0  # 9 s without a connection
+    assert quiet.observe(Snapshot(10.0, connected=True)) == 0.0
+    assert quiet.observe(Snapshot(12.5, connected=True)) == 2.5
+    assert quiet.observe(Snapshot(13.0, staged=5, connected=True)) == 0.0
+    assert quiet.observe(Snapshot(14.0, staged=5, written=5, connected=True)) == 0.0
+    assert quiet.observe(Snapshot(17.0, staged=5, written=5)) == 3.0  # disconnected since
+
+
+def test_quiet_starts_with_records_seen_even_if_no_poll_saw_the_connection() -> None:
+    quiet = Quiet()
+    assert quiet.observe(Snapshot(2.0, staged=3)) == 0.0
+    assert quiet.observe(Snapshot(6.0, staged=3, written=3)) == 0.0
+    assert quiet.observe(Snapshot(8.0, staged=3, written=3)) == 2.0
