@@ -100,8 +100,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 XDIST_GROUPS = {"kafka_cluster": "kafka_cluster", "containers": "podman"}
 """Tests that share one heavy, stateful thing run in one xdist worker, one after another
 (``--dist loadgroup``): those of the 3-broker cluster (the ``kafka_cluster`` fixture: one
-cluster for the session; a cluster per module measured slower, costing a cluster's CPU),
-and those that build and run images with podman (the ``containers`` mark)."""
+cluster for the session; a cluster per module measured slower, costing a cluster's CPU,
+and so did two clusters side by side, one per module in two workers: 7 min 57 s with two
+timing failures, against 7 min 22 s), and those that build and run images with podman
+(the ``containers`` mark)."""
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
