@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 import signal
 import subprocess
@@ -18,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from foundation.config import KafkaSettings
-from staging.checkpoints import partition_entries, resume_point
-from staging.kafka import KafkaCheckpointStore
-from staging.resource import TopicSpec
+from staging.checkpoints import entries_in, resume_point
+from staging.resource import CHECKPOINT_TOPIC
 from tests.helpers import unique
 from tests.integration.conftest import Spawn, python_json
 from tests.integration.source_helpers import process_env, wait_for
@@ -84,6 +83,49 @@ class Trading:
         self._thread.join(10)
 
 
+class CheckpointTail:
+    """The checkpoint topic read as it grows, by one consumer kept for the test: what the
+    tests poll to see what a sink confirmed. (A checkpoint store's ``load_all`` writes a
+    fence and starts a consumer on every call, about a second each: polled every 50 ms
+    through broker faults, it loaded the machine the faults were timed on.) The newest
+    value per key, as ``load_all`` gives it; a tombstone removes the key."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"checkpoint-tail-{unique()}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+                # Its connection errors during a fault are expected: kept out of the output.
+                "logger": logging.getLogger("tests.checkpoint_tail"),
+            }
+        )
+        self._consumer.assign([TopicPartition(CHECKPOINT_TOPIC, 0, OFFSET_BEGINNING)])
+        self.saved: dict[str, dict[str, Any]] = {}
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        """Everything the topic holds so far (waits at most about 0.2 s for more)."""
+        while messages := self._consumer.consume(1_000, 0.2):
+            for message in messages:
+                key, value = message.key(), message.value()
+                if message.error() is not None or key is None:
+                    continue
+                if value is None:
+                    self.saved.pop(key.decode(), None)
+                    continue
+                try:
+                    self.saved[key.decode()] = json.loads(value)["checkpoint"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # the fences of load_all, and anything not a checkpoint
+        return self.saved
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 class Pipeline:
     """One Coinbase source and its sinks as processes, writing the embedded warehouse in
     ``tmp`` (one sink), or a stream target (``target="kafka:derived.{source}.matches"``)
@@ -103,6 +145,7 @@ class Pipeline:
         partitions: int = 3,
     ) -> None:
         self.tmp = tmp
+        self._checkpoints: CheckpointTail | None = None
         self.bootstrap = bootstrap
         self.exchange = exchange
         self.source = unique("cb")
@@ -234,20 +277,13 @@ class Pipeline:
 
     # --- checkpoints -----------------------------------------------------------------
 
-    def store(self) -> KafkaCheckpointStore:
-        return KafkaCheckpointStore(
-            KafkaSettings(bootstrap=self.bootstrap, connect_timeout_s=10),
-            TopicSpec("ingest._checkpoints", partitions=1, retention_ms=-1, compacted=True),
-        )
-
     def confirmed(self, instance: str = "") -> dict[str, int]:
         """The trade id per product of the checkpoint a sink confirmed (the resume point)
-        for the source's process ``instance``."""
-        store = self.store()
-        try:
-            point = resume_point(partition_entries(store, self.source, "matches", instance)) or {}
-        finally:
-            store.close()
+        for the source's process ``instance``, from the checkpoint topic as read so far."""
+        if self._checkpoints is None:
+            self._checkpoints = CheckpointTail(self.bootstrap)
+        saved = self._checkpoints.read()
+        point = resume_point(entries_in(saved, self.source, "matches", instance)) or {}
         products = point.get("products", {})
         return {p: int(v["trade_id"]) for p, v in products.items() if "trade_id" in v}
 
@@ -267,7 +303,11 @@ class Pipeline:
         )
 
     def stop_all(self, timeout_s: float = 60) -> None:
-        """SIGTERM every worker still running; each must exit 0."""
+        """SIGTERM every worker still running; each must exit 0. (Reading the checkpoints
+        ends here too.)"""
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+            self._checkpoints = None
         running = self.running()
         for process in running:
             self.stopped.add(process.pid)
