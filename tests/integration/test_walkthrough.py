@@ -153,11 +153,15 @@ class Terminal:
         self.outputs: list[tuple[str, str]] = []
 
     def script(self, body: str) -> str:
+        """The block as the newcomer runs it: a pasted ``export`` line in place of the
+        page's, and what it exports kept for the commands after it, as a terminal keeps it."""
         lines = []
         for line in body.splitlines():
             export = _EXPORT.match(line)
             if export and export[1] in self.pasted:
                 line = self.pasted[export[1]]
+                value = line.split("=", 1)[1].split("#", 1)[0].strip()
+                self.env[export[1]] = value
             lines.append(line.replace(".venv/bin/", self.bin))
         return "\n".join(lines)
 
