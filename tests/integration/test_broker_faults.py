@@ -178,7 +178,7 @@ def test_the_whole_cluster_stopped_then_started_with_its_data(
         before = pipeline.confirmed()
         down = time.monotonic()
         cluster.stop()
-        time.sleep(5)
+        time.sleep(2)
         cluster.start()
         back = time.monotonic() - down
         print(
@@ -193,22 +193,23 @@ def test_two_brokers_down_past_the_delivery_timeout(
     healthy_cluster: KafkaCluster, exchange: CoinbaseExchange, spawn: Spawn, tmp_path: Path
 ) -> None:
     """Two of three brokers are killed and held down longer than the producer's
-    ``delivery.timeout.ms`` (10 s here): no write can reach ``min.insync.replicas``, the
-    source's deliveries time out as unknown and are resent with the same event ids."""
+    ``delivery.timeout.ms`` (5 s here; a flush waits 5 s more): no write can reach
+    ``min.insync.replicas``, the source's deliveries time out as unknown and are resent with
+    the same event ids."""
     cluster = healthy_cluster
     pipeline = Pipeline(
         tmp_path,
         cluster.bootstrap,
         spawn,
         exchange,
-        kafka="delivery_timeout_ms = 10000\n",
+        kafka="delivery_timeout_ms = 5000\n",
     ).start()
     with Trading(exchange):
         wait_for(lambda: bool(pipeline.confirmed()), 60, "a first confirmed checkpoint")
         cluster.kill(2)
         cluster.kill(3)
         killed = time.monotonic()
-        time.sleep(25)
+        time.sleep(15)
         cluster.start_node(2)
         cluster.start_node(3)
         back = time.monotonic() - killed

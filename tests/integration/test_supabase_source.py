@@ -155,10 +155,15 @@ def test_channel_errors_rejoin_and_backfill_recovers_missed_changes(
         supabase.insert("projects", id=2, name="made while away")  # Realtime never sends it
         wait_for(lambda: supabase.joined_channels == 1, 20, "a rejoin")
         supabase.insert("time_entries", id=5, minutes=3)
-        wait_for(lambda: worker.runtime.stats.records_staged >= 4, 20, "live and backfilled rows")
-    rows = staged(kafka, worker.source, 4)
-    assert ("projects", "INSERT", 1) in rows and ("time_entries", "INSERT", 5) in rows
-    assert ("projects", "SNAPSHOT", 2) in rows
+        # Every rejoin backfills again (more often on a loaded machine), so a count of
+        # staged records says little: wait for the rows themselves.
+        wanted = {("projects", "INSERT", 1), ("time_entries", "INSERT", 5)}
+        wanted.add(("projects", "SNAPSHOT", 2))
+        wait_for(
+            lambda: wanted <= set(staged(kafka, worker.source, 10**9)),
+            40,
+            "the live changes and the backfilled one",
+        )
     assert supabase.rest_requests >= 2
 
 
