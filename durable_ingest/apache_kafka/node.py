@@ -9,6 +9,8 @@ supervisor gone nothing would end a controlled shutdown stuck on a lost quorum.
 
 from __future__ import annotations
 
+import os
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -46,6 +48,28 @@ class Node:
         self._properties = dict(properties or {})
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+
+    def command(self, properties: Path, kafka_opts: str = "") -> list[str]:
+        """The JVM's command line. ``kafka_opts`` (``$KAFKA_OPTS``, as Kafka's own scripts
+        take it) adds JVM options after ours, so an option given there wins."""
+        try:
+            extra = shlex.split(kafka_opts)
+        except ValueError as exc:
+            raise StackError(f"KAFKA_OPTS is not a valid option list: {exc}") from None
+        return [
+            self._java,
+            f"-Xmx{self._heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            *extra,
+            "-cp",
+            self._jars.classpath,
+            "kafka.Kafka",
+            str(properties),
+        ]
 
     @property
     def node_id(self) -> int:
@@ -108,19 +132,7 @@ class Node:
             self._log = self.log_path.open("ab")
         except OSError as exc:
             raise StackError(f"cannot write {self.log_path}: {exc.strerror}") from None
-        command = [
-            self._java,
-            f"-Xmx{self._heap}",
-            "-Xms128m",
-            "-XX:+UseG1GC",
-            "-XX:+ExitOnOutOfMemoryError",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-            "-cp",
-            self._jars.classpath,
-            "kafka.Kafka",
-            str(properties),
-        ]
+        command = self.command(properties, os.environ.get("KAFKA_OPTS", ""))
         try:
             self._process = subprocess.Popen(
                 command,

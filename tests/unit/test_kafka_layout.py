@@ -153,3 +153,21 @@ def test_no_maven_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(StackError, match=r"Maven is not installed: .*apt-get install maven"):
         kafka_jars(tmp_path / "cache")
+
+
+def test_kafka_opts_come_after_our_jvm_options_and_a_bad_list_is_one_line(tmp_path: Path) -> None:
+    """``$KAFKA_OPTS``, as Kafka's own scripts take it: options after ours (the last of a
+    repeated JVM option wins), quoted words kept whole."""
+    from durable_ingest.apache_kafka.jars import KafkaJars
+    from durable_ingest.apache_kafka.node import Node
+    from foundation.errors import StackError
+
+    layout = plan_layout("x", "4.1.1", [9092], [19092])
+    node = Node(layout.nodes[0], tmp_path, "java", KafkaJars("4.1.1", tmp_path))
+    plain = node.command(tmp_path / "n.properties")
+    tuned = node.command(tmp_path / "n.properties", "-Xmx1g -Dname='a b'")
+    assert tuned[: len(plain) - 4] == plain[:-4]
+    assert tuned[len(plain) - 4 : len(plain) - 2] == ["-Xmx1g", "-Dname=a b"]
+    assert tuned[-4:] == plain[-4:] and plain[-2] == "kafka.Kafka"
+    with pytest.raises(StackError, match="KAFKA_OPTS is not a valid option list"):
+        node.command(tmp_path / "n.properties", "-Dname='unclosed")
