@@ -128,15 +128,15 @@ def python_family(pid: int) -> list[int]:
     return [pid, *(c for c in children(pid) if runs_python(c))]
 
 
-def ask_for_stacks(pid: int) -> None:
-    """Ask ``pid`` and the Python processes under it for their threads' stacks (SIGUSR1,
+def ask_for_stacks(*pids: int) -> None:
+    """Ask each of ``pids`` and the Python processes under it for their threads' stacks (SIGUSR1,
     :func:`foundation.process.dump_stacks_on_sigusr1`): each writes them to its stderr, or
     its log, and goes on. For a failure message about a process that seems stuck."""
     import contextlib
     import signal
     import time
 
-    for p in python_family(pid):
+    for p in [f for pid in pids for f in python_family(pid)]:
         with contextlib.suppress(OSError):  # gone meanwhile
             os.kill(p, signal.SIGUSR1)
     time.sleep(1)

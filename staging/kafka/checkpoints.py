@@ -54,6 +54,23 @@ class _Report:
         self.offset = message.offset() if error is None else None
 
 
+def apply_record(found: dict[str, dict[str, Any]], key: bytes | None, value: bytes | None) -> bool:
+    """One record of the checkpoint topic into ``found`` (newest per key): a tombstone
+    removes its key; fences and keyless records are skipped. False for a value that is
+    not a saved checkpoint."""
+    if key is None or key == FENCE_KEY:
+        return True
+    name = key.decode("utf-8", "replace")
+    if value is None:
+        found.pop(name, None)
+        return True
+    try:
+        found[name] = json.loads(value)["checkpoint"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
 class KafkaCheckpointStore:
     """Checkpoints in a compacted, single-partition Kafka topic."""
 
@@ -125,20 +142,10 @@ class KafkaCheckpointStore:
                     if message.error() is not None:
                         continue
                     position = max(position, message.offset() or 0)
-                    key = message.key()
-                    value = message.value()
-                    if key is None or key == FENCE_KEY:
-                        continue
-                    name = key.decode("utf-8", "replace")
-                    if value is None:
-                        found.pop(name, None)
-                        continue
-                    try:
-                        found[name] = json.loads(value)["checkpoint"]
-                    except (ValueError, KeyError, TypeError):
+                    if not apply_record(found, message.key(), message.value()):
                         log.error(
                             "checkpoint %s at %s[0]@%s is not valid; ignoring it",
-                            name,
+                            (message.key() or b"").decode("utf-8", "replace"),
                             self._topic,
                             message.offset(),
                         )

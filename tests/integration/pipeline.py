@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from staging.checkpoints import entries_in, resume_point
+from staging.kafka.checkpoints import apply_record
 from staging.resource import CHECKPOINT_TOPIC
-from tests.helpers import unique
+from tests.helpers import ask_for_stacks, unique
 from tests.integration.conftest import Spawn, python_json
 from tests.integration.source_helpers import process_env, wait_for
 from tests.servers.coinbase import CoinbaseExchange
@@ -110,16 +111,8 @@ class CheckpointTail:
         """Everything the topic holds so far (waits at most about 0.2 s for more)."""
         while messages := self._consumer.consume(1_000, 0.2):
             for message in messages:
-                key, value = message.key(), message.value()
-                if message.error() is not None or key is None:
-                    continue
-                if value is None:
-                    self.saved.pop(key.decode(), None)
-                    continue
-                try:
-                    self.saved[key.decode()] = json.loads(value)["checkpoint"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # the fences of load_all, and anything not a checkpoint
+                if message.error() is None:  # as load_all reads them
+                    apply_record(self.saved, message.key(), message.value())
         return self.saved
 
     def close(self) -> None:
@@ -220,11 +213,9 @@ class Pipeline:
     def log_tails(self, lines: int = 30) -> str:
         """The last ``lines`` of every worker's log, for a failure message. A worker still
         running is asked for its threads' stacks first (SIGUSR1): where it is waiting."""
-        running = [p for p in [*self.sources, *self.sinks] if p.poll() is None]
-        for process in running:
-            process.send_signal(signal.SIGUSR1)
+        running = [p.pid for p in [*self.sources, *self.sinks] if p.poll() is None]
         if running:
-            time.sleep(1)
+            ask_for_stacks(*running)
             lines += 60
         return "\n".join(
             f"--- {self._names[p.pid]} (exit {p.poll()}):\n"

@@ -12,6 +12,7 @@ import pytest
 from durable_ingest.apache_kafka.jars import (
     ENV_CACHE,
     MARKER,
+    KafkaJars,
     cache_root,
     cached_jars,
     java_major,
@@ -158,9 +159,7 @@ def test_no_maven_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_kafka_opts_come_after_our_jvm_options_and_a_bad_list_is_one_line(tmp_path: Path) -> None:
     """``$KAFKA_OPTS``, as Kafka's own scripts take it: options after ours (the last of a
     repeated JVM option wins), quoted words kept whole."""
-    from durable_ingest.apache_kafka.jars import KafkaJars
-    from durable_ingest.apache_kafka.node import Node
-    from foundation.errors import StackError
+    from durable_ingest.apache_kafka.node import Node  # only here: the rest is layout
 
     layout = plan_layout("x", "4.1.1", [9092], [19092])
     node = Node(layout.nodes[0], tmp_path, "java", KafkaJars("4.1.1", tmp_path))
