@@ -196,7 +196,7 @@ class SinkWorker:
             if in_flight is not None:
                 self._complete(in_flight, reader, dead_letters)
         if self._unsaved:  # one more try before the partitions are given up
-            self._save_entries(dict(self._unsaved))
+            self._save_entries(self._kept(reader.assignment()))
             if self._unsaved:
                 log.warning(
                     "%d checkpoint entries not saved at stop: the source would resume from "
@@ -300,18 +300,22 @@ class SinkWorker:
                 "sink_bad_checkpoints_total", help="Checkpoint headers that could not be read"
             )
             carried_checkpoints = ()
-        # Entries kept from a failed save first, then this batch's (newer: same slot wins),
-        # and only for partitions still ours: a new owner saves its own, newer ones.
-        wanted = {
-            slot: carried
-            for slot, carried in self._unsaved.items()
-            if Partition(carried.topic, carried.partition) in owned
-        }
+        # Entries kept from a failed save first, then this batch's (newer: same slot wins).
+        wanted = self._kept(owned)
         for carried in carried_checkpoints:
             if Partition(carried.topic, carried.partition) not in committed:
                 continue  # not ours any more: its new owner re-reads and saves it
             wanted[partition_slot(carried.resource, carried.partition, carried.instance)] = carried
         self._save_entries(wanted)
+
+    def _kept(self, owned: frozenset[Partition]) -> dict[str, CarriedCheckpoint]:
+        """The entries a failed save kept, for partitions still ``owned``: a partition's new
+        owner saves its own, newer entries, which an old one saved late would overwrite."""
+        return {
+            slot: carried
+            for slot, carried in self._unsaved.items()
+            if Partition(carried.topic, carried.partition) in owned
+        }
 
     def _save_entries(self, wanted: Mapping[str, CarriedCheckpoint]) -> None:
         """Save each slot's entry; after the first the store cannot confirm, keep that one

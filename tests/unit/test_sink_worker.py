@@ -325,6 +325,66 @@ def test_a_checkpoint_store_that_stays_down_costs_the_checkpoints_only(
     assert store.calls == worker.stats.batches + 1
 
 
+class MovingStore(InMemoryCheckpointStore):
+    """A checkpoint store that cannot confirm the first save of partition 2's entry. While
+    that save waits, two more sinks join the group, so partition 2 moves to one of them
+    (partitions are dealt round-robin: the first sink keeps partition 0 only); then
+    ``after_move`` runs."""
+
+    def __init__(
+        self,
+        provider: MemoryStagingProvider,
+        context: StagingContext,
+        after_move: Callable[[], None],
+    ) -> None:
+        super().__init__()
+        self.provider, self.context, self.after_move = provider, context, after_move
+        self.moved = False
+        self.slots: list[str] = []
+
+    def save(self, source: str, resource: str, checkpoint: dict[str, Any]) -> None:
+        if resource.endswith("/2") and not self.moved:
+            self.moved = True
+            topic = self.context.resources[0].topic.name
+            for _ in range(2):
+                self.provider.broker.join(self.context.consumer_group, (topic,))
+            self.after_move()
+            raise DeliveryUnknownError(
+                "1 record(s) to ingest._checkpoints were not confirmed in time",
+                topic="ingest._checkpoints",
+                undelivered=1,
+            )
+        self.slots.append(resource)
+        super().save(source, resource, checkpoint)
+
+
+@pytest.mark.parametrize("later_batch", [True, False], ids=["at-a-later-batch", "at-stop"])
+def test_a_kept_entry_of_a_partition_that_moved_away_is_dropped(
+    catalog: SchemaCatalog, later_batch: bool
+) -> None:
+    """Its new owner saves that partition's entries, and a late save by the old owner could
+    overwrite a newer one. Dropped whether the sink saves next after a later batch of the
+    partition it kept, or when it stops."""
+    provider, context, table = setup(catalog, 300, checkpoint_every=60)
+    resource = context.resources[0]
+    with provider.allocate_session(context) as session:
+
+        def stage_more() -> None:  # records for partition 0 too, which the sink keeps
+            if later_batch:
+                session.writer().write_batch(trades(360)[300:], checkpoint={"upto": 359})
+
+        store = MovingStore(provider, context, stage_more)
+        worker = SinkWorker(session, targets(context, table), chunk_size=1_000, checkpoints=store)
+        worker.run(idle_timeout_s=0.05)
+        unsaved = worker.health()["checkpoints_unsaved"]
+    assert store.moved and worker.metrics.value("sink_checkpoint_save_failures_total") == 1
+    assert unsaved == 0
+    assert {slot.rsplit("/", 1)[1] for slot in store.slots} == {"0"}
+    entries = partition_entries(store, resource.source, resource.name)
+    assert list(entries) == [0]
+    assert entries[0]["checkpoint"] == ({"upto": 359} if later_batch else {"upto": 299})
+
+
 def test_no_checkpoint_is_saved_when_the_write_fails(catalog: SchemaCatalog) -> None:
     """A batch that was not written saves no checkpoint."""
     provider, context, table = setup(
