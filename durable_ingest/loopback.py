@@ -53,11 +53,13 @@ def lasting_port(avoid: set[int] | None = None, host: str = HOST) -> int:
     ephemeral = ephemeral_ports()
     low, high = (10_000, ephemeral.start) if ephemeral.start > 12_000 else (ephemeral.stop, 65_536)
     taken = avoid or set()
-    for _ in range(200):
+    for _ in range(200 if high - low >= 100 else 0):
         port = random.randrange(low, high)
         if port not in taken and port_is_free(port, host):
             return port
-    return free_port(host)  # nothing free out there after 200 tries: an ephemeral one
+    # Nothing free out there after 200 tries, or the kernel hands out (almost) every port
+    # (ip_local_port_range "1024 65535"): an ephemeral one, as before.
+    return free_port(host)
 
 
 def die_with_parent(signum: signal.Signals = signal.SIGTERM) -> None:  # pragma: no cover

@@ -30,3 +30,12 @@ def test_a_lasting_port_is_never_one_to_avoid_or_one_in_use(
         draws = iter([in_use, avoided, free])
         monkeypatch.setattr(loopback.random, "randrange", lambda low, high: next(draws))
         assert lasting_port({avoided}) == free
+
+
+def test_a_kernel_that_hands_out_every_port_gets_a_free_ephemeral_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ip_local_port_range "1024 65535" there is no port outside the range to pick."""
+    monkeypatch.setattr(loopback, "ephemeral_ports", lambda: range(1024, 65536))
+    port = lasting_port()
+    assert 1024 <= port < 65536 and port_is_free(port)
