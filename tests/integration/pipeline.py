@@ -347,9 +347,13 @@ class Delivered:
     timestamp_ms: int
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 90) -> list[Delivered]:
+def read_topic(
+    bootstrap: str, topic: str, timeout_s: float = 90, *, to_watermarks: bool = False
+) -> list[Delivered]:
     """Every record of ``topic`` (all partitions, from the start), decoded, duplicates
-    included: reads until nothing more arrives for 3 s (the writers have stopped)."""
+    included: reads until nothing more arrives for 3 s (the writers have stopped), or, with
+    ``to_watermarks`` (Apache Kafka, whose high watermarks are right; Tansu's may not be),
+    until every partition is read up to its high watermark as of the start."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from staging.decoder import EnvelopeDecoder, FixedHeaders
@@ -358,16 +362,35 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 90) -> list[Delive
     catalog = SchemaCatalog.default()
     catalog.load_all()
     decoder = EnvelopeDecoder(catalog)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("read")})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("read"),
+            # Its connection errors while a broker is down are expected: kept out of the output.
+            "logger": logging.getLogger("tests.read_topic"),
+        }
+    )
     found: list[Delivered] = []
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        ends = (
+            {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions
+            }
+            if to_watermarks
+            else None
+        )
+        read_to = dict.fromkeys(partitions, 0)
         deadline, quiet = time.monotonic() + timeout_s, time.monotonic() + 3
         while time.monotonic() < min(deadline, quiet):
+            if ends is not None and all(read_to[p] >= end for p, end in ends.items()):
+                break
             for m in consumer.consume(1_000, 0.5):
                 if m.error() is not None:
                     continue
+                read_to[m.partition()] = m.offset() + 1
                 record = decoder.decode(
                     topic,
                     m.partition(),

@@ -77,7 +77,7 @@ def finish(pipeline: Pipeline, cluster: KafkaCluster) -> None:
     finally:
         assert not pipeline.exited_by_themselves(), pipeline.exited_by_themselves()
     pipeline.stop_all()
-    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches")
+    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches", to_watermarks=True)
     outcome = pipeline.outcome([(r.product, r.trade_id) for r in staged])
     print(f"\n{outcome}")
 
@@ -151,7 +151,9 @@ def test_kill_9_of_the_checkpoint_leader_and_a_source_restarting_meanwhile(
         assert pipeline.stop(source) == 0, pipeline.log(source)[-3000:]
         # Everything the stopped source staged is confirmed before it restarts, so the
         # checkpoint it must resume from is known: the last trade staged per product.
-        staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches")
+        staged = read_topic(
+            cluster.bootstrap, f"ingest.{pipeline.source}.matches", to_watermarks=True
+        )
         staged_last = {p: max(r.trade_id for r in staged if r.product == p) for p in PRODUCTS}
         wait_for(lambda: pipeline.confirmed() == staged_last, 60, f"{staged_last} confirmed")
         confirmed = pipeline.confirmed()

@@ -65,8 +65,10 @@ def test_sink_members_killed_added_and_stopped_deliver_every_record(
     assert not pipeline.exited_by_themselves(), pipeline.exited_by_themselves()
     pipeline.stop_all()
     want = set(pipeline.expected())
-    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches")
-    delivered = read_topic(cluster.bootstrap, f"derived.{pipeline.source}.matches")
+    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches", to_watermarks=True)
+    delivered = read_topic(
+        cluster.bootstrap, f"derived.{pipeline.source}.matches", to_watermarks=True
+    )
     assert {(r.product, r.trade_id) for r in delivered} == want
     assert {r.event_id for r in delivered} == {r.event_id for r in staged}
     duplicates = len(delivered) - len({(r.product, r.trade_id) for r in delivered})
@@ -124,6 +126,6 @@ def test_sources_split_by_product_into_one_topic_lose_nothing_when_one_is_killed
     assert (
         status["checkpoint"]["resume_from"]["products"]["BTC-USD"]["trade_id"] == (last["BTC-USD"])
     )
-    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches")
+    staged = read_topic(cluster.bootstrap, f"ingest.{pipeline.source}.matches", to_watermarks=True)
     outcome = pipeline.outcome([(r.product, r.trade_id) for r in staged])
     print(f"\n{outcome}")
