@@ -33,6 +33,7 @@ from staging.checkpoints import checkpoint_key
 from staging.envelope import Checkpoint, encode_checkpoint
 from staging.kafka.admin import TopicAdmin
 from staging.kafka.client_config import consumer_config, producer_config
+from staging.kafka.stranded import RenewingProducer
 from staging.kafka.translate import client_settings, consume_error, delivery_error, produce_error
 from staging.resource import TopicSpec
 from staging.times import rfc3339
@@ -85,7 +86,9 @@ class KafkaCheckpointStore:
         admin.ensure([topic])
         admin.check_compacted(topic.name)
         with client_settings("producer"):
-            self._producer = Producer(producer_config(kafka, max_record_bytes=1_000_000))
+            self._producer = RenewingProducer(
+                producer_config(kafka, max_record_bytes=1_000_000), Producer
+            )
         self._flush_timeout_s = kafka.delivery_timeout_ms / 1000 + 5
         self._closed = False
 
@@ -93,15 +96,16 @@ class KafkaCheckpointStore:
         if self._closed:
             raise StagingClosedError("checkpoint store is closed")
         report = _Report()
+        producer = self._producer.current()
         while True:
             try:
-                self._producer.produce(self._topic, value, key, on_delivery=report.on_delivery)
+                producer.produce(self._topic, value, key, on_delivery=report.on_delivery)
                 break
             except KafkaException as exc:
                 raise produce_error(exc, self._topic) from None
             except BufferError:
-                self._producer.poll(0.05)
-        left = self._producer.flush(self._flush_timeout_s)
+                producer.poll(0.05)
+        left = producer.flush(self._flush_timeout_s)
         if report.error is not None or left or report.offset is None:
             raise delivery_error(self._topic, [report.error] if report.error else [], left or 1)
         return report.offset

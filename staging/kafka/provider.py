@@ -20,6 +20,7 @@ from staging.kafka.client_config import (
     topic_max_message_bytes,
 )
 from staging.kafka.reader import KafkaRecordReader
+from staging.kafka.stranded import RenewingProducer
 from staging.kafka.translate import client_settings
 from staging.kafka.writer import (
     DeliveryErrors,
@@ -79,7 +80,7 @@ class KafkaStagingSession:
         self._provider = provider
         self._context = context
         self._partitions = partitions
-        self._producer: Producer | None = None
+        self._producer: RenewingProducer | None = None
         self._delivery_errors = DeliveryErrors()
         self._writers: dict[str, KafkaRecordWriter] = {}
         self._readers: list[KafkaRecordReader] = []
@@ -149,7 +150,7 @@ class KafkaStagingSession:
                 )
             self._producer = None
 
-    def _shared_producer(self) -> Producer:
+    def _shared_producer(self) -> RenewingProducer:
         if self._producer is None:
             config = producer_config(
                 self._provider.kafka, max_record_bytes=self._provider.max_record_bytes
@@ -157,7 +158,7 @@ class KafkaStagingSession:
             config["delivery.report.only.error"] = True
             config["on_delivery"] = self._delivery_errors
             with client_settings("producer"):
-                self._producer = Producer(config)
+                self._producer = RenewingProducer(config, Producer)
         return self._producer
 
     def _check_open(self) -> None:

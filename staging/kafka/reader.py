@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from foundation.errors import (
     UnknownSchemaError,
 )
 from staging.decoder import EnvelopeDecoder, StagedRecord
+from staging.kafka.stranded import BrokerWatch
 from staging.kafka.translate import (
     broker_call,
     client_settings,
@@ -39,6 +41,13 @@ def _partitions(tps: Sequence[TopicPartition]) -> list[Partition]:
     return [Partition(tp.topic, tp.partition) for tp in tps]
 
 
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except (KafkaException, RuntimeError) as exc:
+        log.info("closing a replaced consumer: %s", exc)
+
+
 class KafkaRecordReader:
     """Reads staged batches from a consumer group; never auto-commits."""
 
@@ -53,8 +62,12 @@ class KafkaRecordReader:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._clock = clock
+        self._config = config
+        self._topics = list(topics)
+        self.broker_watch = BrokerWatch()
         with client_settings("consumer"):
-            self._consumer = Consumer(config)
+            self._consumer = Consumer(self.broker_watch.watch(config))
+        self.renewals = 0
         self._decoder = decoder
         self._bootstrap = bootstrap
         self._timeout_s = timeout_s
@@ -63,12 +76,40 @@ class KafkaRecordReader:
         self._closed = False
         self._joined = False  # set by the first assignment, even an empty one
         self._idle_from = 0.0
+        self._subscribe()
+
+    def _subscribe(self) -> None:
         self._consumer.subscribe(
-            list(topics),
+            self._topics,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+
+    def _renew(self) -> None:
+        """A new consumer in the group for one that knows no broker any more (see
+        :mod:`staging.kafka.stranded`): its partitions count as lost, so nothing read
+        through the old one is committed; their new owner, this reader or another, reads
+        them again from the group's committed offsets."""
+        log.warning(
+            "Kafka consumer knows no broker any more (a metadata answer listed none, as a "
+            "cluster's last broker answers while it shuts down): replaced by a new one that "
+            "bootstraps from %s and joins the group again",
+            self._bootstrap,
+        )
+        if self._ledger.assigned:
+            self._on_lost(
+                self._consumer,
+                [TopicPartition(p.topic, p.partition) for p in self._ledger.assigned],
+            )
+        old = self._consumer
+        # Closing leaves the group, which a consumer without brokers may wait on: not here.
+        threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
+        self.broker_watch = BrokerWatch()
+        self._consumer = Consumer(self.broker_watch.watch(self._config))
+        self._joined = False
+        self._subscribe()
+        self.renewals += 1
 
     # -- rebalance callbacks (run inside consume()) --------------------------
 
@@ -106,6 +147,9 @@ class KafkaRecordReader:
         recognise = self._decoder.decode if decode else self._decoder.frame
         idle_since = started = self._clock.monotonic()
         while not self._stopping:
+            if self.broker_watch.stranded:
+                self._renew()
+                started = self._clock.monotonic()  # joining again: not idle yet
             try:
                 messages = self._consumer.consume(chunk_size, poll_timeout_s)
             except KafkaException as exc:

@@ -7,13 +7,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from foundation.clock import SYSTEM_CLOCK, Clock
 from foundation.errors import StagingClosedError
 from staging.deadletters import DeadLetter
 from staging.decoder import StagedRecord
 from staging.envelope import Checkpoint, EncodedBatch, EnvelopeEncoder
+from staging.kafka.stranded import RenewingProducer
 from staging.kafka.translate import delivery_error, produce_error
 from staging.protocol import StagingContext, WriteResult
 from staging.resource import StagedResource
@@ -50,7 +51,7 @@ class KafkaRecordWriter:
 
     def __init__(
         self,
-        producer: Producer,
+        producer: RenewingProducer,
         errors: DeliveryErrors,
         resource: StagedResource,
         *,
@@ -91,10 +92,10 @@ class KafkaRecordWriter:
 
     def _send(self, batch: EncodedBatch) -> WriteResult:
         """Produce every envelope; return once all are acknowledged."""
-        producer = self._producer
+        self._errors.drain()  # failures of an earlier, already reported write
+        producer = self._producer.current()  # after the drain: a renewal reports the old one's
         produce = producer.produce
         topic = self._topic
-        self._errors.drain()  # failures of an earlier, already reported write
         for key, value, headers, partition in zip(
             batch.keys, batch.values, batch.headers, batch.partitions, strict=True
         ):
@@ -119,7 +120,7 @@ class KafkaDeadLetterWriter:
 
     def __init__(
         self,
-        producer: Producer,
+        producer: RenewingProducer,
         errors: DeliveryErrors,
         context: StagingContext,
         *,
@@ -134,13 +135,14 @@ class KafkaDeadLetterWriter:
         if not letters:
             return
         self._errors.drain()
+        producer = self._producer.current()
         topics = set()
         for letter in letters:
             topic = self._context.resource(letter.resource).dlq.name
             topics.add(topic)
             while True:
                 try:
-                    self._producer.produce(
+                    producer.produce(
                         topic,
                         letter.value,
                         letter.key,
@@ -150,8 +152,8 @@ class KafkaDeadLetterWriter:
                 except KafkaException as exc:
                     raise produce_error(exc, topic) from None
                 except BufferError:
-                    self._producer.poll(0.05)
-        undelivered = self._producer.flush(self._flush_timeout_s)
+                    producer.poll(0.05)
+        undelivered = producer.flush(self._flush_timeout_s)
         errors = self._errors.drain()
         if errors or undelivered:
             raise delivery_error(", ".join(sorted(topics)), errors, undelivered)
