@@ -113,16 +113,25 @@ class KafkaRecordReader:
 
     # -- rebalance callbacks (run inside consume()) --------------------------
 
-    def _on_assign(self, _consumer: Consumer, tps: list[TopicPartition]) -> None:
+    # A consumer replaced by _renew() may still call these while it closes (on its own
+    # thread): only the current consumer's assignments count.
+
+    def _on_assign(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         self._joined = True
         self._ledger.assign(_partitions(tps))
         log.info("assigned %s", ", ".join(str(p) for p in _partitions(tps)) or "nothing")
 
-    def _on_revoke(self, _consumer: Consumer, tps: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         self._ledger.release(_partitions(tps))
         log.info("revoked %s", ", ".join(str(p) for p in _partitions(tps)) or "nothing")
 
-    def _on_lost(self, _consumer: Consumer, tps: list[TopicPartition]) -> None:
+    def _on_lost(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         self._ledger.release(_partitions(tps))
         log.warning(
             "lost %s: nothing will be committed for them",

@@ -59,6 +59,8 @@ def test_a_reader_that_knows_no_broker_joins_again_and_reads_what_was_not_commit
             rest.extend(batch.records)
             reader.commit(batch)
         assert reader.renewals == 1
+        # The replaced consumer's own revocation, as it closes, does not touch the new one's.
+        assert reader.assignment()
         committed = {r.record["trade_id"] for r in first.records}
         again = {r.record["trade_id"] for r in second.records}
         after = [r.record["trade_id"] for r in rest]
