@@ -1,4 +1,4 @@
-"""A producer that is replaced once librdkafka has forgotten every broker.
+"""Kafka clients that librdkafka has left with no broker, and a producer renewed then.
 
 librdkafka (since 2.10) drops every broker a metadata answer does not list, and
 its bootstrap servers once it has learned the cluster's own. A broker in a
@@ -15,7 +15,8 @@ every save after the cluster had returned.
 :class:`BrokerWatch` reads the client's statistics (every
 :data:`STATS_INTERVAL_MS`) and says when it knows no broker.
 :class:`RenewingProducer` hands out a producer, and a new one, built from the
-same settings and so bootstrapping again, when the old one has been stranded.
+same settings and so bootstrapping again, when the old one has been stranded;
+the reader (:mod:`staging.kafka.reader`) renews its consumer the same way.
 What the old one still held was already reported undelivered (or is reported
 so now, through its delivery callback), and its callers resend it.
 """

@@ -92,8 +92,10 @@ class KafkaRecordWriter:
 
     def _send(self, batch: EncodedBatch) -> WriteResult:
         """Produce every envelope; return once all are acknowledged."""
-        self._errors.drain()  # failures of an earlier, already reported write
-        producer = self._producer.current()  # after the drain: a renewal reports the old one's
+        # A renewal reports the old producer's records as undelivered: like the failures of
+        # an earlier write, they were already reported, so both are drained before this one.
+        producer = self._producer.current()
+        self._errors.drain()
         produce = producer.produce
         topic = self._topic
         for key, value, headers, partition in zip(
@@ -134,8 +136,8 @@ class KafkaDeadLetterWriter:
     def send(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:
             return
-        self._errors.drain()
         producer = self._producer.current()
+        self._errors.drain()
         topics = set()
         for letter in letters:
             topic = self._context.resource(letter.resource).dlq.name

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from staging.kafka.stranded import STATS_INTERVAL_MS, BrokerWatch, RenewingProducer
+from staging.kafka.writer import DeliveryErrors, KafkaRecordWriter
+from staging.schemas import SchemaCatalog
+from tests.helpers import trade_resource, trades
 
 
 def stats(*sources: str) -> str:
@@ -81,3 +86,55 @@ def test_a_stranded_producer_is_replaced_by_one_built_from_the_same_settings() -
     assert second.config["bootstrap.servers"] == "b:9092"
     assert second.config["stats_cb"] is not first.config["stats_cb"]  # a fresh watch
     assert producers.current() is second
+
+
+class QueueingProducer:
+    """A producer double that keeps what it is given until flushed, and reports what a
+    purge took as undelivered, through the delivery callback of its settings."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.on_delivery = config["on_delivery"]
+        self.queued: list[bytes] = []
+        self.delivered: list[bytes] = []
+        self.purged: list[bytes] = []
+
+    def produce(self, topic: str, value: bytes, *args: Any, **kwargs: Any) -> None:
+        self.queued.append(value)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True) -> None:
+        self.purged, self.queued = self.queued, []
+
+    def flush(self, timeout: float) -> int:
+        for _ in self.purged:
+            self.on_delivery(KafkaError(KafkaError._PURGE_QUEUE), None)
+        self.purged = []
+        if timeout > 0:
+            self.delivered += self.queued
+            self.queued = []
+        return len(self.queued)
+
+
+def test_a_write_after_a_renewal_is_not_failed_by_the_old_producers_purged_records(
+    catalog: SchemaCatalog,
+) -> None:
+    """The old producer's records were reported undelivered before (their write raised):
+    the reports its purge makes belong to that write, not to the next one."""
+    errors = DeliveryErrors()
+    producers = RenewingProducer({"on_delivery": errors}, QueueingProducer)
+    writer = KafkaRecordWriter(
+        producers,
+        errors,
+        trade_resource(catalog),
+        max_record_bytes=1_000_000,
+        partitions=3,
+        flush_timeout_s=1,
+    )
+    stuck = producers.current()
+    stuck.produce("t", b"an earlier write's record, never confirmed")
+    producers.broker_watch(stats())
+    result = writer.write_batch(trades(3))
+    assert result.count == 3 and producers.renewals == 1
+    assert len(producers.current().delivered) == 3
