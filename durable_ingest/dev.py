@@ -206,24 +206,24 @@ class DevRun:
         started = time.monotonic()
         before: Snapshot | None = None
         last = Snapshot(0.0)
-        counts, changed = (0, 0), started  # (staged, written), and when they last changed
         quiet = Quiet()
         while not self._stop.wait(self.options.interval_s):
             last = _keep(last, self._snapshot(started, source, sink))
             print(render(last, before), file=self.out, flush=True)
             before = last
-            if (last.staged, last.written) != counts:
-                counts, changed = (last.staged, last.written), time.monotonic()
             failed = self._failure(source, sink, broker)
             if failed:
                 return self._shutdown(source, sink, last, failed)
-            reason = self._done(last, server, changed, quiet.observe(last))
+            quiet_s = quiet.observe(last)
+            reason = self._done(last, server, quiet_s, quiet.unchanged_for(last))
             if reason:
                 self._why = reason
                 break
         return self._shutdown(source, sink, last, None)
 
-    def _done(self, now: Snapshot, server: Any, counts_changed: float, quiet_s: float) -> str:
+    def _done(self, now: Snapshot, server: Any, quiet_s: float, unchanged_s: float) -> str:
+        """Why the run should end now, or "". ``quiet_s``: nothing new since, counted from
+        the source's first connection; ``unchanged_s``: the same, counted from the start."""
         options = self.options
         if options.duration_s is not None and now.at >= options.duration_s:
             return f"--duration {options.duration_s:g} s reached"
@@ -236,7 +236,7 @@ class DevRun:
             )
         if server is None or not server.finished.is_set():
             return ""
-        if time.monotonic() - counts_changed >= SETTLE_S and now.settled:
+        if unchanged_s >= SETTLE_S and now.settled:
             return f"capture played: {server.sent} frames sent"
         return ""
 

@@ -99,24 +99,30 @@ class Snapshot:
 
 @dataclass(slots=True)
 class Quiet:
-    """How long nothing new was staged or written (``--idle-exit``), counted from the
-    source's first connection: a source still starting, or one that never reached its
-    provider, is not a feed gone quiet (``--duration`` bounds such a run)."""
+    """When the staged and written counts last changed. For ``--idle-exit``, the quiet is
+    counted from the source's first connection: a source still starting, or one that never
+    reached its provider, is not a feed gone quiet (``--duration`` bounds such a run)."""
 
     counts: tuple[int, int] = (0, 0)
-    since: float | None = None
-    """When the counts last changed; None until the source first connected."""
+    changed: float = 0.0
+    """When the counts last changed (seconds since the start, as ``Snapshot.at``)."""
+    connected: float | None = None
+    """When the source was first seen connected (or its first records); None until then."""
 
     def observe(self, now: Snapshot) -> float:
-        """Seconds quiet as of ``now``."""
+        """Take ``now`` in; the seconds quiet as ``--idle-exit`` counts them."""
         counts = (now.staged, now.written)
-        if self.since is None:
+        if counts != self.counts:
+            self.counts, self.changed = counts, now.at
+        if self.connected is None:
             if not now.connected and counts == (0, 0):
                 return 0.0
-            self.counts, self.since = counts, now.at
-        elif counts != self.counts:
-            self.counts, self.since = counts, now.at
-        return now.at - self.since
+            self.connected = now.at
+        return now.at - max(self.changed, self.connected)
+
+    def unchanged_for(self, now: Snapshot) -> float:
+        """Seconds since the counts last changed, counted from the start."""
+        return now.at - self.changed
 
 
 def _rate(now: int, before: int, seconds: float) -> str:

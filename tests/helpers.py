@@ -3,10 +3,13 @@ user runs it (a fresh interpreter)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -132,10 +135,6 @@ def ask_for_stacks(*pids: int) -> None:
     """Ask each of ``pids`` and the Python processes under it for their threads' stacks (SIGUSR1,
     :func:`foundation.process.dump_stacks_on_sigusr1`): each writes them to its stderr, or
     its log, and goes on. For a failure message about a process that seems stuck."""
-    import contextlib
-    import signal
-    import time
-
     for p in [f for pid in pids for f in python_family(pid)]:
         with contextlib.suppress(OSError):  # gone meanwhile
             os.kill(p, signal.SIGUSR1)

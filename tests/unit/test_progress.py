@@ -101,3 +101,12 @@ def test_quiet_starts_with_records_seen_even_if_no_poll_saw_the_connection() -> 
     assert quiet.observe(Snapshot(2.0, staged=3)) == 0.0
     assert quiet.observe(Snapshot(6.0, staged=3, written=3)) == 0.0
     assert quiet.observe(Snapshot(8.0, staged=3, written=3)) == 2.0
+
+
+def test_unchanged_counts_from_the_start_whether_or_not_the_source_connected() -> None:
+    """What a played capture waits on before the run ends (nothing new for a while)."""
+    quiet = Quiet()
+    quiet.observe(Snapshot(4.0))
+    assert quiet.unchanged_for(Snapshot(4.0)) == 4.0
+    quiet.observe(Snapshot(5.0, staged=2))
+    assert quiet.unchanged_for(Snapshot(7.5, staged=2)) == 2.5
