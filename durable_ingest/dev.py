@@ -287,12 +287,7 @@ class DevRun:
                 "Kafka cluster",
                 file=sys.stderr,
             )
-        tables = self._tables()
-        for table, rows in tables:
-            print(f"  {table}: {rows:,} rows (FINAL: one per key, every run so far)", file=self.out)
-        if tables:
-            example = f"SELECT * FROM {tables[0][0]} LIMIT 10"  # noqa: S608 - shown, not run
-            print(f'query them: ingest sql "{example}"', file=self.out, flush=True)
+        self._report_tables()
         for line in errors:
             print(f"ingest: error: {line}", file=sys.stderr)
         return 1 if errors or failed else 0
@@ -350,8 +345,29 @@ class DevRun:
         finally:
             scanner.close()
 
-    def _tables(self) -> list[tuple[str, int]]:
-        """Rows per table of this connector, read from the warehouse the sink released."""
+    def _report_tables(self) -> None:
+        """The rows in each of the connector's tables, and a query to look at them."""
+        tables = self._tables()
+        for table, rows in tables:
+            if rows is None:
+                # Stopped before the sink started: it creates its tables as it starts.
+                print(
+                    f"  {table}: not created yet (the sink stopped before it started)",
+                    file=self.out,
+                )
+            else:
+                print(
+                    f"  {table}: {rows:,} rows (FINAL: one per key, every run so far)",
+                    file=self.out,
+                )
+        created = [table for table, rows in tables if rows is not None]
+        if created:
+            example = f"SELECT * FROM {created[0]} LIMIT 10"  # noqa: S608 - shown, not run
+            print(f'query them: ingest sql "{example}"', file=self.out, flush=True)
+
+    def _tables(self) -> list[tuple[str, int | None]]:
+        """Rows per table of this connector, read from the warehouse the sink released;
+        None for a table not created yet."""
         from sink_workers.clickhouse.query import ReadOnlyQuery
         from sink_workers.clickhouse.warehouse import open_warehouse
 
@@ -361,13 +377,16 @@ class DevRun:
             log.warning("cannot count the rows written: %s", exc)
             return []
         query = ReadOnlyQuery(client)
-        counts = []
+        counts: list[tuple[str, int | None]] = []
         try:
             for table in self._table_names():
                 qualified = (
                     f"{identifier('database', self.settings.clickhouse.database)}."
                     f"{identifier('table', table)}"
                 )
+                if not query(f"EXISTS TABLE {qualified}")["rows"][0][0]:
+                    counts.append((table, None))
+                    continue
                 # FINAL: one row per natural key, even before ClickHouse merges.
                 answer = query(f"SELECT count() FROM {qualified} FINAL")  # noqa: S608 - identifiers checked
                 counts.append((table, int(answer["rows"][0][0])))

@@ -7,6 +7,7 @@ owns a fresh data directory; the shipped Coinbase capture is the feed.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -93,10 +94,12 @@ def sql(cwd: Path, query: str) -> list[list[Any]]:
 def summary(stdout: str) -> tuple[int, int, int]:
     """(staged, written, rows in the table) from the last lines of a dev run."""
     done = re.search(r"done: ([\d,]+) records staged, ([\d,]+) rows written", stdout)
-    table = re.search(r"coinbase_matches: ([\d,]+) rows", stdout)
+    table = re.search(r"coinbase_matches: (?:([\d,]+) rows|not created yet)", stdout)
     assert done and table, stdout
     staged, written = (int(g.replace(",", "")) for g in done.groups())
-    return staged, written, int(table.group(1).replace(",", ""))
+    # Not created: a stop before the sink started, so nothing was written.
+    rows = int(table.group(1).replace(",", "")) if table.group(1) else 0
+    return staged, written, rows
 
 
 class Lines:
@@ -349,6 +352,45 @@ def importing_pydantic(pid: int, timeout_s: float = 30) -> None:
                 return
         time.sleep(0.002)
     raise AssertionError("the CLI never imported pydantic-core")
+
+
+def test_the_summary_names_a_table_the_sink_stopped_before_creating(tmp_path: Path) -> None:
+    """A Ctrl-C before the sink started leaves its table uncreated: the summary says so,
+    without a warning, and offers no query; once created, it counts the table's rows."""
+    from durable_ingest.dev import DevOptions, DevRun
+    from foundation.config import settings_from
+    from sink_workers.clickhouse.warehouse import open_warehouse
+    from sink_workers.clickhouse.writer import ClickHouseTableWriter
+    from sink_workers.tables import table_spec
+
+    out = io.StringIO()
+    run = DevRun(settings_from({"data_dir": str(tmp_path)}), DevOptions("coinbase"), out)
+    run._report_tables()
+    assert (
+        out.getvalue()
+        == "  coinbase_matches: not created yet (the sink stopped before it started)\n"
+    )
+    (resource,) = run.resources
+    client = open_warehouse(run.settings.clickhouse)
+    try:
+        ClickHouseTableWriter(
+            client,
+            table_spec(
+                resource.schema.parsed["fields"],
+                database=run.settings.clickhouse.database,
+                table="coinbase_matches",
+                order_by=resource.id_fields,
+            ),
+        ).ensure()
+    finally:
+        client.close()
+    out.truncate(0)
+    out.seek(0)
+    run._report_tables()
+    assert out.getvalue().splitlines() == [
+        "  coinbase_matches: 0 rows (FINAL: one per key, every run so far)",
+        'query them: ingest sql "SELECT * FROM coinbase_matches LIMIT 10"',
+    ]
 
 
 @pytest.mark.parametrize("after_s", ["importing", 0.4, 1.5])
