@@ -41,19 +41,18 @@ from types import FrameType
 from typing import Any, TextIO
 
 from durable_ingest.commands.stack import prepare_topics, with_broker
+from durable_ingest.dev_summary import RunSummary
 from durable_ingest.processes import Worker
 from durable_ingest.progress import Quiet, Snapshot, describe_checkpoint, render
 from durable_ingest.stack import Broker, make_broker
 from foundation.config import Settings
 from foundation.errors import IngestError, StopError
-from sink_workers.tables import identifier
 from source_workers.capture import CaptureFile, ReplaySpec
 from source_workers.connectors import Connector, load_connector
 from source_workers.connectors.defaults import with_connector_defaults
 from source_workers.replay_feed import check_speed, load_capture, replay_env
 from staging.compose import schema_catalog, staged_resources
 
-log = logging.getLogger("ingest.dev")
 STATE_FILE = "dev.json"
 SETTLE_S = 3.0
 """A worker count unchanged this long counts as caught up (sink) or drained (source)."""
@@ -258,7 +257,7 @@ class DevRun:
         try:
             # The source's last write can land after its last poll: count the topics
             # (never fewer than the source reported).
-            last = replace(last, staged=max(last.staged, self._count_staged()))
+            last = replace(last, staged=max(last.staged, self._summary().count_staged()))
         except IngestError as exc:
             errors.append(f"cannot count the staged records: {exc}")
         last, unwritten = self._drain(sink, last)
@@ -272,7 +271,7 @@ class DevRun:
             for w, code in ((source, source_code), (sink, sink_code))
             if code not in (0, -signal.SIGTERM)
         ]
-        resume = self._resume_points()
+        resume = self._summary().resume_points()
         print(
             f"done: {last.staged:,} records staged, {last.written:,} rows written, "
             f"{last.dead_letters} dead letters in this run; the source would resume from "
@@ -287,10 +286,14 @@ class DevRun:
                 "Kafka cluster",
                 file=sys.stderr,
             )
-        self._report_tables()
+        self._summary().report_tables(self.out)
         for line in errors:
             print(f"ingest: error: {line}", file=sys.stderr)
         return 1 if errors or failed else 0
+
+    def _summary(self) -> RunSummary:
+        """What the run leaves, read from its broker, checkpoint store and warehouse."""
+        return RunSummary(self.settings, self.options.connector, self.resources)
 
     def _drain(self, sink: Worker, last: Snapshot) -> tuple[Snapshot, str]:
         """Follow the sink until it wrote (or dead-lettered) every staged record; with
@@ -311,101 +314,6 @@ class DevRun:
             return last, ""
         why = "exited" if not sink.running() else f"did not within {DRAIN_LIMIT_S:.0f} s"
         return last, f"{missing} staged records were not written: the sink {why} (see sink.log)"
-
-    def _resume_points(self) -> dict[str, Any] | None:
-        """What the source would resume from now, per resource, as the checkpoint store
-        says once the sink has stopped (its last save included); None if unreadable."""
-        from staging.checkpoints import entries_in, resume_point
-        from staging.compose import checkpoint_store
-
-        try:
-            store = checkpoint_store(self.settings)
-            try:
-                saved = store.load_all()
-            finally:
-                store.close()
-        except IngestError as exc:
-            log.warning("cannot read the checkpoints: %s", exc)
-            return None
-        source = self.options.connector
-        points = {r.name: resume_point(entries_in(saved, source, r.name)) for r in self.resources}
-        return {name: point for name, point in points.items() if point is not None}
-
-    def _count_staged(self) -> int:
-        """Records in this connector's staged topics (the broker is fresh for each run)."""
-        from staging.kafka.scan import TopicScanner
-
-        scanner = TopicScanner(self.settings.kafka)
-        try:
-            return sum(
-                len(chunk)
-                for r in self.resources
-                for chunk in scanner.scan(r.topic.name, idle_s=3.0)
-            )
-        finally:
-            scanner.close()
-
-    def _report_tables(self) -> None:
-        """The rows in each of the connector's tables, and a query to look at them."""
-        tables = self._tables()
-        for table, rows in tables:
-            if rows is None:
-                # Stopped before the sink started: it creates its tables as it starts.
-                print(
-                    f"  {table}: not created yet (the sink stopped before it started)",
-                    file=self.out,
-                )
-            else:
-                print(
-                    f"  {table}: {rows:,} rows (FINAL: one per key, every run so far)",
-                    file=self.out,
-                )
-        created = [table for table, rows in tables if rows is not None]
-        if created:
-            example = f"SELECT * FROM {created[0]} LIMIT 10"  # noqa: S608 - shown, not run
-            print(f'query them: ingest sql "{example}"', file=self.out, flush=True)
-
-    def _tables(self) -> list[tuple[str, int | None]]:
-        """Rows per table of this connector, read from the warehouse the sink released;
-        None for a table not created yet."""
-        from sink_workers.clickhouse.query import ReadOnlyQuery
-        from sink_workers.clickhouse.warehouse import open_warehouse
-
-        try:
-            client = open_warehouse(self.settings.clickhouse)
-        except StopError as exc:
-            log.warning("cannot count the rows written: %s", exc)
-            return []
-        query = ReadOnlyQuery(client)
-        counts: list[tuple[str, int | None]] = []
-        try:
-            for table in self._table_names():
-                qualified = (
-                    f"{identifier('database', self.settings.clickhouse.database)}."
-                    f"{identifier('table', table)}"
-                )
-                if not query(f"EXISTS TABLE {qualified}")["rows"][0][0]:
-                    counts.append((table, None))
-                    continue
-                # FINAL: one row per natural key, even before ClickHouse merges.
-                answer = query(f"SELECT count() FROM {qualified} FINAL")  # noqa: S608 - identifiers checked
-                counts.append((table, int(answer["rows"][0][0])))
-        except StopError as exc:
-            log.warning("cannot count the rows written: %s", exc)
-        finally:
-            client.close()
-        return counts
-
-    def _table_names(self) -> list[str]:
-        from sink_workers.run import table_name
-
-        source = self.options.connector
-        configured = self.settings.sources[source].resources
-        return [
-            table_name(source, r.name)
-            for r in self.resources
-            if configured[r.name].stream_topic is None
-        ]
 
 
 def _json(text: str | None) -> dict[str, Any]:

@@ -363,9 +363,10 @@ def test_the_summary_names_a_table_the_sink_stopped_before_creating(tmp_path: Pa
     from sink_workers.clickhouse.writer import ClickHouseTableWriter
     from sink_workers.tables import table_spec
 
+    run = DevRun(settings_from({"data_dir": str(tmp_path)}), DevOptions("coinbase"))
+    summary = run._summary()
     out = io.StringIO()
-    run = DevRun(settings_from({"data_dir": str(tmp_path)}), DevOptions("coinbase"), out)
-    run._report_tables()
+    summary.report_tables(out)
     assert (
         out.getvalue()
         == "  coinbase_matches: not created yet (the sink stopped before it started)\n"
@@ -384,9 +385,8 @@ def test_the_summary_names_a_table_the_sink_stopped_before_creating(tmp_path: Pa
         ).ensure()
     finally:
         client.close()
-    out.truncate(0)
-    out.seek(0)
-    run._report_tables()
+    out = io.StringIO()
+    summary.report_tables(out)
     assert out.getvalue().splitlines() == [
         "  coinbase_matches: 0 rows (FINAL: one per key, every run so far)",
         'query them: ingest sql "SELECT * FROM coinbase_matches LIMIT 10"',
