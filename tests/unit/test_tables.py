@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import fastavro
@@ -173,3 +174,64 @@ def test_columns_follow_the_table_and_fill_empty_composites() -> None:
     assert columns["l"] == [1, 2]
     assert columns["opt_arr"] == [[], ["x"]]
     assert columns["opt"] == [None, "y"]
+
+
+def test_times_of_day_become_their_integers_at_any_depth() -> None:
+    """A time-millis / time-micros, which fastavro gives as a datetime.time, becomes the
+    integer Avro staged: at the top level, and inside arrays, maps and records; the
+    other values (other integers, nulls, strings) are kept as they are."""
+    millis = {"type": "int", "logicalType": "time-millis"}
+    micros = {"type": "long", "logicalType": "time-micros"}
+    fields = [
+        {"name": "at", "type": micros},
+        {"name": "maybe", "type": ["null", millis]},
+        {"name": "list", "type": {"type": "array", "items": ["null", micros]}},
+        {"name": "hours", "type": {"type": "map", "values": millis}},
+        {
+            "name": "slots",
+            "type": {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "Slot",
+                    "fields": [
+                        {"name": "n", "type": "long"},
+                        {"name": "label", "type": "string"},
+                        {"name": "opens", "type": millis},
+                        {
+                            "name": "nested",
+                            "type": {"type": "map", "values": {"type": "array", "items": micros}},
+                        },
+                    ],
+                },
+            },
+        },
+        {"name": "plain", "type": {"type": "array", "items": "long"}},
+    ]
+    spec = table_spec(fields, database="d", table="t", order_by=())
+    nine = dt.time(9, 0, 0, 1234)
+    nine_us = 9 * 3600 * 1_000_000 + 1234
+    rows = [
+        {
+            "at": nine,
+            "maybe": None,
+            "list": [nine, None],
+            "hours": {"a": nine},
+            "slots": [{"n": 7, "label": "x", "opens": nine, "nested": {"k": [nine, dt.time(0)]}}],
+            "plain": [5, 6],
+        },
+        {"at": dt.time(0), "maybe": nine, "list": [], "hours": {}, "slots": [], "plain": []},
+    ]
+    columns = dict(zip(spec.column_names, to_columns(rows, spec), strict=True))
+    assert columns == {
+        "at": [nine_us, 0],
+        "maybe": [None, nine_us // 1000],
+        "list": [[nine_us, None], []],
+        "hours": [{"a": nine_us // 1000}, {}],
+        "slots": [
+            [{"n": 7, "label": "x", "opens": nine_us // 1000, "nested": {"k": [nine_us, 0]}}],
+            [],
+        ],
+        "plain": [[5, 6], []],
+    }
+    assert rows[0]["list"] == [nine, None]  # the decoded records are left untouched
