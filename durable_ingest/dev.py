@@ -253,11 +253,12 @@ class DevRun:
         print(f"stopping: {failed or self._why or 'stopped'}", file=self.out, flush=True)
         timeout = self.settings.sources[self.options.connector].runtime.shutdown_timeout_s + 15
         source_code = source.stop(timeout)  # SIGTERM: it stages what it received
+        summary = self._summary()
         errors = []
         try:
             # The source's last write can land after its last poll: count the topics
             # (never fewer than the source reported).
-            last = replace(last, staged=max(last.staged, self._summary().count_staged()))
+            last = replace(last, staged=max(last.staged, summary.count_staged()))
         except IngestError as exc:
             errors.append(f"cannot count the staged records: {exc}")
         last, unwritten = self._drain(sink, last)
@@ -271,7 +272,7 @@ class DevRun:
             for w, code in ((source, source_code), (sink, sink_code))
             if code not in (0, -signal.SIGTERM)
         ]
-        resume = self._summary().resume_points()
+        resume = summary.resume_points()
         print(
             f"done: {last.staged:,} records staged, {last.written:,} rows written, "
             f"{last.dead_letters} dead letters in this run; the source would resume from "
@@ -286,7 +287,7 @@ class DevRun:
                 "Kafka cluster",
                 file=sys.stderr,
             )
-        self._summary().report_tables(self.out)
+        summary.report_tables(self.out)
         for line in errors:
             print(f"ingest: error: {line}", file=sys.stderr)
         return 1 if errors or failed else 0
