@@ -284,6 +284,12 @@ def report(steps: list[Step], engine: str, step_s: float) -> None:
             f"stopped at {last.rate:,}/s: {why}; the busiest process then was {busiest} "
             f"({last.cpu[busiest]:.0%} of a core)"
         )
+        if not last.emitted_ok and last.visible == last.emitted:
+            # The bench's limit, not the pipeline's: say what the pipeline did keep up with.
+            print(
+                f"  at that step every trade emitted became visible: "
+                f"{last.emitted / last.seconds:,.0f}/s, p99 {last.percentile(0.99):.2f} s"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
