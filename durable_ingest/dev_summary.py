@@ -64,8 +64,8 @@ class RunSummary:
         tables = self.tables()
         for table, rows in tables:
             if rows is None:
-                # Stopped before the sink started: it creates its tables as it starts.
-                print(f"  {table}: not created yet (the sink stopped before it started)", file=out)
+                # The sink creates its tables as it starts: it stopped (or failed) first.
+                print(f"  {table}: not created yet (the sink stopped before creating it)", file=out)
             else:
                 print(f"  {table}: {rows:,} rows (FINAL: one per key, every run so far)", file=out)
         created = [table for table, rows in tables if rows is not None]

@@ -28,10 +28,9 @@ def _empty(type_name: str) -> Any:
 
 # time-millis / time-micros: fastavro gives a datetime.time, the column holds
 # milliseconds / microseconds since midnight (Int32 / Int64), at the top level
-# or inside arrays, maps and records.
+# or inside arrays, maps and records. Only the columns whose Avro type has one
+# (Column.times_of_day) are walked.
 _UNIT_US = {"Int32": 1_000, "Int64": 1}
-_SCALARS = {"Int32", "Int64", "Nullable(Int32)", "Nullable(Int64)"}
-"""Columns whose values are converted only when one of them is a time of day."""
 
 
 def _time_of_day(value: Any, unit_us: int) -> Any:
@@ -93,6 +92,8 @@ def times_of_day(type_name: str) -> Convert | None:
 
 def _top_level_parts(arguments: str) -> list[str]:
     """``"a Int32, b Map(String, Int64)"`` -> ``["a Int32", "b Map(String, Int64)"]``."""
+    if not arguments.strip():
+        return []  # Tuple(): a record without fields
     parts, depth, start = [], 0, 0
     for i, char in enumerate(arguments):
         if char == "(":
@@ -115,10 +116,8 @@ def to_columns(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> list[li
         empty = _empty(column.type)
         if empty is not None:
             values = [type(empty)() if v is None else v for v in values]
-        convert = times_of_day(column.type)
-        if convert is not None and (
-            column.type not in _SCALARS or any(type(v) is dt.time for v in values)
-        ):
+        convert = times_of_day(column.type) if column.times_of_day else None
+        if convert is not None:
             values = [convert(v) for v in values]
         columns.append(values)
     return columns

@@ -137,6 +137,9 @@ class Column:
     name: str
     type: str
     has_default: bool
+    times_of_day: bool = False
+    """A ``time-millis`` / ``time-micros`` somewhere in its Avro type (decoded as a
+    ``datetime.time``, stored as the integer: :mod:`sink_workers.columns`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,10 +220,16 @@ def table_spec(
     identifier("table", table)
     columns = []
     named: dict[str, str] = {}
+    timed: dict[str, bool] = {}
     for f in schema_fields:
         identifier("column", f["name"])
         columns.append(
-            Column(f["name"], clickhouse_type(f["type"], f["name"], named), "default" in f)
+            Column(
+                f["name"],
+                clickhouse_type(f["type"], f["name"], named),
+                "default" in f,
+                holds_time_of_day(f["type"], timed),
+            )
         )
     names = {c.name for c in columns}
     for key in order_by:
@@ -231,6 +240,37 @@ def table_spec(
                 f"table {database}.{table}: order-by field {key!r} may not be nullable"
             )
     return TableSpec(database, table, tuple(columns), tuple(order_by))
+
+
+_TIME_OF_DAY = ("time-millis", "time-micros")
+
+
+def holds_time_of_day(avro: Any, named: dict[str, bool] | None = None) -> bool:
+    """Whether an Avro type (parsed by fastavro) has a time-millis or time-micros in
+    it, at any depth; ``named`` as in :func:`clickhouse_type`, for the records defined
+    earlier in the schema."""
+    named = {} if named is None else named
+    if isinstance(avro, str):
+        return named.get(avro, False)
+    if isinstance(avro, list):
+        return any([holds_time_of_day(branch, named) for branch in avro])
+    if not isinstance(avro, dict):
+        return False
+    kind = avro.get("type")
+    if avro.get("logicalType") in _TIME_OF_DAY:
+        result = True
+    elif kind == "array":
+        result = holds_time_of_day(avro["items"], named)
+    elif kind == "map":
+        result = holds_time_of_day(avro["values"], named)
+    elif kind == "record":
+        # Every field, so that the records defined inside are all named.
+        result = any([holds_time_of_day(f["type"], named) for f in avro["fields"]])
+    else:
+        result = holds_time_of_day(kind, named) if isinstance(kind, (dict, list)) else False
+    if kind in ("record", "enum", "fixed") and "name" in avro:
+        named[avro["name"]] = result
+    return result
 
 
 def avro_input_gaps(fields: Sequence[Mapping[str, Any]]) -> list[str]:

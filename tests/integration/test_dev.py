@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -354,7 +355,9 @@ def importing_pydantic(pid: int, timeout_s: float = 30) -> None:
     raise AssertionError("the CLI never imported pydantic-core")
 
 
-def test_the_summary_names_a_table_the_sink_stopped_before_creating(tmp_path: Path) -> None:
+def test_the_summary_names_a_table_the_sink_stopped_before_creating(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A Ctrl-C before the sink started leaves its table uncreated: the summary says so,
     without a warning, and offers no query; once created, it counts the table's rows."""
     from durable_ingest.dev import DevOptions, DevRun
@@ -366,11 +369,13 @@ def test_the_summary_names_a_table_the_sink_stopped_before_creating(tmp_path: Pa
     run = DevRun(settings_from({"data_dir": str(tmp_path)}), DevOptions("coinbase"))
     summary = run._summary()
     out = io.StringIO()
-    summary.report_tables(out)
+    with caplog.at_level(logging.WARNING, logger="ingest.dev"):
+        summary.report_tables(out)
     assert (
         out.getvalue()
-        == "  coinbase_matches: not created yet (the sink stopped before it started)\n"
+        == "  coinbase_matches: not created yet (the sink stopped before creating it)\n"
     )
+    assert caplog.records == []
     (resource,) = run.resources
     client = open_warehouse(run.settings.clickhouse)
     try:

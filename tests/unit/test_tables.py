@@ -9,7 +9,7 @@ import fastavro
 import pytest
 
 from foundation.errors import ConfigError, SchemaEvolutionError
-from sink_workers.columns import to_columns
+from sink_workers.columns import times_of_day, to_columns
 from sink_workers.tables import DEDUP_WINDOW, clickhouse_type, table_spec
 from staging.schemas import SchemaCatalog
 
@@ -207,6 +207,7 @@ def test_times_of_day_become_their_integers_at_any_depth() -> None:
             },
         },
         {"name": "plain", "type": {"type": "array", "items": "long"}},
+        {"name": "again", "type": "Slot"},  # a reference to the record defined above
     ]
     spec = table_spec(fields, database="d", table="t", order_by=())
     nine = dt.time(9, 0, 0, 1234)
@@ -219,8 +220,17 @@ def test_times_of_day_become_their_integers_at_any_depth() -> None:
             "hours": {"a": nine},
             "slots": [{"n": 7, "label": "x", "opens": nine, "nested": {"k": [nine, dt.time(0)]}}],
             "plain": [5, 6],
+            "again": {"n": 1, "label": "y", "opens": dt.time(0, 0, 1), "nested": {}},
         },
-        {"at": dt.time(0), "maybe": nine, "list": [], "hours": {}, "slots": [], "plain": []},
+        {
+            "at": dt.time(0),
+            "maybe": nine,
+            "list": [],
+            "hours": {},
+            "slots": [],
+            "plain": [],
+            "again": {"n": 2, "label": "z", "opens": nine, "nested": {"k": []}},
+        },
     ]
     columns = dict(zip(spec.column_names, to_columns(rows, spec), strict=True))
     assert columns == {
@@ -233,5 +243,18 @@ def test_times_of_day_become_their_integers_at_any_depth() -> None:
             [],
         ],
         "plain": [[5, 6], []],
+        "again": [
+            {"n": 1, "label": "y", "opens": 1_000, "nested": {}},
+            {"n": 2, "label": "z", "opens": nine_us // 1000, "nested": {"k": []}},
+        ],
     }
     assert rows[0]["list"] == [nine, None]  # the decoded records are left untouched
+    # Columns without a time of day in their Avro type are not walked (nor copied).
+    assert [c.name for c in spec.columns if not c.times_of_day] == ["plain"]
+    assert columns["plain"][0] is rows[0]["plain"]
+
+
+def test_a_record_without_fields_has_no_time_of_day() -> None:
+    assert times_of_day("Tuple()") is None
+    assert times_of_day("Array(Tuple())") is None
+    assert times_of_day("Tuple(a Tuple(), b Int32)") is not None
