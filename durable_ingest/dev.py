@@ -187,11 +187,12 @@ class DevRun:
             f"ClickHouse ({where}{clickhouse.dsn})",
             file=self.out,
         )
-        print(
-            f"worker logs: {dev_dir}/{{source,sink,broker}}.log; Ctrl-C stops",
-            file=self.out,
-            flush=True,
+        logs = (
+            f"{dev_dir}/{{source,sink,broker}}.log"
+            if self.options.engine == "tansu"
+            else f"{dev_dir}/{{source,sink}}.log, the broker's {dev_dir}/kafka/node-*.log"
         )
+        print(f"worker logs: {logs}; Ctrl-C stops", file=self.out, flush=True)
 
     # --- watching ---------------------------------------------------------------
 
