@@ -99,8 +99,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 # The test brokers' JVMs (Apache Kafka nodes, started by this process, its workers or the
 # commands the tests run) without the C2 compiler: a 3-node cluster measured ready in 6.5 s
-# instead of 9.0, with 13 s of CPU from start to stop instead of 19 (a third less), on a suite that starts and restarts nodes often
-# on two cores. Throughput is not what these tests measure. A KAFKA_OPTS already set wins.
+# instead of 9.0, with 13 s of CPU from start to stop instead of 19, on a suite that starts
+# and restarts nodes often on two cores. Throughput is not what these tests measure. A
+# KAFKA_OPTS already set wins.
 os.environ.setdefault("KAFKA_OPTS", "-XX:TieredStopAtLevel=1")
 
 

@@ -18,7 +18,7 @@ from foundation.errors import (
     UnknownSchemaError,
 )
 from staging.decoder import EnvelopeDecoder, StagedRecord
-from staging.kafka.stranded import BrokerWatch
+from staging.kafka.stranded import BrokerWatch, warn_renewed
 from staging.kafka.translate import (
     broker_call,
     client_settings,
@@ -64,9 +64,7 @@ class KafkaRecordReader:
         self._clock = clock
         self._config = config
         self._topics = list(topics)
-        self.broker_watch = BrokerWatch()
-        with client_settings("consumer"):
-            self._consumer = Consumer(self.broker_watch.watch(config))
+        self._consumer = self._new_consumer()
         self.renewals = 0
         self._decoder = decoder
         self._bootstrap = bootstrap
@@ -86,27 +84,24 @@ class KafkaRecordReader:
             on_lost=self._on_lost,
         )
 
+    def _new_consumer(self) -> Consumer:
+        """A consumer from the reader's settings, watched for being stranded."""
+        self.broker_watch = BrokerWatch()
+        with client_settings("consumer"):
+            return Consumer(self.broker_watch.watch(self._config))
+
     def _renew(self) -> None:
         """A new consumer in the group for one that knows no broker any more (see
         :mod:`staging.kafka.stranded`): its partitions count as lost, so nothing read
         through the old one is committed; their new owner, this reader or another, reads
         them again from the group's committed offsets."""
-        log.warning(
-            "Kafka consumer knows no broker any more (a metadata answer listed none, as a "
-            "cluster's last broker answers while it shuts down): replaced by a new one that "
-            "bootstraps from %s and joins the group again",
-            self._bootstrap,
-        )
+        warn_renewed("consumer", self._bootstrap, " and joins the group again")
         if self._ledger.assigned:
-            self._on_lost(
-                self._consumer,
-                [TopicPartition(p.topic, p.partition) for p in self._ledger.assigned],
-            )
+            self._release_lost(sorted(self._ledger.assigned))
         old = self._consumer
         # Closing leaves the group, which a consumer without brokers may wait on: not here.
         threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
-        self.broker_watch = BrokerWatch()
-        self._consumer = Consumer(self.broker_watch.watch(self._config))
+        self._consumer = self._new_consumer()
         self._joined = False
         self._subscribe()
         self.renewals += 1
@@ -132,10 +127,12 @@ class KafkaRecordReader:
     def _on_lost(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         if consumer is not self._consumer:
             return
-        self._ledger.release(_partitions(tps))
+        self._release_lost(_partitions(tps))
+
+    def _release_lost(self, partitions: list[Partition]) -> None:
+        self._ledger.release(partitions)
         log.warning(
-            "lost %s: nothing will be committed for them",
-            ", ".join(str(p) for p in _partitions(tps)),
+            "lost %s: nothing will be committed for them", ", ".join(str(p) for p in partitions)
         )
 
     # -- reading ---------------------------------------------------------------

@@ -40,6 +40,18 @@ _REAL_BROKERS = frozenset({"configured", "learned"})
 """Broker handles that can answer a metadata request (not ``internal`` or ``logical``)."""
 
 
+def warn_renewed(client: str, bootstrap: object, then: str = "") -> None:
+    """The one log line of a client replaced because it knew no broker any more."""
+    log.warning(
+        "Kafka %s knows no broker any more (a metadata answer listed none, as a cluster's "
+        "last broker answers while it shuts down): replaced by a new one that bootstraps "
+        "from %s%s",
+        client,
+        bootstrap,
+        then,
+    )
+
+
 class BrokerWatch:
     """librdkafka's statistics callback: whether the client still knows a broker."""
 
@@ -83,12 +95,7 @@ class RenewingProducer:
 
     def _renew(self) -> None:
         old = self._producer
-        log.warning(
-            "Kafka producer knows no broker any more (a metadata answer listed none, as a "
-            "cluster's last broker answers while it shuts down): replaced by a new one that "
-            "bootstraps from %s",
-            self._config.get("bootstrap.servers"),
-        )
+        warn_renewed("producer", self._config.get("bootstrap.servers"))
         old.purge(in_queue=True, in_flight=True)
         old.flush(0)  # serves the purged records' reports: they count as undelivered
         self.broker_watch = BrokerWatch()
